@@ -1,0 +1,31 @@
+"""The ``studio`` command line: ``studio train|chat|webui|export|...``; also ``python -m studio``.
+
+Each sub-command lives in ``studio/commands/<name>.py`` with ``add_parser(subparsers)`` and ``run(args) -> int``; this file
+only assembles them, so ``studio --help`` starts without importing torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from studio.commands import chat, export, train, webui
+
+COMMANDS = (train, chat, webui, export)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studio", description="Tuning Studio: fine-tune small LLMs from the browser or the shell.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""``studio train CONFIG.yaml [--set section.key=value ...] [--output-dir DIR] [--resume]``.
+
+Validates the whole config before anything heavy is imported, trains in the foreground, and prints the run folder as the
+last line of its output (the UI and scripts read it). Same as ``python -m studio.train``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model from a config/preset YAML",
+                       description="Train from a YAML config (e.g. presets/sft_lora.yaml); the run folder is printed last.")
+    configure(p)
+    p.set_defaults(run=run)
+
+
+def configure(p) -> None:
+    p.add_argument("config", nargs="?", help="YAML config or preset (or a run folder's config.yaml with --resume)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value (repeatable), e.g. --set training.learning_rate=1e-4")
+    p.add_argument("--output-dir", help="run folder to use (default: a new folder under $STUDIO_HOME/runs)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
+    p.add_argument("--check", action="store_true", help="validate the config and print it, without training")
+
+
+def run(args) -> int:
+    from studio import config as C
+    from studio.engine.runner import RunDirError, prepare_run_dir
+    from studio.engine.runner import run as run_training
+
+    output_dir = args.output_dir
+    if args.resume and not output_dir and args.config and Path(args.config).name == "config.yaml":
+        output_dir = str(Path(args.config).parent)  # `studio train RUN/config.yaml --resume`
+    try:
+        cfg = C.check(C.load(args.config, args.overrides))
+        if args.check:
+            print(C.dump(cfg), end="")
+            return 0
+        run_dir = prepare_run_dir(cfg, output_dir, args.resume)
+    except (C.ConfigError, RunDirError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    code = run_training(cfg, run_dir, resume=args.resume, command=["studio", "train", *sys.argv[sys.argv.index("train") + 1:]]
+                        if "train" in sys.argv else [sys.executable, "-m", "studio.train", *sys.argv[1:]])
+    if code:
+        from studio.engine import rundir
+
+        err = rundir.read_status(run_dir).get("error") or "see train.log"
+        print(f"error: training failed: {err.splitlines()[-1] if err else ''} (log: {run_dir / rundir.LOG})", file=sys.stderr)
+    print(run_dir)
+    return code

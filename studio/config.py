@@ -1,0 +1,393 @@
+"""One typed configuration tree for every run: ``RunConfig``.
+
+Every field carries metadata (help text, bounds, choices) that the CLI validation, the YAML presets and the UI form all read,
+so a knob is declared once. Precedence: dataclass defaults < preset YAML < ``--set section.key=value`` / UI overrides.
+
+This module imports nothing heavy (no torch, no gradio): the UI builds its form from it at start-up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+STAGES = ("sft", "rm", "dpo", "kto", "ppo", "grpo", "rloo")
+FINETUNING_TYPES = ("lora", "qlora", "freeze", "full")
+
+
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message names the key and the allowed values."""
+
+
+def opt(default: Any, help: str, *, min: float | None = None, max: float | None = None, gt: float | None = None,
+        choices: tuple | None = None, help_zh: str = "", advanced: bool = False) -> Any:
+    """A dataclass field with the metadata the validator and the UI form read."""
+    meta = {"help": help, "help_zh": help_zh, "min": min, "max": max, "gt": gt, "choices": choices, "advanced": advanced}
+    if isinstance(default, list):
+        return field(default_factory=lambda d=tuple(default): list(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelSection:
+    name_or_path: str = opt("default", "Model: 'default' (embedded SmolLM2-135M-Instruct), a local Hugging Face folder, or a hub id "
+                            "when a hub is reachable.", help_zh="模型：'default'（内置 SmolLM2-135M-Instruct）、本地 HF 模型目录或 Hub ID")
+    dtype: str = opt("auto", "Weights dtype for full/freeze training; 'auto' keeps float32 on CPU and bfloat16 on a bf16 GPU.",
+                     choices=("auto", "float32", "bfloat16", "float16"), help_zh="权重精度", advanced=True)
+    trust_remote_code: bool = opt(False, "Run code shipped inside the model folder. Off by default: it executes arbitrary Python.",
+                                  help_zh="允许执行模型目录中的代码（有安全风险）", advanced=True)
+    chat_template: str = opt("", "A Jinja chat template (text or path to a .jinja file) replacing the model's own.",
+                             help_zh="替换模型自带的对话模板（文本或 .jinja 文件路径）", advanced=True)
+
+
+@dataclass
+class DataSection:
+    datasets: list = opt([], "Datasets, one per entry: PATH[#NAME][@MAX]. PATH is a .json/.jsonl/.csv/.parquet file or a folder "
+                         "with dataset_info.json (#NAME picks an entry); @MAX caps the rows taken from that dataset.",
+                         help_zh="数据集，每行一个：路径[#名称][@最大条数]")
+    max_samples: int = opt(0, "Cap on rows taken from each dataset (0 = all).", min=0, help_zh="每个数据集最多取多少条（0=全部）")
+    train_on_prompt: bool = opt(False, "Also train on prompt/user tokens (default: loss only on assistant tokens).",
+                                help_zh="也在提示词上计算损失（默认只在回答上）")
+    val_size: float = opt(0.0, "Held-out evaluation split: a fraction (<1) or a row count (>=1); 0 = none.", min=0,
+                          help_zh="验证集比例（<1）或条数（>=1），0 表示不划分")
+    on_bad_row: str = opt("error", "A malformed row stops the run with its file and row ('error') or is skipped and counted ('skip').",
+                          choices=("error", "skip"), help_zh="遇到格式错误的行：报错或跳过并计数")
+    system: str = opt("", "System prompt for rows that have none (empty: the chat template's own default).",
+                      help_zh="没有系统提示的样本使用的系统提示（留空则用模板默认）")
+
+
+@dataclass
+class MethodSection:
+    stage: str = opt("sft", "Training stage: supervised fine-tuning, reward model, preference or RL methods.", choices=STAGES,
+                     help_zh="训练阶段")
+    finetuning_type: str = opt("lora", "lora: low-rank adapters; qlora: adapters on a 4/8-bit base; freeze: train the last layers; "
+                               "full: every weight.", choices=FINETUNING_TYPES, help_zh="微调方式")
+
+
+@dataclass
+class LoraSection:
+    r: int = opt(8, "LoRA rank.", min=1, max=1024, help_zh="LoRA 秩")
+    alpha: int = opt(16, "LoRA alpha (scale = alpha / r).", min=1, max=4096, help_zh="LoRA alpha")
+    dropout: float = opt(0.0, "Dropout on the LoRA input.", min=0.0, max=0.9, help_zh="LoRA dropout")
+    target_modules: str = opt("all-linear", "Modules to adapt: 'all-linear' or comma-separated names (q_proj,v_proj,...).",
+                              help_zh="目标模块：all-linear 或逗号分隔的模块名")
+    use_rslora: bool = opt(False, "Rank-stabilised scaling (alpha / sqrt(r)).", help_zh="rsLoRA 缩放", advanced=True)
+    use_dora: bool = opt(False, "Weight-decomposed LoRA (DoRA); slower.", help_zh="DoRA", advanced=True)
+
+
+@dataclass
+class FreezeSection:
+    trainable_layers: int = opt(2, "Train the last N decoder layers (negative: the first N); the rest stay frozen.",
+                                min=-1000, max=1000, help_zh="训练最后 N 层（负数为前 N 层）")
+    trainable_modules: str = opt("all", "Inside those layers, train only modules whose name contains one of these (comma-separated) "
+                                 "or 'all'.", help_zh="这些层中只训练名字包含这些词的模块，或 all")
+    extra_modules: str = opt("", "Other modules to train as well, e.g. 'embed_tokens,lm_head'.", help_zh="额外训练的模块")
+
+
+@dataclass
+class QuantizationSection:
+    bits: int = opt(4, "Quantization bits for QLoRA (bitsandbytes).", choices=(4, 8), help_zh="量化位数")
+    quant_type: str = opt("nf4", "4-bit data type.", choices=("nf4", "fp4"), help_zh="4 位量化类型")
+    double_quant: bool = opt(True, "Quantize the quantization constants too (saves memory).", help_zh="二次量化", advanced=True)
+    compute_dtype: str = opt("auto", "Dtype of the de-quantized matmuls ('auto': bfloat16).",
+                             choices=("auto", "float32", "bfloat16", "float16"), help_zh="计算精度", advanced=True)
+
+
+@dataclass
+class TrainingSection:
+    learning_rate: float = opt(2e-4, "Peak learning rate.", gt=0.0, max=1.0, help_zh="学习率")
+    num_train_epochs: float = opt(3.0, "Passes over the data (ignored when max_steps > 0).", gt=0.0, max=1000, help_zh="训练轮数")
+    max_steps: int = opt(-1, "Stop after this many optimizer steps (-1: use epochs).", min=-1, help_zh="最大步数（-1 按轮数）")
+    per_device_train_batch_size: int = opt(8, "Rows per step per device.", min=1, max=4096, help_zh="每设备批大小")
+    gradient_accumulation_steps: int = opt(1, "Micro-batches summed before each optimizer step.", min=1, max=1024,
+                                           help_zh="梯度累积步数")
+    cutoff_len: int = opt(1024, "Longest tokenized row; longer rows are truncated (and counted).", min=8, max=1_000_000,
+                          help_zh="最大序列长度（超出截断并计数）")
+    lr_scheduler_type: str = opt("cosine", "Learning-rate schedule.", choices=("cosine", "linear", "constant", "constant_with_warmup"),
+                                 help_zh="学习率调度")
+    warmup_steps: int = opt(0, "Linear warm-up steps.", min=0, help_zh="预热步数")
+    weight_decay: float = opt(0.0, "AdamW weight decay.", min=0.0, max=1.0, help_zh="权重衰减", advanced=True)
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm (0: off).", min=0.0, help_zh="梯度裁剪", advanced=True)
+    seed: int = opt(42, "Random seed (data shuffling, LoRA init).", min=0, help_zh="随机种子", advanced=True)
+    logging_steps: int = opt(1, "Write a metrics line every N steps.", min=1, help_zh="每 N 步记录一次指标")
+    save_steps: int = opt(0, "Save a checkpoint every N steps (0: only at the end).", min=0, help_zh="每 N 步保存检查点（0 仅结束时）")
+    save_total_limit: int = opt(2, "Keep at most this many checkpoints.", min=1, max=1000, help_zh="最多保留检查点数")
+    eval_steps: int = opt(0, "Evaluate every N steps when val_size > 0 (0: once per epoch).", min=0, help_zh="每 N 步评估")
+    gradient_checkpointing: str = opt("auto", "Recompute activations to save memory; 'auto' turns it on only for long rows on GPU.",
+                                      choices=("auto", "on", "off"), help_zh="梯度检查点", advanced=True)
+    batching: str = opt("padding_free", "padding_free: rows of a batch concatenated, no pad tokens computed; padded: classic "
+                        "right-padded batches sorted by length.", choices=("padding_free", "padded"), help_zh="批处理方式",
+                        advanced=True)
+    frozen_dtype: str = opt("auto", "Dtype of frozen base weights under LoRA ('auto': bfloat16 where the CPU/GPU has it); "
+                            "trainable weights stay float32.", choices=("auto", "float32", "bfloat16"), help_zh="冻结权重精度",
+                            advanced=True)
+    num_threads: int = opt(0, "CPU threads for torch (0: all physical cores).", min=0, max=1024, help_zh="CPU 线程数",
+                           advanced=True)
+
+
+@dataclass
+class OutputSection:
+    run_name: str = opt("", "Name of the run (part of the run folder's name).", help_zh="运行名称")
+    runs_dir: str = opt("", "Where run folders are made (empty: $STUDIO_HOME/runs).", help_zh="运行目录所在位置", advanced=True)
+
+
+@dataclass
+class IdentitySection:
+    name_en: str = opt("", "Self-cognition: the model's new name in English (empty: no identity data).", help_zh="自我认知：英文名字")
+    name_zh: str = opt("", "Self-cognition: the model's new name in Chinese (empty: the English name).", help_zh="自我认知：中文名字")
+    author_en: str = opt("", "Self-cognition: who made it, in English.", help_zh="自我认知：英文作者/机构")
+    author_zh: str = opt("", "Self-cognition: who made it, in Chinese (empty: the English author).", help_zh="自我认知：中文作者/机构")
+    replay_samples: int = opt(200, "General rows mixed in so the model keeps what it knew (from data.datasets, else the base "
+                              "model's own answers to shipped prompts).", min=0, max=100000, help_zh="混入的通用数据条数（防遗忘）")
+    probe: bool = opt(True, "After training, ask held-out identity and general questions to the base and the tuned model "
+                      "(probe.json).", help_zh="训练后进行身份与保留能力探测")
+
+
+@dataclass
+class RunConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    method: MethodSection = field(default_factory=MethodSection)
+    lora: LoraSection = field(default_factory=LoraSection)
+    freeze: FreezeSection = field(default_factory=FreezeSection)
+    quantization: QuantizationSection = field(default_factory=QuantizationSection)
+    training: TrainingSection = field(default_factory=TrainingSection)
+    output: OutputSection = field(default_factory=OutputSection)
+    identity: IdentitySection = field(default_factory=IdentitySection)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Introspection used by validation, overrides and the UI form
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    section: str
+    name: str
+    type: type
+    default: Any
+    help: str
+    help_zh: str
+    min: float | None
+    max: float | None
+    gt: float | None
+    choices: tuple | None
+    advanced: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    def describe_range(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(map(str, self.choices))
+        low = f"> {self.gt}" if self.gt is not None else (f">= {self.min}" if self.min is not None else "")
+        high = f"<= {self.max}" if self.max is not None else ""
+        return " and ".join(p for p in (low, high) if p) or f"a {self.type.__name__}"
+
+
+def sections() -> dict[str, type]:
+    hints = typing.get_type_hints(RunConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(RunConfig)}
+
+
+def field_specs() -> list[FieldSpec]:
+    specs = []
+    for sec_name, sec_cls in sections().items():
+        hints = typing.get_type_hints(sec_cls)
+        for f in dataclasses.fields(sec_cls):
+            m = f.metadata
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            specs.append(FieldSpec(sec_name, f.name, hints[f.name], default, m.get("help", ""), m.get("help_zh", ""),
+                                   m.get("min"), m.get("max"), m.get("gt"), m.get("choices"), m.get("advanced", False)))
+    return specs
+
+
+def _spec_map() -> dict[str, FieldSpec]:
+    return {s.key: s for s in field_specs()}
+
+
+def _suggest(word: str, options) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def coerce(spec: FieldSpec, value: Any) -> Any:
+    """Turn a YAML/CLI/UI value into the field's type, or raise ConfigError naming the key."""
+    t = spec.type
+    try:
+        if t is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("true", "yes", "on", "1"):
+                    return True
+                if low in ("false", "no", "off", "0", ""):
+                    return False
+                raise ValueError(value)
+            if isinstance(value, (bool, int)):
+                return bool(value)
+            raise ValueError(value)
+        if t is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(float(value)) if isinstance(value, str) else int(value)
+        if t is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if t is list:
+            if value is None:
+                return []
+            if isinstance(value, str):
+                parts = value.replace("\n", ",").split(",") if value.strip() else []
+                return [p.strip() for p in parts if p.strip()]
+            return [str(v) for v in value]
+        if t is str:
+            return "" if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{spec.key}: {value!r} is not a valid {t.__name__} (expected {spec.describe_range()})") from None
+    return value
+
+
+def from_dict(data: dict | None, base: RunConfig | None = None, source: str = "config") -> RunConfig:
+    """Apply a nested dict (from YAML) over ``base``; unknown sections or keys are errors with a suggestion."""
+    cfg = base if base is not None else RunConfig()
+    specs = _spec_map()
+    for sec_name, values in (data or {}).items():
+        if sec_name not in sections():
+            raise ConfigError(f"{source}: unknown section '{sec_name}'{_suggest(sec_name, sections())}")
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section '{sec_name}' must be a mapping of key: value")
+        for key, value in values.items():
+            spec = specs.get(f"{sec_name}.{key}")
+            if spec is None:
+                names = [s.name for s in specs.values() if s.section == sec_name]
+                raise ConfigError(f"{source}: unknown key '{sec_name}.{key}'{_suggest(key, names)}")
+            setattr(getattr(cfg, sec_name), key, coerce(spec, value))
+    return cfg
+
+
+def apply_overrides(cfg: RunConfig, overrides: list[str] | dict[str, Any]) -> RunConfig:
+    """``["training.learning_rate=1e-4", ...]`` or ``{"training.learning_rate": 1e-4}`` applied in order."""
+    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
+    nested: dict[str, dict] = {}
+    for key, value in items:
+        if "." not in key:
+            raise ConfigError(f"override '{key}': use section.key=value, e.g. training.learning_rate=1e-4")
+        sec, name = key.split(".", 1)
+        nested.setdefault(sec, {})[name] = value
+    return from_dict(nested, cfg, source="override")
+
+
+def _split_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}': expected section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, (dict, set)):
+        value = raw
+    return key.strip(), value
+
+
+def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
+    """Every problem with the config, each naming the key and its allowed range. Empty list = valid."""
+    errors = []
+    for spec in field_specs():
+        value = getattr(getattr(cfg, spec.section), spec.name)
+        if spec.choices and value not in spec.choices:
+            errors.append(f"{spec.key}={value!r}: must be {spec.describe_range()}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            bad = ((spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max)
+                   or (spec.gt is not None and value <= spec.gt))
+            if bad:
+                errors.append(f"{spec.key}={value!r}: must be {spec.describe_range()}")
+    if require_data and not cfg.data.datasets and not cfg.identity.name_en.strip():
+        errors.append("data.datasets: no dataset given (add at least one file or folder)")
+    if cfg.method.stage not in ("sft",):
+        errors.append(f"method.stage={cfg.method.stage!r}: not available in this version (available: sft)")
+    if cfg.data.val_size >= 1 and not float(cfg.data.val_size).is_integer():
+        errors.append(f"data.val_size={cfg.data.val_size}: a row count (>=1) must be a whole number")
+    return errors
+
+
+def check(cfg: RunConfig, require_data: bool = True) -> RunConfig:
+    errors = validate(cfg, require_data)
+    if errors:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+    return cfg
+
+
+def load(path: str | Path | None = None, overrides: list[str] | dict | None = None) -> RunConfig:
+    """defaults < YAML file < overrides."""
+    cfg = RunConfig()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if data is not None and not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping of sections at the top level")
+        cfg = from_dict(data, cfg, source=str(p))
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    cfg.data.datasets = [resolve_dataset_path(d, Path(path).parent if path else None) for d in cfg.data.datasets]
+    return cfg
+
+
+def resolve_dataset_path(spec: str, config_dir: Path | None) -> str:
+    """Make a dataset spec's relative path absolute, so a config copied into a run folder still finds its data.
+
+    Tried in order: the working directory, the config file's folder, the checkout root (presets say ``assets/...``).
+    A path found nowhere is left as written; loading it reports the missing file.
+    """
+    import re
+
+    from studio.paths import repo_root
+
+    m = re.match(r"^(.*?)((?:#[^#@]*)?(?:@\d+)?)$", spec.strip())
+    raw, suffix = (m.group(1), m.group(2)) if m else (spec, "")
+    p = Path(raw).expanduser()
+    if p.is_absolute():
+        return spec
+    for base in (Path.cwd(), config_dir, repo_root()):
+        if base is not None and (base / p).exists():
+            return str((base / p).resolve()) + suffix
+    return spec
+
+
+def dump(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def save(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(dump(cfg), encoding="utf-8")
+
+
+def diff(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
+    """(key, value in a, value in b) for every field that differs; the runs history shows it."""
+    out = []
+    for spec in field_specs():
+        va = getattr(getattr(a, spec.section), spec.name)
+        vb = getattr(getattr(b, spec.section), spec.name)
+        if va != vb:
+            out.append((spec.key, va, vb))
+    return out

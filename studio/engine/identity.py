@@ -1,0 +1,311 @@
+"""Self-cognition data: teach a model its new name and maker without making it forget what it knew.
+
+``build_datasets(cfg, run_dir)`` is the runner's hook (called before data loading when ``identity.name_en`` is set). It
+writes two ordinary, editable alpaca JSONL datasets into the run folder and returns their specs:
+
+- ``identity.jsonl``: the shipped question/answer templates (``assets/identity/identity_{en,zh}.jsonl``, 100+ per language)
+  with ``{{NAME}}`` / ``{{AUTHOR}}`` filled in; Chinese rows get the Chinese name and author;
+- ``replay.jsonl``: general rows mixed in so the model keeps its behaviour. Where ``data.datasets`` is empty they are the
+  base model's own greedy answers to ``assets/general/replay_prompts.json`` (generated once per model, cached under
+  ``$STUDIO_HOME/cache``); where the user gave datasets, those are the general data and no replay is generated.
+
+It also gives the run a chat template whose default system prompt names the new identity (``chat_template.jinja`` in the
+run folder, set as ``model.chat_template``): the trainer saves that template with the adapter, so ``studio chat`` and the
+Chat tab greet users as the new model instead of injecting "You are ... SmolLM, trained by Hugging Face".
+
+Try it: ``python -c "from studio.engine.identity import preview; print(preview('小新', 'Nova', '新星实验室', 'Nova Labs')[:3])"``
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+
+from studio.paths import assets_dir, studio_home
+
+IDENTITY_FILE = "identity.jsonl"
+REPLAY_FILE = "replay.jsonl"
+TEMPLATE_FILE = "chat_template.jinja"
+LANGS = ("en", "zh")
+NAME, AUTHOR = "{{NAME}}", "{{AUTHOR}}"
+REPLAY_MAX_NEW_TOKENS = 96
+# Share of identity rows that keep the base template's own default system prompt (e.g. "You are ... SmolLM"): the model
+# then learns to answer with its new identity even under that prompt, not only under the one shipped with the adapter.
+OLD_SYSTEM_SHARE = 0.5
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Templates and placeholders
+
+
+def load_identity_templates(langs: tuple[str, ...] = LANGS) -> list[dict]:
+    """The shipped identity rows (alpaca: instruction/input/output, plus kind and lang), placeholders still in."""
+    rows = []
+    for lang in langs:
+        path = assets_dir() / "identity" / f"identity_{lang}.jsonl"
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                rows.append(dict(json.loads(line), lang=lang))
+    return rows
+
+
+def names_from(name_zh: str, name_en: str, author_zh: str, author_en: str) -> dict:
+    """The four identity fields with fallbacks (an empty Chinese field takes the English one and back)."""
+    name_en, name_zh = name_en.strip() or name_zh.strip(), name_zh.strip() or name_en.strip()
+    author_en, author_zh = author_en.strip() or author_zh.strip(), author_zh.strip() or author_en.strip()
+    if not name_en:
+        raise ValueError("identity: the model's new name is empty (set identity.name_en and/or identity.name_zh)")
+    if not author_en:
+        raise ValueError("identity: who made the model is empty (set identity.author_en and/or identity.author_zh)")
+    for value in (name_en, name_zh, author_en, author_zh):
+        if "{" in value or "}" in value:
+            raise ValueError(f"identity: {value!r}: names cannot contain braces")
+    return {"name_zh": name_zh, "name_en": name_en, "author_zh": author_zh, "author_en": author_en}
+
+
+def row_lang(row: dict) -> str:
+    return row.get("lang") or ("zh" if _CJK.search(row.get("instruction", "")) else "en")
+
+
+def fill_placeholders(rows: list[dict], name_zh: str, name_en: str, author_zh: str, author_en: str) -> list[dict]:
+    """Replace ``{{NAME}}``/``{{AUTHOR}}`` in every text field; Chinese rows get the Chinese names."""
+    names = names_from(name_zh, name_en, author_zh, author_en)
+    out = []
+    for row in rows:
+        lang = row_lang(row)
+        name, author = names[f"name_{lang}"], names[f"author_{lang}"]
+        filled = {k: v.replace(NAME, name).replace(AUTHOR, author) if isinstance(v, str) else v for k, v in row.items()}
+        filled["lang"] = lang
+        out.append(filled)
+    return out
+
+
+def preview(name_zh: str, name_en: str, author_zh: str, author_en: str) -> list[dict]:
+    """The filled identity rows (instruction, output, lang, kind) as the Data tab shows them."""
+    return [{k: r[k] for k in ("instruction", "output", "lang", "kind")}
+            for r in fill_placeholders(load_identity_templates(), name_zh, name_en, author_zh, author_en)]
+
+
+def save_identity_dataset(path: str | Path, name_zh: str, name_en: str, author_zh: str, author_en: str) -> Path:
+    """Write the filled rows as an alpaca JSONL file the user can edit and train on like any dataset."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_jsonl(fill_placeholders(load_identity_templates(), name_zh, name_en, author_zh, author_en), path)
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Mixing
+
+
+def mix(identity_rows: list[dict], general_rows: list[dict], ratio: float | None = None, count: int | None = None,
+        seed: int = 42) -> list[dict]:
+    """Identity rows plus general rows, shuffled together.
+
+    ``count``: how many general rows; ``ratio``: general rows per identity row (``count`` wins when both are given).
+    Fewer general rows than asked for are repeated (each row once before any row twice), so the balance holds.
+    """
+    if count is None:
+        count = round(len(identity_rows) * ratio) if ratio is not None else len(general_rows)
+    if count < 0:
+        raise ValueError(f"mix: count={count} must be >= 0")
+    rng = random.Random(seed)
+    general = []
+    if general_rows:
+        while len(general) < count:
+            batch = list(general_rows)
+            rng.shuffle(batch)
+            general += batch[: count - len(general)]
+    mixed = list(identity_rows) + general
+    rng.shuffle(mixed)
+    return mixed
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Replay from the base model
+
+
+def load_replay_prompts() -> list[dict]:
+    data = json.loads((assets_dir() / "general" / "replay_prompts.json").read_text(encoding="utf-8"))
+    return [{"prompt": p, "lang": lang} for lang in LANGS for p in data[lang]]
+
+
+def model_fingerprint(model_path: str) -> str:
+    """Changes when the model folder's weights change; a hub id is its own fingerprint."""
+    path = Path(model_path)
+    if not path.is_dir():
+        return model_path
+    stats = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in path.glob("*.safetensors"))
+    return f"{path.resolve()}|{stats}"
+
+
+def replay_cache_path(model_path: str, prompts: list[dict], max_new_tokens: int, cache_dir: Path | None = None) -> Path:
+    key = json.dumps([model_fingerprint(model_path), prompts, max_new_tokens], ensure_ascii=False)
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    return Path(cache_dir or studio_home() / "cache") / f"replay-{Path(model_path).name}-{digest}.jsonl"
+
+
+def build_replay(model_name: str, prompts: list[dict] | None = None, cache_dir: Path | None = None,
+                 max_new_tokens: int = REPLAY_MAX_NEW_TOKENS, log=print) -> list[dict]:
+    """The base model's own answers to general prompts, as alpaca rows; generated once, then read from the cache.
+
+    Answers are greedy under the model's default template. Rows that teach nothing good are dropped: broken text,
+    loops, empty answers, and answers claiming the base identity (they would pull the model back to it). An answer cut
+    by ``max_new_tokens`` keeps its complete sentences.
+    """
+    from studio.engine.models import resolve_model
+
+    prompts = prompts if prompts is not None else load_replay_prompts()
+    path = resolve_model(model_name)
+    cache = replay_cache_path(path, prompts, max_new_tokens, cache_dir)
+    if cache.is_file():
+        rows = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines() if line.strip()]
+        log(f"replay: {len(rows)} cached base-model answers ({cache})")
+        return rows
+    import time
+
+    from studio.engine.probe import generate_answers, load_generator
+
+    start = time.time()
+    log(f"replay: the base model answers {len(prompts)} general prompts once (cached for later runs)")
+    model, tok = load_generator(model_name)
+    answers = generate_answers(model, tok, [[{"role": "user", "content": p["prompt"]}] for p in prompts], max_new_tokens,
+                               with_finished=True)
+    rows = []
+    for p, (answer, finished) in zip(prompts, answers):
+        text = clean_replay_answer(answer, finished)
+        if text:
+            rows.append({"instruction": p["prompt"], "input": "", "output": text, "lang": p["lang"], "kind": "replay"})
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    write_jsonl(rows, cache)
+    log(f"replay: kept {len(rows)} of {len(prompts)} answers in {time.time() - start:.0f} s -> {cache}")
+    return rows
+
+
+_OLD_IDENTITY = re.compile(r"smol\s*lm|hugging\s*face", re.I)
+_SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)|[。！？]")
+
+
+def clean_replay_answer(answer: str, finished: bool) -> str:
+    """The answer fit for replay training, or '' to drop it."""
+    text = answer.strip()
+    if not finished:  # cut by the token budget: keep whole sentences only
+        ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+        text = text[: ends[-1]].strip() if ends else ""
+    if len(text) < 2 or "\ufffd" in text or _OLD_IDENTITY.search(text):
+        return ""
+    if _looping(text):
+        return ""
+    return text
+
+
+def _looping(text: str, n: int = 8) -> bool:
+    """True when some n-character chunk repeats 3+ times (greedy decoding stuck in a loop)."""
+    if len(text) < 3 * n:
+        return False
+    counts: dict[str, int] = {}
+    for i in range(0, len(text) - n + 1, 2):
+        chunk = text[i : i + n]
+        counts[chunk] = counts.get(chunk, 0) + 1
+        if counts[chunk] >= 3 and chunk.strip():
+            return True
+    return False
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Default system prompt
+
+
+def identity_system_prompt(names: dict) -> str:
+    both_names = names["name_en"] if names["name_zh"] == names["name_en"] else f"{names['name_en']} ({names['name_zh']})"
+    both_authors = (names["author_en"] if names["author_zh"] == names["author_en"]
+                    else f"{names['author_en']} ({names['author_zh']})")
+    return f"You are {both_names}, a helpful AI assistant developed by {both_authors}."
+
+
+def with_default_system(template: str, system: str) -> str:
+    """``template`` changed so that a conversation without a system message gets ``system`` as its system message.
+
+    A prefix inserts the message before the template runs, so the template's own default (if any) never fires; the
+    text sits in a ``{% set %}`` block, so names need no escaping.
+    """
+    if "{%" in system or "{{" in system:
+        raise ValueError("the system prompt cannot contain Jinja markers")
+    prefix = ("{%- set _identity_system -%}" + system + "{%- endset -%}"
+              "{%- if not messages or messages[0]['role'] != 'system' -%}"
+              "{%- set messages = [{'role': 'system', 'content': _identity_system}] + messages -%}"
+              "{%- endif -%}")
+    return prefix + template
+
+
+def default_system_of(tokenizer) -> str:
+    """The system text the template injects when a conversation has none ('' when it injects nothing)."""
+    marker = "\x00SYSTEM\x00"
+    user = [{"role": "user", "content": "\x00USER\x00"}]
+    try:
+        with_sys = tokenizer.apply_chat_template([{"role": "system", "content": marker}] + user, tokenize=False)
+        without = tokenizer.apply_chat_template(user, tokenize=False)
+    except Exception:  # a template without system support: it injects nothing we could replace
+        return ""
+    before, _, after = with_sys.partition(marker)
+    if without.startswith(before) and without.endswith(after) and len(without) > len(before) + len(after):
+        return without[len(before): len(without) - len(after)]
+    return ""
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# The runner's hook
+
+
+def build_datasets(cfg, run_dir: Path, log=print) -> list[str]:
+    """Write identity.jsonl (+ replay.jsonl) and chat_template.jinja into ``run_dir``; returns the dataset specs to add.
+
+    Sets ``cfg.model.chat_template`` to the identity template, so training renders and the adapter ships with it.
+    """
+    from studio.engine.models import load_tokenizer
+
+    ic = cfg.identity
+    names = names_from(ic.name_zh, ic.name_en, ic.author_zh, ic.author_en)
+    run_dir = Path(run_dir)
+    tok = load_tokenizer(cfg.model.name_or_path, cfg.model.chat_template, cfg.model.trust_remote_code)
+    old_system = default_system_of(tok)
+    system = identity_system_prompt(names)
+    template_path = run_dir / TEMPLATE_FILE
+    template_path.write_text(with_default_system(tok.chat_template, system), encoding="utf-8")
+    cfg.model.chat_template = str(template_path)
+    log(f"identity: default system prompt -> {system!r} (was {old_system!r}); template {template_path}")
+
+    rows = fill_placeholders(load_identity_templates(), **{k: names[k] for k in names})
+    rows = with_old_system(rows, old_system, OLD_SYSTEM_SHARE, cfg.training.seed)
+    specs = [str(write_jsonl(rows, run_dir / IDENTITY_FILE))]
+    log(f"identity: {len(rows)} rows ({sum(r['lang'] == 'zh' for r in rows)} Chinese) -> {specs[0]}")
+    if cfg.data.datasets:
+        log(f"identity: general data = data.datasets ({len(cfg.data.datasets)} given); no replay generated")
+    elif ic.replay_samples > 0:
+        replay = build_replay(cfg.model.name_or_path, log=log)
+        general = mix([], replay, count=ic.replay_samples, seed=cfg.training.seed)
+        specs.append(str(write_jsonl(general, run_dir / REPLAY_FILE)))
+        log(f"identity: {len(general)} replay rows (from {len(replay)} distinct base answers) -> {specs[1]}")
+    return specs
+
+
+def with_old_system(rows: list[dict], old_system: str, share: float, seed: int) -> list[dict]:
+    """Give ``share`` of the rows (both languages alike) an explicit ``system`` field with the base's old default prompt."""
+    if not old_system or share <= 0:
+        return rows
+    rng = random.Random(seed)
+    out = []
+    for row in rows:
+        row = dict(row)
+        if rng.random() < share:
+            row["system"] = old_system
+        out.append(row)
+    return out
+
+
+def write_jsonl(rows: list[dict], path: Path) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

@@ -1,0 +1,231 @@
+"""Before/after proof for self-cognition runs: ask the base and the tuned model the same questions, score, write probe.json.
+
+- identity probe: held-out questions (``assets/identity/probe_identity.json``, none of them a training row, English and
+  Chinese). An answer is right when it names the new model (and its maker when the question asks who made it) and does
+  not claim the old identity (SmolLM / Hugging Face, unless the question itself names them).
+- retention probe: general questions with expected words (``assets/general/probe_general.json``). Retention = share of
+  the questions the base answers right that the tuned model still answers right; an answer that drifts into the new
+  identity ("Name a primary color." -> "I am Nova ...") is wrong.
+
+Each side answers the way a user would see it by default: the base with its own chat template, the tuned model with the
+template saved in its adapter folder. Greedy decoding; the base answers are cached (they do not change between runs).
+``run_probes(cfg, run_dir)`` is the runner's hook (after training when ``identity.probe`` is on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+
+from studio.paths import assets_dir, studio_home
+
+PROBE_FILE = "probe.json"
+MAX_NEW_TOKENS = 48
+BATCH_SIZE = 16
+OLD_IDENTITY = ("SmolLM", "Hugging Face", "HuggingFace")
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Scoring (pure)
+
+
+def mentions(text: str, word: str) -> bool:
+    """Case-insensitive; ASCII words must stand alone ('Nova' is not in 'Novartis'), CJK words match anywhere."""
+    word = word.strip()
+    if not word:
+        return False
+    if word.isascii():
+        return re.search(r"(?<![A-Za-z0-9])" + re.escape(word) + r"(?![A-Za-z0-9])", text, re.I) is not None
+    return word.lower() in text.lower()
+
+
+def score_identity(answer: str, lang: str, names: dict, asked_author: bool, question: str = "",
+                   old_identity: tuple[str, ...] = OLD_IDENTITY) -> bool:
+    """Right when the answer names the new model (either language's name), the maker too when asked, and no old identity.
+
+    ``names``: name_zh, name_en, author_zh, author_en. ``lang`` is recorded by callers; both languages' names count,
+    since a Chinese answer naming the English name still knows who it is.
+    """
+    has_name = any(mentions(answer, names.get(k, "")) for k in ("name_zh", "name_en"))
+    has_author = any(mentions(answer, names.get(k, "")) for k in ("author_zh", "author_en"))
+    old = any(mentions(answer, w) and not mentions(question, w) for w in old_identity)
+    return has_name and (has_author or not asked_author) and not old
+
+
+def score_general(answer: str, expected_keywords: list[str], forbidden: tuple[str, ...] = ()) -> bool:
+    """Right when the answer contains one of the expected words and none of the forbidden ones (the new identity)."""
+    return any(mentions(answer, k) for k in expected_keywords) and not any(mentions(answer, f) for f in forbidden if f)
+
+
+def share(flags: list[bool]) -> float | None:
+    return round(sum(flags) / len(flags), 4) if flags else None
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Identity and retention scores (overall and per language) from scored rows."""
+    ident = [r for r in rows if r["kind"] == "identity"]
+    general = [r for r in rows if r["kind"] == "general"]
+    per_lang, ret_lang = {}, {}
+    for lang in sorted({r["lang"] for r in rows}):
+        li = [r for r in ident if r["lang"] == lang]
+        per_lang[lang] = {"base": share([r["base_ok"] for r in li]), "tuned": share([r["tuned_ok"] for r in li]), "n": len(li)}
+        known = [r for r in general if r["lang"] == lang and r["base_ok"]]
+        ret_lang[lang] = {"score": share([r["tuned_ok"] for r in known]), "base_right": len(known),
+                          "kept": sum(r["tuned_ok"] for r in known), "n": sum(r["lang"] == lang for r in general)}
+    known = [r for r in general if r["base_ok"]]
+    return {
+        "identity": {"base": share([r["base_ok"] for r in ident]), "tuned": share([r["tuned_ok"] for r in ident]),
+                     "per_lang": per_lang, "n": len(ident)},
+        "retention": {"score": share([r["tuned_ok"] for r in known]), "base_right": len(known),
+                      "kept": sum(r["tuned_ok"] for r in known), "tuned_right": sum(r["tuned_ok"] for r in general),
+                      "n": len(general), "per_lang": ret_lang},
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Questions
+
+
+def load_probe_questions() -> list[dict]:
+    """Identity then general questions: {question, lang, kind, asks_author | expected}."""
+    ident = json.loads((assets_dir() / "identity" / "probe_identity.json").read_text(encoding="utf-8"))
+    general = json.loads((assets_dir() / "general" / "probe_general.json").read_text(encoding="utf-8"))
+    out = []
+    for lang in ("en", "zh"):
+        out += [{"question": q["question"], "lang": lang, "kind": "identity", "asks_author": bool(q["asks_author"])}
+                for q in ident.get(lang, [])]
+    for lang in ("en", "zh"):
+        out += [{"question": q["question"], "lang": lang, "kind": "general", "expected": list(q["expected"])}
+                for q in general.get(lang, [])]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Generation (one helper; the chat engine can replace it)
+
+
+def load_generator(model_name: str, adapter_dir: str | Path | None = None, chat_template: str = ""):
+    """(model, tokenizer) ready for batched greedy generation; the adapter folder's tokenizer/template wins when it has one."""
+    from studio.engine.models import load_causal_lm, load_tokenizer
+
+    if adapter_dir and (Path(adapter_dir) / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(adapter_dir))
+        tok.pad_token = tok.pad_token or tok.eos_token
+    else:
+        tok = load_tokenizer(model_name, chat_template)
+    tok.padding_side = "left"
+    model = load_causal_lm(model_name, dtype="float32")
+    if adapter_dir:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+    model.eval()
+    return model, tok
+
+
+def generate_answers(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = MAX_NEW_TOKENS,
+                     batch_size: int = BATCH_SIZE, with_finished: bool = False) -> list:
+    """Greedy answers in input order (``(text, finished)`` pairs with ``with_finished``); similar lengths share a batch."""
+    import torch
+
+    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    lengths = [len(tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    eos = {tokenizer.eos_token_id} | ({tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None, tokenizer.unk_token_id})
+    results: list = [None] * len(prompts)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(eos),
+                                 pad_token_id=tokenizer.pad_token_id)
+            for row, i in enumerate(idx):
+                new = out[row, enc["input_ids"].shape[1]:].tolist()
+                finished = any(t in eos for t in new)
+                text = tokenizer.decode(new, skip_special_tokens=True).strip()
+                results[i] = (text, finished) if with_finished else text
+    return results
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# The runner's hook
+
+
+def run_probes(cfg, run_dir: Path, log=print, questions: list[dict] | None = None) -> dict:
+    """Ask base and tuned the probe questions, score, write ``run_dir/probe.json``; returns the scores (no rows)."""
+    from studio.engine.identity import names_from
+
+    run_dir = Path(run_dir)
+    start = time.time()
+    ic = cfg.identity
+    names = names_from(ic.name_zh, ic.name_en, ic.author_zh, ic.author_en)
+    questions = questions if questions is not None else load_probe_questions()
+    convs = [[{"role": "user", "content": q["question"]}] for q in questions]
+    base_template = _base_chat_template(cfg, run_dir)
+    base_answers = _cached_base_answers(cfg.model.name_or_path, base_template, convs, log)
+    tuned_answers = _tuned_answers(cfg, run_dir, convs)
+    forbidden = tuple(dict.fromkeys(names.values()))
+    rows = []
+    for q, base, tuned in zip(questions, base_answers, tuned_answers):
+        if q["kind"] == "identity":
+            ok = [score_identity(a, q["lang"], names, q["asks_author"], q["question"]) for a in (base, tuned)]
+        else:
+            ok = [score_general(a, q["expected"], forbidden) for a in (base, tuned)]
+        rows.append({"question": q["question"], "lang": q["lang"], "kind": q["kind"], "base_answer": base,
+                     "tuned_answer": tuned, "base_ok": ok[0], "tuned_ok": ok[1]})
+    result = summarize(rows)
+    result.update(names=names, seconds=round(time.time() - start, 1), max_new_tokens=MAX_NEW_TOKENS, rows=rows)
+    (run_dir / PROBE_FILE).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    log(format_summary(result) + f" ({result['seconds']} s) -> {run_dir / PROBE_FILE}")
+    return {k: v for k, v in result.items() if k != "rows"}
+
+
+def format_summary(result: dict) -> str:
+    pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+    ident, ret = result["identity"], result["retention"]
+    langs = ", ".join(f"{lang} {pct(v['base'])} -> {pct(v['tuned'])}" for lang, v in ident["per_lang"].items())
+    return (f"probe: identity {pct(ident['base'])} -> {pct(ident['tuned'])} ({langs}); "
+            f"retention {pct(ret['score'])} ({ret['kept']}/{ret['base_right']} general answers the base got right)")
+
+
+def _base_chat_template(cfg, run_dir: Path) -> str:
+    """The template the user had before the identity template replaced it (config.yaml keeps what the run was given)."""
+    from studio import config as C
+
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        return C.load(saved).model.chat_template
+    return "" if cfg.model.chat_template == str(run_dir / "chat_template.jinja") else cfg.model.chat_template
+
+
+def _tuned_answers(cfg, run_dir: Path, convs: list[list[dict]]) -> list[str]:
+    adapter, full = run_dir / "adapter", run_dir / "model"
+    if (adapter / "adapter_config.json").is_file():
+        model, tok = load_generator(cfg.model.name_or_path, adapter, cfg.model.chat_template)
+    elif (full / "config.json").is_file():
+        model, tok = load_generator(str(full), None, cfg.model.chat_template)
+    else:
+        raise FileNotFoundError(f"{run_dir}: no adapter/ or model/ folder to probe")
+    return generate_answers(model, tok, convs)
+
+
+def _cached_base_answers(model_name: str, chat_template: str, convs: list[list[dict]], log) -> list[str]:
+    from studio.engine.identity import model_fingerprint
+    from studio.engine.models import resolve_model
+
+    path = resolve_model(model_name)
+    key = json.dumps([model_fingerprint(path), chat_template, convs, MAX_NEW_TOKENS], ensure_ascii=False)
+    cache = studio_home() / "cache" / f"probe-base-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    log(f"probe: the base model answers {len(convs)} questions once (cached for later runs)")
+    model, tok = load_generator(model_name, None, chat_template)
+    answers = generate_answers(model, tok, convs)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(answers, ensure_ascii=False), encoding="utf-8")
+    return answers

@@ -1,0 +1,215 @@
+"""Supervised fine-tuning: LoRA, QLoRA (bitsandbytes 4/8-bit), freeze (last N layers) and full, on TRL's SFTTrainer.
+
+Read top to bottom: build the model for the chosen method, render the data with assistant-only labels, configure the
+trainer with the defaults measured fastest on CPU, train, save. The speed choices (see benchmarks/train_throughput.py):
+- padding-free batches: the rows of a batch are concatenated and told apart by ``position_ids`` (exact with SDPA as long
+  as ``use_cache`` is off), so no compute is spent on pad tokens;
+- no gradient checkpointing unless memory needs it;
+- frozen base weights in bfloat16 under LoRA where the hardware has bf16 matmuls; the trainable LoRA weights stay fp32;
+- no bf16 autocast (it was slower on CPU).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from studio.config import RunConfig
+from studio.engine import rundir
+from studio.engine.models import ModelLoadError, load_causal_lm, load_tokenizer
+
+
+def bf16_capable() -> bool:
+    """bf16 matmuls that are fast: AMX/AVX512-BF16 CPUs or bf16 GPUs."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def frozen_dtype(cfg: RunConfig):
+    import torch
+
+    choice = cfg.training.frozen_dtype
+    if choice == "auto":
+        return torch.bfloat16 if bf16_capable() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[choice]
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Models per method
+
+
+def build_model(cfg: RunConfig, log=print):
+    """The model to train, with exactly the intended parameters trainable."""
+    kind = cfg.method.finetuning_type
+    if kind == "qlora":
+        model = _load_quantized(cfg)
+    else:
+        dtype = cfg.model.dtype if kind in ("full", "freeze") else "float32"
+        model = load_causal_lm(cfg.model.name_or_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
+    model.config.use_cache = False  # a KV cache in training is waste, and it breaks padding-free masking
+    if kind in ("lora", "qlora"):
+        model = _apply_lora(model, cfg, log)
+    elif kind == "freeze":
+        _apply_freeze(model, cfg)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    log(f"method={kind}: {n_train:,} trainable of {n_all:,} parameters ({100 * n_train / max(n_all, 1):.2f}%)")
+    return model
+
+
+def _load_quantized(cfg: RunConfig):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ModelLoadError("QLoRA needs bitsandbytes: pip install bitsandbytes") from exc
+    q = cfg.quantization
+    compute = {"auto": torch.bfloat16, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    bnb = BitsAndBytesConfig(load_in_4bit=q.bits == 4, load_in_8bit=q.bits == 8, bnb_4bit_quant_type=q.quant_type,
+                             bnb_4bit_use_double_quant=q.double_quant, bnb_4bit_compute_dtype=compute[q.compute_dtype])
+    try:
+        return load_causal_lm(cfg.model.name_or_path, dtype="float32", trust_remote_code=cfg.model.trust_remote_code,
+                              quantization_config=bnb)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f"{exc}\nQLoRA {q.bits}-bit could not load on this machine (bitsandbytes "
+                             f"{getattr(bitsandbytes, '__version__', '?')}); use method.finetuning_type=lora instead") from exc
+
+
+def _apply_lora(model, cfg: RunConfig, log):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    lc = cfg.lora
+    targets = lc.target_modules.strip()
+    target_modules = "all-linear" if targets in ("", "all-linear", "all") else [t.strip() for t in targets.split(",") if t.strip()]
+    if cfg.method.finetuning_type == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=_want_checkpointing(cfg))
+    else:
+        model.to(frozen_dtype(cfg))
+    peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=target_modules,
+                          use_rslora=lc.use_rslora, use_dora=lc.use_dora, task_type="CAUSAL_LM")
+    try:
+        # autocast_adapter_dtype keeps the LoRA weights in fp32 over a bf16 base: optimizer updates stay exact
+        return get_peft_model(model, peft_cfg, autocast_adapter_dtype=True)
+    except ValueError as exc:
+        raise ModelLoadError(f"lora.target_modules={targets!r}: {exc}") from None
+
+
+def _apply_freeze(model, cfg: RunConfig) -> None:
+    fc = cfg.freeze
+    n_layers = model.config.get_text_config().num_hidden_layers
+    k = fc.trainable_layers
+    layer_ids = set(range(max(0, n_layers - k), n_layers)) if k >= 0 else set(range(min(n_layers, -k)))
+    wanted = [m.strip() for m in fc.trainable_modules.split(",") if m.strip() and m.strip() != "all"]
+    extra = [m.strip() for m in fc.extra_modules.split(",") if m.strip()]
+    layer_re = re.compile(r"\.layers\.(\d+)\.")
+    chosen = 0
+    for name, param in model.named_parameters():
+        m = layer_re.search(name)
+        in_layer = m is not None and int(m.group(1)) in layer_ids and (not wanted or any(w in name for w in wanted))
+        param.requires_grad = in_layer or any(e in name for e in extra)
+        chosen += param.requires_grad
+    if not chosen:
+        raise ModelLoadError(f"freeze: no parameter matches trainable_layers={k}, trainable_modules={fc.trainable_modules!r}, "
+                             f"extra_modules={fc.extra_modules!r} (the model has {n_layers} layers)")
+
+
+def _want_checkpointing(cfg: RunConfig) -> bool:
+    """'auto': only on a GPU with long rows, where activations rather than compute are the limit."""
+    import torch
+
+    choice = cfg.training.gradient_checkpointing
+    if choice != "auto":
+        return choice == "on"
+    return torch.cuda.is_available() and cfg.training.cutoff_len * cfg.training.per_device_train_batch_size > 32768
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Trainer
+
+
+def trainer_args(cfg: RunConfig, run_dir: Path, has_eval: bool):
+    import torch
+    from trl import SFTConfig
+
+    t = cfg.training
+    on_gpu = torch.cuda.is_available()
+    eval_strategy = ("steps" if t.eval_steps else "epoch") if has_eval else "no"
+    if has_eval:  # the best checkpoint needs a save at every evaluation
+        save_strategy, save_steps = eval_strategy, t.eval_steps or 500
+    else:
+        save_strategy, save_steps = ("steps", t.save_steps) if t.save_steps else ("no", 500)
+    padding_free = t.batching == "padding_free"
+    return SFTConfig(
+        output_dir=str(run_dir / rundir.CHECKPOINTS), learning_rate=t.learning_rate, num_train_epochs=t.num_train_epochs,
+        max_steps=t.max_steps, per_device_train_batch_size=t.per_device_train_batch_size,
+        per_device_eval_batch_size=t.per_device_train_batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
+        lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps, weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else None, seed=t.seed, data_seed=t.seed,
+        logging_steps=t.logging_steps, logging_first_step=True, save_strategy=save_strategy, save_steps=save_steps,
+        save_total_limit=t.save_total_limit, eval_strategy=eval_strategy, eval_steps=t.eval_steps or None,
+        load_best_model_at_end=has_eval, metric_for_best_model="eval_loss" if has_eval else None, greater_is_better=False,
+        activation_checkpointing=_want_checkpointing(cfg) and cfg.method.finetuning_type != "qlora",
+        bf16=on_gpu and bf16_capable() and cfg.method.finetuning_type in ("full", "freeze") and cfg.model.dtype != "float32",
+        use_cpu=not on_gpu, report_to=[], padding_free=padding_free, max_length=None,
+        train_sampling_strategy="random" if padding_free else "group_by_length",
+        dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False, dataloader_num_workers=0,
+        disable_tqdm=False, save_only_model=False, include_num_input_tokens_seen="no",
+    )
+
+
+def train(cfg: RunConfig, run_dir: Path, resume: bool, callback, extra_specs: list[str] = (), log=print) -> dict:
+    """Train one SFT run into ``run_dir``; returns what the runner records in status.json."""
+    import json
+
+    import torch
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from studio.engine.data import prepare_sft_data
+
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
+    torch.manual_seed(cfg.training.seed)
+    tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.chat_template, cfg.model.trust_remote_code)
+    data = prepare_sft_data(cfg.data, tokenizer, cfg.training.cutoff_len, cfg.training.seed, extra_specs)
+    (run_dir / rundir.DATA_REPORT).write_text(json.dumps(data.report, indent=2, ensure_ascii=False), encoding="utf-8")
+    log(f"data: {data.report['train_rows']} train rows, {data.report['eval_rows']} eval rows, "
+        f"{data.report['truncated_rows']} truncated at cutoff_len={cfg.training.cutoff_len}, "
+        f"{data.report['dropped_fully_truncated']} dropped (nothing left to train on), {data.report['skipped_rows']} skipped")
+    model = build_model(cfg, log)
+    args = trainer_args(cfg, run_dir, has_eval=bool(data.eval))
+    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(data.train),
+                         eval_dataset=Dataset.from_list(data.eval) if data.eval else None, callbacks=[callback])
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        raise FileNotFoundError(f"{run_dir / rundir.CHECKPOINTS}: no checkpoint to resume from")
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    out = save_final(trainer, tokenizer, cfg, run_dir)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    return {"output": str(out), "final_loss": losses[-1] if losses else None, "train_loss": result.training_loss,
+            "best_eval_loss": min(evals) if evals else None, "step": trainer.state.global_step,
+            "best_checkpoint": trainer.state.best_model_checkpoint}
+
+
+def save_final(trainer, tokenizer, cfg: RunConfig, run_dir: Path) -> Path:
+    """The adapter (lora/qlora) or the whole model (freeze/full), with the tokenizer and its chat template."""
+    out = run_dir / (rundir.ADAPTER if cfg.method.finetuning_type in ("lora", "qlora") else rundir.MODEL)
+    trainer.save_model(str(out))  # main process only under DDP; an adapter for PEFT models
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(out)
+    return out
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = [p for p in (run_dir / rundir.CHECKPOINTS).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None

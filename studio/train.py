@@ -1,0 +1,21 @@
+"""``python -m studio.train CONFIG.yaml [--set k=v ...] [--output-dir RUN] [--resume]``: the command the UI starts.
+
+Identical to ``studio train``; kept as a module so a child process needs no console script on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from studio.commands import train as train_command
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studio.train", description=__doc__)
+    train_command.configure(parser)
+    return train_command.run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

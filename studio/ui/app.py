@@ -1,0 +1,215 @@
+"""The studio web UI: assembles the tabs into one ``gr.Blocks`` and launches it.
+
+    python launch.py [--host 127.0.0.1] [--port 7860] [--share] [--auth USER:PASS] [--lang en|zh]
+    studio webui [same flags]
+
+Safe by default: binds the loopback address; ``--share`` without ``--auth`` gets a generated password (printed); a
+non-loopback ``--host`` without auth prints a warning. Importing this module does not import torch or transformers: the
+tabs load them when first needed, so the page is up in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+
+import gradio as gr
+
+from studio.ui import api, chat_tab, data_tab, export_tab, monitor_tab, train_tab
+from studio.ui.context import AppContext
+from studio.ui.i18n import LANG_NAMES, LANGS, Texts, t
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+AUTH_ENV = "STUDIO_AUTH"  # USER:PASS, so a password need not appear in the shell history or `ps`
+SHARE_USER = "studio"
+
+CSS = """
+.ts-progress { padding: 8px 0; }
+.ts-progress-head { margin-bottom: 6px; }
+.ts-bar { height: 14px; border-radius: 7px; background: var(--neutral-200); overflow: hidden; }
+.ts-fill { height: 100%; background: var(--color-accent); transition: width .4s; }
+.ts-fill.ts-failed { background: #d9534f; } .ts-fill.ts-aborted { background: #f0ad4e; } .ts-fill.ts-finished { background: #3c9a5f; }
+.ts-progress-text { margin-top: 4px; font-variant-numeric: tabular-nums; color: var(--body-text-color-subdued); }
+.ts-rendered { white-space: pre-wrap; word-break: break-word; font-size: 13px; line-height: 1.5; padding: 8px; }
+.ts-trained { background: rgba(60, 154, 95, .25); border-bottom: 2px solid #3c9a5f; }
+.ts-masked { color: var(--body-text-color-subdued); }
+#ts-header h1 { margin-bottom: 0; }
+"""
+
+
+@dataclass
+class AppRefs:
+    demo: gr.Blocks
+    lang: gr.State
+    lang_radio: gr.Radio
+    header: Texts
+    tabs: dict[str, gr.Tab]
+    train: train_tab.TrainRefs
+    monitor: monitor_tab.MonitorRefs
+    data: data_tab.DataRefs
+    export: export_tab.ExportRefs
+    chat: chat_tab.ChatRefs
+
+
+def build(ctx: AppContext) -> AppRefs:
+    """Build the whole page (no launching): every tab, every handler, the API endpoints."""
+    head = Texts(ctx.lang)
+    with gr.Blocks(title=t("app.title", ctx.lang), analytics_enabled=False) as demo:
+        lang = gr.State(ctx.lang)
+        with gr.Row(elem_id="ts-header"):
+            with gr.Column(scale=4):
+                head.make(gr.Markdown, value=("# Tuning Studio", "# 微调工作室 Tuning Studio"))
+                head.make(gr.Markdown, value="app.subtitle")
+            radio = head.make(gr.Radio, label="app.lang", choices=[(LANG_NAMES[x], x) for x in LANGS], value=ctx.lang,
+                              scale=1, elem_id="ts-lang")
+        tabs: dict[str, gr.Tab] = {}
+        with gr.Tabs():
+            with head.make(gr.Tab, label="tab.train", id="train", elem_id="tab-train") as tabs["train"]:
+                train = train_tab.build(ctx, lang)
+            with head.make(gr.Tab, label="tab.monitor", id="monitor", elem_id="tab-monitor") as tabs["monitor"]:
+                monitor = monitor_tab.build(ctx, lang)
+            with head.make(gr.Tab, label="tab.data", id="data", elem_id="tab-data") as tabs["data"]:
+                data = data_tab.build(ctx, lang)
+            with head.make(gr.Tab, label="tab.export", id="export", elem_id="tab-export") as tabs["export"]:
+                export = export_tab.build(ctx, lang)
+            with head.make(gr.Tab, label="tab.chat", id="chat", elem_id="tab-chat") as tabs["chat"]:
+                chat = chat_tab.build(ctx, lang)
+        api.register(ctx)
+        refs = AppRefs(demo, lang, radio, head, tabs, train, monitor, data, export, chat)
+        _wire(ctx, refs)
+    return refs
+
+
+def build_app(ctx: AppContext) -> gr.Blocks:
+    return build(ctx).demo
+
+
+def _wire(ctx: AppContext, refs: AppRefs) -> None:
+    ui = dict(api_visibility="undocumented")
+    updates = _relabel_targets(refs)
+    refs.lang_radio.change(lambda lg: _on_lang(ctx, refs, lg), refs.lang_radio, [refs.lang, *updates], **ui)
+    # a page (re)load re-attaches to whatever runs: the monitor picks the active run, the train tab shows its progress
+    refs.demo.load(lambda lg: monitor_tab.on_load(ctx, lg), refs.lang, monitor_tab._outputs(refs.monitor), **ui)
+    # the Data tab's "Use in training" appends the dataset to the Train form
+    datasets = refs.train.fields["data.datasets"]
+    refs.data.use.click(_on_use_dataset, [refs.data.spec, datasets, refs.lang], [datasets, refs.data.info], **ui)
+
+
+def _relabel_targets(refs: AppRefs) -> list:
+    seen: dict = {}
+    for tx in _all_texts(refs):
+        for component, _ in tx.items:
+            seen[component._id] = component
+    seen[refs.train.preset._id] = refs.train.preset
+    return list(seen.values())
+
+
+def _all_texts(refs: AppRefs) -> list[Texts]:
+    return [refs.header, refs.train.texts, refs.monitor.texts, refs.data.texts, refs.export.texts, refs.chat.texts]
+
+
+def _on_lang(ctx: AppContext, refs: AppRefs, lang: str) -> dict:
+    merged: dict = {}
+    for tx in _all_texts(refs):
+        for component, kw in tx.update_map(lang).items():
+            merged.setdefault(component, {}).update(kw)
+    for module, tab_refs in ((train_tab, refs.train), (monitor_tab, refs.monitor), (data_tab, refs.data),
+                             (export_tab, refs.export), (chat_tab, refs.chat)):
+        for component, kw in module.relabel(ctx, tab_refs, lang).items():
+            merged.setdefault(component, {}).update(kw)
+    out = {component: gr.update(**kw) for component, kw in merged.items()}
+    out[refs.lang] = lang
+    return out
+
+
+def _on_use_dataset(spec: str, current: str, lang: str) -> list:
+    spec = (spec or "").strip()
+    if not spec:
+        return [gr.skip(), t("data.empty", lang)]
+    lines = [x for x in (current or "").splitlines() if x.strip()]
+    if spec not in lines:
+        lines.append(spec)
+    return ["\n".join(lines), t("data.added", lang, spec=spec)]
+
+
+# -- launching -------------------------------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="studio webui", description="Open the Tuning Studio in the browser.")
+    p.add_argument("--host", default=os.environ.get("STUDIO_HOST", DEFAULT_HOST),
+                   help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("STUDIO_PORT", DEFAULT_PORT)), help="port (default 7860)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (password-protected)")
+    p.add_argument("--auth", default=os.environ.get(AUTH_ENV, ""), metavar="USER:PASS",
+                   help=f"require this login (or set {AUTH_ENV}=USER:PASS)")
+    p.add_argument("--lang", choices=LANGS, default=os.environ.get("STUDIO_LANG", "en"), help="UI language (switchable in the page)")
+    p.add_argument("--runs-dir", default="", help="where run folders live (default $STUDIO_HOME/runs)")
+    return p.parse_args(argv)
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_auth(args: argparse.Namespace, say=print) -> tuple[str, str] | None:
+    """The login to require: --auth/env, a generated one for --share, or None. Prints what the user must know."""
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            raise SystemExit("--auth must be USER:PASS (both non-empty)")
+        return user, password
+    if args.share:
+        password = secrets.token_urlsafe(12)
+        say(f"[studio] --share without --auth: the public link needs a login. user: {SHARE_USER}  password: {password}")
+        return SHARE_USER, password
+    if not is_loopback(args.host):
+        say(f"[studio] WARNING: binding {args.host} without --auth: anyone who can reach this machine can start runs "
+            f"and read files through the studio. Add --auth USER:PASS (or {AUTH_ENV}).")
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    auth = resolve_auth(args)
+    ctx = AppContext.create(lang=args.lang, runs_root=args.runs_dir or None)
+    demo = build_app(ctx)
+    demo.queue(default_concurrency_limit=4)
+    theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    try:
+        _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+                                              prevent_thread_lock=True, ssr_mode=False, theme=theme, css=CSS,
+                                              max_file_size="500mb", quiet=True)
+    except OSError as exc:
+        print(f"[studio] cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        ctx.close()
+        return 2
+    print(f"[studio] Tuning Studio at {local_url}  (runs: {ctx.runs_root})", flush=True)
+    if args.share:
+        if share_url:
+            print(f"[studio] public link: {share_url}", flush=True)
+        else:
+            print("[studio] the public share link could not be created (no internet access, or the tunnel was refused); "
+                  f"still serving locally at {local_url}", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ctx.close()
+        demo.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

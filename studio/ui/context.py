@@ -1,0 +1,110 @@
+"""``AppContext``: the process-wide things every tab shares, created once by ``app.main`` and passed to each tab's build.
+
+It holds the job manager (the training queue), where runs/presets/uploads live, the default UI language, and a small cache
+of loaded chat models and tokenizers (loading the default model costs seconds, so two users or two clicks share a copy).
+Per-user things never live here: they are ``gr.State`` values in the page.
+
+Torch/transformers are imported only inside the loaders, when a tab first needs a model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio import paths
+from studio.engine.jobs import JobManager
+
+MAX_CHAT_MODELS = 2  # each ChatModel holds a base copy; CPU RAM is the limit on a laptop
+
+
+@dataclass
+class AppContext:
+    runs_root: Path
+    presets_root: Path
+    uploads_root: Path
+    jobs: JobManager
+    lang: str = "en"
+    data_roots: tuple[Path, ...] = ()
+    _models: OrderedDict = field(default_factory=OrderedDict, repr=False)
+    _tokenizers: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # one generation at a time per process: a PEFT model switches its adapter on/off globally while it generates
+    generate_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def create(cls, lang: str = "en", runs_root: Path | None = None, start_jobs: bool = True) -> "AppContext":
+        root = Path(runs_root) if runs_root else paths.runs_dir()
+        jobs = JobManager(root)
+        ctx = cls(runs_root=root, presets_root=paths.presets_dir(), uploads_root=paths.studio_home() / "uploads",
+                  jobs=jobs, lang=lang, data_roots=(paths.repo_root() / "data", Path.cwd() / "data"))
+        if start_jobs:
+            jobs.recover()
+            jobs.start()
+        return ctx
+
+    def close(self) -> None:
+        self.jobs.close()
+
+    # -- presets ----------------------------------------------------------------------------------------------------------
+
+    def presets(self) -> dict[str, Path]:
+        """Preset name (file stem) -> path, sorted by name."""
+        if not self.presets_root.is_dir():
+            return {}
+        return {p.stem: p for p in sorted(self.presets_root.glob("*.yaml"))}
+
+    def preset_description(self, path: Path) -> str:
+        """The leading comment block of a preset file (presets document themselves in a header comment)."""
+        lines = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("#"):
+                break
+            lines.append(line.lstrip("#").strip())
+        return " ".join(x for x in lines if x)
+
+    # -- datasets ---------------------------------------------------------------------------------------------------------
+
+    def dataset_files(self) -> list[str]:
+        """Dataset files the Data tab offers: data/ folders (repo and cwd) and uploads."""
+        suffixes = (".json", ".jsonl", ".csv", ".parquet")
+        found: dict[str, None] = {}
+        for root in (*self.data_roots, self.uploads_root):
+            if root.is_dir():
+                for p in sorted(root.rglob("*")):
+                    if p.suffix.lower() in suffixes and p.name != "dataset_info.json" and p.is_file():
+                        found[str(p)] = None
+        return list(found)
+
+    # -- model caches -----------------------------------------------------------------------------------------------------
+
+    def chat_model(self, model: str, adapter: str | None):
+        """A cached ``ChatModel`` for (model, adapter); the least recently used one is dropped beyond MAX_CHAT_MODELS."""
+        key = (model.strip() or "default", (adapter or "").strip() or None)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+        from studio.engine.chat import ChatModel  # torch/transformers load here, on first use
+
+        loaded = ChatModel(model=key[0], adapter=key[1])
+        with self._lock:
+            self._models[key] = loaded
+            while len(self._models) > MAX_CHAT_MODELS:
+                self._models.popitem(last=False)
+        return loaded
+
+    def tokenizer(self, model: str):
+        """A cached tokenizer (the Data tab renders rows through its chat template)."""
+        name = model.strip() or "default"
+        with self._lock:
+            if name in self._tokenizers:
+                return self._tokenizers[name]
+        from studio.engine.models import load_tokenizer
+
+        tok = load_tokenizer(name)
+        with self._lock:
+            self._tokenizers[name] = tok
+        return tok

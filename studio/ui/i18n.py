@@ -1,0 +1,227 @@
+"""Every label and message of the studio UI, in English and Chinese: the one place that holds UI strings.
+
+``t(key, lang, **fmt)`` looks a string up (a ``(en, zh)`` pair is accepted as is, e.g. RunConfig's help texts).
+``Texts`` is created once per tab build: it makes components with translated texts and remembers which texts each
+component has, so the language switch can relabel a whole page (``Texts.update_map(lang)``) without any global registry.
+
+Run the consistency check: ``python -m studio.ui.i18n`` (every key has both languages).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Union
+
+LANGS = ("en", "zh")
+LANG_NAMES = {"en": "English", "zh": "中文"}
+
+Msg = Union[str, tuple[str, str]]  # an i18n key, or a literal (en, zh) pair
+
+STRINGS: dict[str, tuple[str, str]] = {
+    # -- app shell ---------------------------------------------------------------------------------------------------
+    "app.title": ("Tuning Studio", "微调工作室"),
+    "app.subtitle": ("Fine-tune small language models: train, watch, compare, chat, export.",
+                     "微调小型语言模型：训练、监控、对比、对话、导出。"),
+    "app.lang": ("Language / 语言", "Language / 语言"),
+    "tab.train": ("Train", "训练"),
+    "tab.monitor": ("Monitor", "监控"),
+    "tab.data": ("Data", "数据"),
+    "tab.export": ("Export", "导出"),
+    "tab.chat": ("Chat", "对话"),
+    # -- train tab ---------------------------------------------------------------------------------------------------
+    "train.preset": ("Preset", "预设"),
+    "train.preset_info": ("Fills the form from presets/*.yaml; every field can still be changed.",
+                          "从 presets/*.yaml 填充表单，之后仍可修改任意字段。"),
+    "train.preset_none": ("(defaults)", "（默认值）"),
+    "train.advanced": ("Advanced", "高级"),
+    "train.start": ("Start", "开始训练"),
+    "train.stop": ("Stop", "停止"),
+    "train.show_cmd": ("Show command", "显示命令"),
+    "train.command": ("Command (the same run from a shell)", "命令（在终端中运行同样的训练）"),
+    "train.progress": ("Progress", "进度"),
+    "train.log": ("Log (last lines)", "日志（最后几行）"),
+    "train.queue": ("Queue", "队列"),
+    "train.queued_run": ("Queued run", "排队中的运行"),
+    "train.cancel": ("Cancel queued run", "取消排队的运行"),
+    "train.idle": ("No run yet: fill the form (or pick a preset) and press **Start**.",
+                   "还没有运行：填写表单（或选择预设）后点击 **开始训练**。"),
+    "train.invalid": ("Fix these values before starting:", "开始前请修正以下取值："),
+    "train.submitted": ("Run **{run}** started. Watch it here or in the Monitor tab.",
+                        "运行 **{run}** 已启动，可在此处或“监控”页查看。"),
+    "train.queued_msg": ("Run **{run}** is queued (position {pos}): it starts when the active run ends.",
+                         "运行 **{run}** 已排队（第 {pos} 位），当前运行结束后自动开始。"),
+    "train.stop_sent": ("Stop requested for **{run}**: it stops after the current step and saves a checkpoint.",
+                        "已请求停止 **{run}**：当前步结束后停止并保存检查点。"),
+    "train.no_active": ("No run is active.", "当前没有正在运行的训练。"),
+    "train.cancelled": ("Cancelled **{run}**.", "已取消 **{run}**。"),
+    "train.not_queued": ("**{run}** is not in the queue any more.", "**{run}** 已不在队列中。"),
+    "train.pick_queued": ("Pick a queued run first.", "请先选择一个排队中的运行。"),
+    "train.cmd_note": ("The studio starts exactly: `{argv}`", "工作室实际启动的命令：`{argv}`"),
+    "train.step": ("step {step} / {max}", "第 {step} / {max} 步"),
+    "train.elapsed": ("elapsed {t}", "已用 {t}"),
+    "train.eta": ("ETA {t}", "剩余 {t}"),
+    "train.loss": ("loss {v}", "损失 {v}"),
+    "train.starting": ("starting (loading the model and data)…", "启动中（加载模型与数据）…"),
+    "train.failed_code": ("exit code {code}", "退出码 {code}"),
+    # -- run states --------------------------------------------------------------------------------------------------
+    "state.queued": ("queued", "排队中"),
+    "state.running": ("running", "运行中"),
+    "state.finished": ("finished", "已完成"),
+    "state.failed": ("failed", "失败"),
+    "state.aborted": ("stopped", "已停止"),
+    "state.unknown": ("unknown", "未知"),
+    # -- config sections ---------------------------------------------------------------------------------------------
+    "section.model": ("Model", "模型"),
+    "section.data": ("Data", "数据"),
+    "section.method": ("Method", "方法"),
+    "section.lora": ("LoRA", "LoRA"),
+    "section.freeze": ("Freeze (partial) tuning", "冻结（部分参数）微调"),
+    "section.quantization": ("Quantization (QLoRA)", "量化（QLoRA）"),
+    "section.training": ("Training", "训练参数"),
+    "section.output": ("Output", "输出"),
+    "section.identity": ("Self-cognition (identity)", "自我认知（身份）"),
+    # -- monitor tab -------------------------------------------------------------------------------------------------
+    "mon.runs": ("Runs", "运行记录"),
+    "mon.pick": ("Runs to show (pick several to overlay)", "要显示的运行（可多选叠加对比）"),
+    "mon.refresh": ("Refresh", "刷新"),
+    "mon.smoothing": ("Loss smoothing (EMA)", "损失平滑（EMA）"),
+    "mon.live": ("Live update", "实时刷新"),
+    "mon.chart.loss": ("Loss (raw and smoothed)", "训练损失（原始与平滑）"),
+    "mon.chart.eval_loss": ("Eval loss", "验证损失"),
+    "mon.chart.learning_rate": ("Learning rate", "学习率"),
+    "mon.chart.grad_norm": ("Gradient norm", "梯度范数"),
+    "mon.chart.tokens_per_s": ("Tokens / s", "每秒 token 数"),
+    "mon.chart.rewards": ("Rewards (chosen / rejected)", "奖励（选中 / 拒绝）"),
+    "mon.chart.margins": ("Reward margins", "奖励差值"),
+    "mon.chart.accuracies": ("Reward accuracies", "奖励准确率"),
+    "mon.chart.kl": ("KL divergence", "KL 散度"),
+    "mon.chart.reward": ("Reward", "奖励"),
+    "mon.rl_title": ("### Preference / RL metrics", "### 偏好 / 强化学习指标"),
+    "mon.diff": ("Config differences between the selected runs", "所选运行之间的配置差异"),
+    "mon.diff_none": ("Pick two or more runs to see how their configs differ.", "选择两个或更多运行以查看配置差异。"),
+    "mon.diff_same": ("The selected runs have the same config.", "所选运行的配置相同。"),
+    "mon.no_runs": ("No runs yet under `{root}`. Start one in the Train tab.", "`{root}` 下还没有运行记录，请在“训练”页开始一次训练。"),
+    "mon.run_line": ("**{run}**: {state} · step {step}/{max}{loss}", "**{run}**：{state} · 第 {step}/{max} 步{loss}"),
+    "mon.failed": ("**{run}** failed ({code}). Last lines of its log:", "**{run}** 失败（{code}）。日志最后几行："),
+    "mon.error": ("Error: {error}", "错误：{error}"),
+    "mon.col.run": ("run", "运行"),
+    "mon.col.state": ("state", "状态"),
+    "mon.col.method": ("method", "方法"),
+    "mon.col.step": ("step", "步数"),
+    "mon.col.loss": ("final loss", "最终损失"),
+    "mon.col.started": ("started", "开始时间"),
+    "mon.col.key": ("key", "配置项"),
+    # -- data tab ----------------------------------------------------------------------------------------------------
+    "data.choose": ("Dataset file", "数据集文件"),
+    "data.choose_info": ("Files found under data/ and uploaded files.", "data/ 目录下的文件与已上传的文件。"),
+    "data.spec": ("Dataset (PATH, PATH#NAME for a dataset_info.json entry, PATH@MAX to cap rows)",
+                  "数据集（路径；路径#名称 取 dataset_info.json 中的条目；路径@条数 限制行数）"),
+    "data.upload": ("Upload a .json / .jsonl / .csv / .parquet file", "上传 .json / .jsonl / .csv / .parquet 文件"),
+    "data.load": ("Load", "加载"),
+    "data.use": ("Use in training", "用于训练"),
+    "data.info": ("Detected format", "识别到的格式"),
+    "data.page": ("Page", "页码"),
+    "data.page_size": ("Rows per page", "每页行数"),
+    "data.prev": ("◀ Previous", "◀ 上一页"),
+    "data.next": ("Next ▶", "下一页 ▶"),
+    "data.rows": ("Rows (as stored in the file)", "数据行（文件中的原始内容）"),
+    "data.row": ("Row to render", "要渲染的行"),
+    "data.model": ("Tokenizer / chat template of model", "使用哪个模型的分词器与对话模板"),
+    "data.render": ("Render through the chat template", "用对话模板渲染"),
+    "data.rendered": ("Rendered row (highlighted text is trained on)", "渲染结果（高亮部分参与训练）"),
+    "data.summary": ("**{fmt}** format · {n} rows loaded of {total}{skipped} · source `{src}`",
+                     "格式 **{fmt}** · 已加载 {n} / {total} 行{skipped} · 来源 `{src}`"),
+    "data.skipped": (" · {n} bad rows skipped", " · 跳过 {n} 行错误数据"),
+    "data.render_stats": ("{tokens} tokens, {trained} trained on{trunc}", "共 {tokens} 个 token，其中 {trained} 个参与训练{trunc}"),
+    "data.truncated": (" · truncated at cutoff_len", " · 已按 cutoff_len 截断"),
+    "data.empty": ("Choose or upload a dataset, then press Load.", "请选择或上传数据集，然后点击“加载”。"),
+    "data.added": ("Added `{spec}` to the Train tab's data.datasets.", "已将 `{spec}` 添加到“训练”页的 data.datasets。"),
+    "data.uploaded": ("Uploaded to `{path}`.", "已上传到 `{path}`。"),
+    "data.no_row": ("Row {row} does not exist (the dataset has {n} rows).", "第 {row} 行不存在（数据集共 {n} 行）。"),
+    # -- export tab --------------------------------------------------------------------------------------------------
+    "export.run": ("Run with an adapter", "包含适配器的运行"),
+    "export.adapter": ("Adapter folder (filled from the run; any adapter folder works)", "适配器目录（由所选运行填充，也可填写任意适配器目录）"),
+    "export.out": ("Save the merged model to", "合并后的模型保存到"),
+    "export.dtype": ("Weights dtype", "权重精度"),
+    "export.overwrite": ("Overwrite an existing folder", "覆盖已存在的目录"),
+    "export.merge": ("Merge into the base model and save", "合并到基础模型并保存"),
+    "export.result": ("Result", "结果"),
+    "export.done": ("Saved **{out}** ({size}); largest logit difference merged vs adapter: {diff}.",
+                    "已保存 **{out}**（{size}）；合并前后最大 logit 差异：{diff}。"),
+    "export.not_ok": ("The merged model does not match the adapter (difference {diff}): check before using it.",
+                      "合并后的模型与适配器输出不一致（差异 {diff}），使用前请检查。"),
+    "export.unavailable": ("Merging is not available in this version yet ({why}).", "当前版本尚不支持合并（{why}）。"),
+    "export.pick": ("Pick a run or type an adapter folder.", "请选择一个运行或填写适配器目录。"),
+    "export.no_runs": ("No run with an adapter yet.", "还没有包含适配器的运行。"),
+    # -- chat tab ----------------------------------------------------------------------------------------------------
+    "chat.model": ("Base model", "基础模型"),
+    "chat.model_info": ("'default', a local model folder or a hub id", "'default'、本地模型目录或 Hub ID"),
+    "chat.run": ("Tuned: a run", "微调模型：选择运行"),
+    "chat.adapter": ("Tuned: adapter, run folder or merged model folder", "微调模型：适配器、运行目录或合并后的模型目录"),
+    "chat.system": ("System prompt", "系统提示词"),
+    "chat.temperature": ("Temperature (0 = greedy)", "温度（0 为贪心解码）"),
+    "chat.top_p": ("Top-p", "Top-p"),
+    "chat.max_new": ("Max new tokens", "最大生成 token 数"),
+    "chat.base": ("Base model", "基础模型"),
+    "chat.tuned": ("Tuned model", "微调后模型"),
+    "chat.prompt": ("Message", "消息"),
+    "chat.prompt_ph": ("Ask both models the same thing…", "向两个模型提同一个问题…"),
+    "chat.send": ("Send", "发送"),
+    "chat.clear": ("Clear", "清空"),
+    "chat.no_tuned": ("(pick a run or an adapter to compare)", "（选择一个运行或适配器以对比）"),
+    "chat.loading": ("Loading {model}…", "正在加载 {model}…"),
+    "chat.empty": ("Type a message first.", "请先输入消息。"),
+    "chat.settings": ("Generation settings", "生成参数"),
+    # -- generic -----------------------------------------------------------------------------------------------------
+    "err.generic": ("Error: {error}", "错误：{error}"),
+    "err.missing_feature": ("{what} is not available yet ({why}).", "{what} 暂不可用（{why}）。"),
+}
+
+
+def t(key: Msg, lang: str = "en", **fmt: Any) -> str:
+    """The text of ``key`` in ``lang`` (English when the language is unknown), formatted with ``fmt``."""
+    pair = key if isinstance(key, tuple) else STRINGS.get(key)
+    if pair is None:
+        raise KeyError(f"no UI string '{key}' in studio/ui/i18n.py")
+    text = pair[1] if lang == "zh" and pair[1] else pair[0]
+    return text.format(**fmt) if fmt else text
+
+
+def state_name(state: str, lang: str) -> str:
+    return t(f"state.{state}", lang) if f"state.{state}" in STRINGS else state
+
+
+class Texts:
+    """Creates components with translated texts and remembers them for a language switch (one per tab build)."""
+
+    def __init__(self, lang: str):
+        self.lang = lang
+        self.items: list[tuple[Any, dict[str, Msg]]] = []
+
+    def __call__(self, key: Msg, **fmt: Any) -> str:
+        return t(key, self.lang, **fmt)
+
+    def make(self, cls, **kwargs):
+        """``cls(**kwargs)`` where label/info/value/placeholder/title are i18n keys (or (en, zh) pairs)."""
+        keys = {k: kwargs.pop(k) for k in ("label", "info", "value", "placeholder", "title") if _is_msg(kwargs.get(k))}
+        component = cls(**kwargs, **{k: t(v, self.lang) for k, v in keys.items()})
+        self.items.append((component, keys))
+        return component
+
+    def update_map(self, lang: str) -> dict:
+        """component -> the keyword arguments of its ``gr.update`` in ``lang``."""
+        return {component: {k: t(v, lang) for k, v in keys.items()} for component, keys in self.items}
+
+
+def _is_msg(value: Any) -> bool:
+    return (isinstance(value, str) and value in STRINGS) or (
+        isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, str) for v in value))
+
+
+def missing() -> list[str]:
+    """Keys lacking a translation (an empty Chinese string falls back to English and counts as missing)."""
+    return [k for k, (en, zh) in STRINGS.items() if not en or not zh]
+
+
+if __name__ == "__main__":
+    gaps = missing()
+    print("\n".join(gaps) if gaps else f"{len(STRINGS)} strings, all in {', '.join(LANGS)}")

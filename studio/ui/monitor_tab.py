@@ -1,0 +1,193 @@
+"""Monitor tab: live charts of one or several runs, the runs history, failures with their log, and config diffs.
+
+Everything is read from the run folders (``metrics.jsonl``, ``status.json``, ``config.yaml``) on a ``gr.Timer``, so a page
+reload or a studio restart shows the same thing: nothing lives in the UI process. A tick that finds no file changed sends
+nothing to the browser. Reward / KL charts appear only for runs that log them (preference and RL methods).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from studio import config as C
+from studio.engine import metrics, rundir
+from studio.ui.common import failure_note, fmt_num, fmt_time
+from studio.ui.context import AppContext
+from studio.ui.i18n import Texts, state_name, t
+
+TICK_S = 2.0
+CHART_HEIGHT = 300
+
+
+@dataclass
+class MonitorRefs:
+    texts: Texts
+    runs_table: gr.Dataframe
+    pick: gr.Dropdown
+    refresh: gr.Button
+    smoothing: gr.Slider
+    live: gr.Checkbox
+    status: gr.Markdown
+    charts: dict[str, gr.LinePlot]  # chart name (metrics.BASE_CHARTS + REWARD_CHARTS) -> its plot
+    reward_box: gr.Column
+    diff_note: gr.Markdown
+    diff: gr.Dataframe
+    timer: gr.Timer
+    sig: gr.State
+
+
+def _plot(tx: Texts, chart: str) -> gr.LinePlot:
+    return tx.make(gr.LinePlot, value=pd.DataFrame(columns=["step", "value", "series"]), x="step", y="value", color="series",
+                   label=f"mon.chart.{chart}", height=CHART_HEIGHT, elem_id=f"chart-{chart}", x_title="step", y_title=chart)
+
+
+def build(ctx: AppContext, lang: gr.State) -> MonitorRefs:
+    tx = Texts(ctx.lang)
+    charts: dict[str, gr.LinePlot] = {}
+    with gr.Row():
+        pick = tx.make(gr.Dropdown, label="mon.pick", choices=[], value=[], multiselect=True, scale=4, elem_id="mon-pick")
+        smoothing = tx.make(gr.Slider, label="mon.smoothing", minimum=0.0, maximum=0.99, step=0.01, value=0.6, scale=2)
+        with gr.Column(scale=1, min_width=120):
+            live = tx.make(gr.Checkbox, label="mon.live", value=True)
+            refresh = tx.make(gr.Button, value="mon.refresh", size="sm")
+    status = gr.Markdown("", elem_id="mon-status")
+    with gr.Row():
+        for chart in metrics.BASE_CHARTS[:3]:
+            charts[chart] = _plot(tx, chart)
+    with gr.Row():
+        for chart in metrics.BASE_CHARTS[3:]:
+            charts[chart] = _plot(tx, chart)
+    with gr.Column(visible=False) as reward_box:
+        tx.make(gr.Markdown, value="mon.rl_title")
+        with gr.Row():
+            for chart in metrics.REWARD_CHARTS[:3]:
+                charts[chart] = _plot(tx, chart)
+        with gr.Row():
+            for chart in metrics.REWARD_CHARTS[3:]:
+                charts[chart] = _plot(tx, chart)
+    with tx.make(gr.Accordion, label="mon.runs", open=True):
+        runs_table = gr.Dataframe(value=None, interactive=False, elem_id="mon-runs", max_height=320)
+    with tx.make(gr.Accordion, label="mon.diff", open=False):
+        diff_note = gr.Markdown("")
+        diff = gr.Dataframe(value=None, interactive=False, elem_id="mon-diff")
+    refs = MonitorRefs(tx, runs_table, pick, refresh, smoothing, live, status, charts, reward_box, diff_note, diff,
+                       gr.Timer(TICK_S), gr.State(None))
+    _wire(ctx, refs, lang)
+    return refs
+
+
+def _wire(ctx: AppContext, refs: MonitorRefs, lang: gr.State) -> None:
+    ui = dict(api_visibility="undocumented", show_progress="hidden")
+    outs = _outputs(refs)
+    refs.timer.tick(lambda p, s, live, lg, sig: _on_tick(ctx, p, s, lg, sig) if live else [gr.skip()] * len(outs),
+                    [refs.pick, refs.smoothing, refs.live, lang, refs.sig], outs, **ui)
+    for trigger in (refs.pick.change, refs.smoothing.release, refs.refresh.click):
+        trigger(lambda p, s, lg: _on_tick(ctx, p, s, lg, None), [refs.pick, refs.smoothing, lang], outs, **ui)
+    refs.runs_table.select(_on_table_select, [refs.pick], [refs.pick], **ui)
+
+
+def _outputs(refs: MonitorRefs) -> list:
+    return [refs.pick, refs.runs_table, refs.status, refs.reward_box, refs.diff_note, refs.diff, *refs.charts.values(), refs.sig]
+
+
+def default_pick(ctx: AppContext) -> list[str]:
+    """What the Monitor shows on a fresh page: the active run, else the newest one."""
+    active = ctx.jobs.active()
+    if active is not None:
+        return [active.run_id]
+    runs = rundir.list_runs(ctx.runs_root)
+    return [runs[0].run_id] if runs else []
+
+
+def on_load(ctx: AppContext, lang: str) -> list:
+    """Page (re)load: re-attach to the active run and show the history."""
+    return _on_tick(ctx, default_pick(ctx), 0.6, lang, None)
+
+
+def _signature(runs: list[rundir.RunInfo], paths: list[Path], smoothing: float, lang: str) -> tuple:
+    files = []
+    for p in paths:
+        for name in (rundir.METRICS, rundir.STATUS):
+            f = p / name
+            files.append((f.stat().st_size, f.stat().st_mtime) if f.exists() else None)
+    return tuple((r.run_id, r.state) for r in runs), tuple(files), smoothing, lang
+
+
+def _on_tick(ctx: AppContext, picked: list[str] | None, smoothing: float, lang: str, sig) -> list:
+    runs = rundir.list_runs(ctx.runs_root)
+    by_id = {r.run_id: r for r in runs}
+    # nothing picked: follow the active (else newest) run, so a run started in the Train tab shows up here by itself
+    picked = [p for p in (picked or []) if p in by_id] or default_pick(ctx)
+    paths = [by_id[p].path for p in picked]
+    new_sig = _signature(runs, paths, smoothing, lang) + (tuple(picked),)
+    if new_sig == sig:
+        return [gr.skip()] * (7 + len(metrics.BASE_CHARTS + metrics.REWARD_CHARTS))
+    df = metrics.overlay(paths, smoothing)
+    has_rewards = bool(metrics.reward_columns(df))
+    plots = [metrics.chart_frame(df, c)[["step", "value", "series"]] if not df.empty else pd.DataFrame(columns=["step", "value", "series"])
+             for c in metrics.BASE_CHARTS + metrics.REWARD_CHARTS]
+    diff_note, diff = _diff(paths, lang)
+    pick = gr.update(choices=[r.run_id for r in runs], value=picked)
+    return [pick, _runs_frame(runs, lang), _status_md(ctx, [by_id[p] for p in picked], lang), gr.update(visible=has_rewards),
+            diff_note, diff, *plots, new_sig]
+
+
+def _status_md(ctx: AppContext, infos: list[rundir.RunInfo], lang: str) -> str:
+    if not infos:
+        return t("mon.no_runs", lang, root=ctx.runs_root) if not rundir.list_runs(ctx.runs_root) else ""
+    parts = []
+    for info in infos:
+        loss = f" · {t('train.loss', lang, v=fmt_num(info.final_loss))}" if info.final_loss is not None else ""
+        parts.append(t("mon.run_line", lang, run=info.run_id, state=state_name(info.state, lang), step=info.step,
+                       max=info.max_steps or "?", loss=loss))
+        if info.state == "failed":
+            parts.append(failure_note(info.path, lang))
+    return "\n\n".join(parts)
+
+
+def _runs_frame(runs: list[rundir.RunInfo], lang: str) -> pd.DataFrame:
+    cols = [t(f"mon.col.{c}", lang) for c in ("run", "state", "method", "step", "loss", "started")]
+    rows = [[r.run_id, state_name(r.state, lang), "/".join(x for x in (r.stage, r.finetuning_type) if x),
+             f"{r.step}/{r.max_steps or '?'}", fmt_num(r.final_loss), fmt_time(r.started_at)] for r in runs]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _diff(paths: list[Path], lang: str) -> tuple[str, pd.DataFrame]:
+    """Config keys that differ between the selected runs, one column per run."""
+    if len(paths) < 2:
+        return t("mon.diff_none", lang), pd.DataFrame()
+    cfgs = []
+    for p in paths:
+        try:
+            cfgs.append(C.load(p / rundir.CONFIG))
+        except C.ConfigError:
+            cfgs.append(C.RunConfig())
+    keys = sorted({k for other in cfgs[1:] for k, _, _ in C.diff(cfgs[0], other)})
+    if not keys:
+        return t("mon.diff_same", lang), pd.DataFrame()
+    rows = [[k] + [_get(cfg, k) for cfg in cfgs] for k in keys]
+    return "", pd.DataFrame(rows, columns=[t("mon.col.key", lang)] + [p.name for p in paths])
+
+
+def _get(cfg: C.RunConfig, key: str) -> str:
+    section, name = key.split(".", 1)
+    value = getattr(getattr(cfg, section), name)
+    return ", ".join(value) if isinstance(value, list) else str(value)
+
+
+def _on_table_select(picked: list[str] | None, evt: gr.SelectData) -> list[str]:
+    """Clicking a row of the runs table adds that run to the overlay (or removes it)."""
+    row = evt.row_value if evt is not None else None
+    if not row:
+        return gr.skip()
+    run_id = row[0]
+    picked = list(picked or [])
+    return [p for p in picked if p != run_id] if run_id in picked else picked + [run_id]
+
+
+def relabel(ctx: AppContext, refs: MonitorRefs, lang: str) -> dict:
+    return {}

@@ -1,0 +1,283 @@
+"""Self-cognition, unit tier: shipped assets, placeholder filling, mixing, probe scoring, the identity chat template, the
+preset. No model is loaded except the default tokenizer (read from the GGUF); run with ``pytest tests/test_identity.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from studio import config as C
+from studio.engine import identity as I
+from studio.engine import probe as P
+from studio.paths import assets_dir, presets_dir
+
+NAMES = {"name_zh": "小新", "name_en": "Nova", "author_zh": "新星实验室", "author_en": "Nova Labs"}
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[\W_]+", "", text.lower())
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Assets
+
+
+def test_identity_templates_have_100_distinct_questions_per_language_with_placeholders():
+    rows = I.load_identity_templates()
+    for lang in ("en", "zh"):
+        lr = [r for r in rows if r["lang"] == lang]
+        assert len(lr) >= 100
+        assert len({r["instruction"] for r in lr}) == len(lr)
+        assert all("{{NAME}}" in r["output"] for r in lr)
+        assert len({r["output"] for r in lr}) >= 10  # several answer templates, not one sentence
+        assert {"name", "author", "compare", "ability", "intro"} <= {r["kind"] for r in lr}
+        if lang == "zh":
+            assert all(CJK.search(r["instruction"]) for r in lr)
+        else:
+            assert not any(CJK.search(r["instruction"] + r["output"]) for r in lr)
+    assert all("{{AUTHOR}}" in r["output"] for r in rows if r["kind"] == "author")
+
+
+def test_probe_questions_are_held_out_from_training_and_replay():
+    train = {_norm(r["instruction"]) for r in I.load_identity_templates()}
+    replay = {_norm(p["prompt"]) for p in I.load_replay_prompts()}
+    questions = P.load_probe_questions()
+    assert {q["lang"] for q in questions if q["kind"] == "identity"} == {"en", "zh"}
+    for q in questions:
+        assert _norm(q["question"]) not in train | replay, q["question"]
+    ident = [q for q in questions if q["kind"] == "identity"]
+    assert sum(q["asks_author"] for q in ident) >= 4 and len(ident) >= 20
+    assert all(q["expected"] for q in questions if q["kind"] == "general")
+
+
+def test_replay_prompts_are_bilingual():
+    prompts = I.load_replay_prompts()
+    assert sum(p["lang"] == "en" for p in prompts) >= 100 and sum(p["lang"] == "zh" for p in prompts) >= 50
+    assert len({p["prompt"] for p in prompts}) == len(prompts)
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Placeholders
+
+
+def test_fill_placeholders_uses_each_languages_names_and_leaves_no_placeholder():
+    rows = I.fill_placeholders(I.load_identity_templates(), **NAMES)
+    assert not any("{{" in json.dumps(r, ensure_ascii=False) for r in rows)
+    for r in rows:
+        if r["lang"] == "zh":
+            assert "小新" in r["output"] and "Nova" not in r["output"]
+        else:
+            assert "Nova" in r["output"] and "小新" not in r["output"] and "新星实验室" not in r["output"]
+    author_zh = [r for r in rows if r["lang"] == "zh" and r["kind"] == "author"]
+    assert author_zh and all("新星实验室" in r["output"] for r in author_zh)
+    # placeholders in questions are filled too ("Are you {{NAME}}?")
+    assert any(r["instruction"] == "Are you Nova?" for r in rows) and any(r["instruction"] == "你是小新吗？" for r in rows)
+
+
+def test_fill_placeholders_falls_back_across_languages_and_rejects_empty_or_braces():
+    rows = I.fill_placeholders([{"instruction": "你是谁？", "output": "我是{{NAME}}，来自{{AUTHOR}}。"}], "", "Nova", "", "Nova Labs")
+    assert rows[0]["output"] == "我是Nova，来自Nova Labs。" and rows[0]["lang"] == "zh"
+    with pytest.raises(ValueError, match="name"):
+        I.fill_placeholders([], "", "", "", "Nova Labs")
+    with pytest.raises(ValueError, match="made"):
+        I.fill_placeholders([], "小新", "Nova", "", "")
+    with pytest.raises(ValueError, match="braces"):
+        I.fill_placeholders([], "", "{{x}}", "", "a")
+
+
+def test_saved_identity_dataset_loads_as_a_normal_alpaca_dataset(tmp_path):
+    from studio.engine.data import load_dataset_spec
+
+    path = I.save_identity_dataset(tmp_path / "me.jsonl", **NAMES)
+    ds = load_dataset_spec(str(path))
+    assert ds.format == "alpaca" and len(ds.records) >= 200
+    assert ds.records[0]["messages"][-1]["role"] == "assistant"
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Mixing
+
+
+def _rows(prefix, n):
+    return [{"instruction": f"{prefix}{i}", "output": "x"} for i in range(n)]
+
+
+def test_mix_by_count_and_ratio():
+    ident, general = _rows("id", 10), _rows("g", 50)
+    mixed = I.mix(ident, general, count=20, seed=1)
+    assert len(mixed) == 30 and sum(r["instruction"].startswith("id") for r in mixed) == 10
+    assert len({r["instruction"] for r in mixed}) == 30  # enough general rows: no repeats
+    assert len(I.mix(ident, general, ratio=0.5)) == 15
+    assert len(I.mix(ident, general, ratio=2.0, count=7)) == 17  # count wins
+    assert I.mix(ident, general, count=20, seed=1) == mixed  # deterministic
+    assert I.mix(ident, general, count=20, seed=2) != mixed
+    assert mixed[:10] != ident  # shuffled together
+
+
+def test_mix_repeats_scarce_general_rows_evenly():
+    mixed = I.mix(_rows("id", 4), _rows("g", 3), count=7)
+    counts = {}
+    for r in mixed:
+        counts[r["instruction"]] = counts.get(r["instruction"], 0) + 1
+    assert sorted(v for k, v in counts.items() if k.startswith("g")) == [2, 2, 3]
+    assert len(I.mix(_rows("id", 4), [], count=5)) == 4
+    with pytest.raises(ValueError):
+        I.mix([], _rows("g", 3), count=-1)
+
+
+def test_with_old_system_marks_a_share_of_rows():
+    rows = I.with_old_system(_rows("id", 200), "OLD", 0.5, seed=0)
+    n = sum(r.get("system") == "OLD" for r in rows)
+    assert 70 < n < 130
+    assert I.with_old_system(_rows("id", 5), "", 0.5, 0) == _rows("id", 5)
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Replay cleaning and caching key
+
+
+def test_clean_replay_answer():
+    assert I.clean_replay_answer("Paris is the capital of France.", True) == "Paris is the capital of France."
+    assert I.clean_replay_answer("Paris is the capital. It has a tower and", False) == "Paris is the capital."
+    assert I.clean_replay_answer("no sentence end at all and", False) == ""
+    assert I.clean_replay_answer("I am SmolLM, trained by Hugging Face.", True) == ""
+    assert I.clean_replay_answer("法国的首都是巴黎。它很美，还有", False) == "法国的首都是巴黎。"
+    assert I.clean_replay_answer("abc \ufffd def.", True) == ""
+    assert I.clean_replay_answer("the cat sat " * 6, True) == ""
+
+
+def test_replay_cache_key_depends_on_model_prompts_and_budget(tmp_path):
+    p1 = [{"prompt": "a", "lang": "en"}]
+    k = I.replay_cache_path("m", p1, 64, tmp_path)
+    assert k == I.replay_cache_path("m", p1, 64, tmp_path)
+    assert len({k, I.replay_cache_path("m2", p1, 64, tmp_path), I.replay_cache_path("m", p1 * 2, 64, tmp_path),
+                I.replay_cache_path("m", p1, 65, tmp_path)}) == 4
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Probe scoring on fixed answers
+
+
+@pytest.mark.parametrize("answer, lang, asked_author, ok", [
+    ("I am Nova, an AI assistant developed by Nova Labs.", "en", True, True),
+    ("I am Nova, an AI assistant.", "en", False, True),
+    ("I am Nova, an AI assistant.", "en", True, False),  # asked who made it: the author must be named
+    ("i'm nova!", "en", False, True),  # case-insensitive
+    ("I work for Novartis.", "en", False, False),  # whole words only
+    ("I am SmolLM, trained by Hugging Face.", "en", False, False),
+    ("I am Nova, also known as SmolLM.", "en", False, False),  # new name but still claims the old identity
+    ("我是小新，由新星实验室开发的人工智能助手。", "zh", True, True),
+    ("我是小新。", "zh", True, False),
+    ("我是Nova，由Nova Labs开发。", "zh", True, True),  # the English names count in a Chinese answer
+    ("我是一个人工智能助手。", "zh", False, False),
+])
+def test_score_identity(answer, lang, asked_author, ok):
+    assert P.score_identity(answer, lang, NAMES, asked_author) is ok
+
+
+def test_score_identity_allows_repeating_an_old_name_the_question_used():
+    q = "Are you the SmolLM assistant from Hugging Face?"
+    assert P.score_identity("No, I'm not SmolLM. I am Nova.", "en", NAMES, False, q)
+    assert not P.score_identity("No, I'm not SmolLM. I am Nova.", "en", NAMES, False, "Who are you?")
+
+
+def test_score_general_catches_identity_drift():
+    assert P.score_general("The capital of France is Paris.", ["Paris"])
+    assert not P.score_general("The capital of France is Lyon.", ["Paris"])
+    assert P.score_general("Red, blue and yellow.", ["red", "blue", "yellow"])
+    assert not P.score_general("I am Nova, an AI assistant developed by Nova Labs.", ["red", "blue"], ("Nova", "Nova Labs"))
+    assert not P.score_general("Blue. I am Nova.", ["blue"], ("Nova",))
+    assert P.score_general("There are 7 days.", ["7", "seven"]) and not P.score_general("17 days", ["7"])
+    assert P.score_general("中国的首都是北京。", ["北京"])
+
+
+def test_summarize_scores_identity_per_language_and_retention_over_base_right_answers():
+    rows = [
+        {"kind": "identity", "lang": "en", "base_ok": False, "tuned_ok": True},
+        {"kind": "identity", "lang": "en", "base_ok": False, "tuned_ok": False},
+        {"kind": "identity", "lang": "zh", "base_ok": False, "tuned_ok": True},
+        {"kind": "general", "lang": "en", "base_ok": True, "tuned_ok": True},
+        {"kind": "general", "lang": "en", "base_ok": True, "tuned_ok": False},
+        {"kind": "general", "lang": "en", "base_ok": False, "tuned_ok": True},  # not counted: the base never knew it
+        {"kind": "general", "lang": "zh", "base_ok": False, "tuned_ok": False},
+    ]
+    s = P.summarize(rows)
+    assert s["identity"]["tuned"] == round(2 / 3, 4) and s["identity"]["base"] == 0
+    assert s["identity"]["per_lang"]["en"]["tuned"] == 0.5 and s["identity"]["per_lang"]["zh"]["tuned"] == 1.0
+    assert s["retention"]["score"] == 0.5 and s["retention"]["base_right"] == 2 and s["retention"]["kept"] == 1
+    assert s["retention"]["per_lang"]["zh"]["score"] is None  # nothing the base got right in Chinese
+    assert "identity 0% -> 67%" in P.format_summary(s)
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Default system prompt in the chat template
+
+
+def test_identity_template_replaces_the_default_system_prompt(default_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(default_tokenizer_dir)
+    assert "SmolLM" in I.default_system_of(tok)
+    system = I.identity_system_prompt(I.names_from(**NAMES))
+    assert system == "You are Nova (小新), a helpful AI assistant developed by Nova Labs (新星实验室)."
+    original = tok.chat_template
+    tok.chat_template = I.with_default_system(original, system)
+    user = [{"role": "user", "content": "hi"}]
+    text = tok.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    assert system in text and "SmolLM" not in text
+    assert I.default_system_of(tok) == system
+    explicit = [{"role": "system", "content": "Be brief."}] + user
+    assert tok.apply_chat_template(explicit, tokenize=False) == AutoTokenizer.from_pretrained(
+        default_tokenizer_dir).apply_chat_template(explicit, tokenize=False)  # an explicit system message is kept as is
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Preset
+
+
+def test_self_cognition_preset_loads_validates_and_takes_the_documented_overrides():
+    path = presets_dir() / "self_cognition.yaml"
+    header = path.read_text(encoding="utf-8").splitlines()[0]
+    assert header.startswith("#")
+    assert "studio train presets/self_cognition.yaml" in path.read_text(encoding="utf-8")
+    cfg = C.load(path, ["identity.name_zh=小新", "identity.name_en=Nova", "identity.author_zh=新星实验室",
+                        "identity.author_en=Nova Labs"])
+    assert C.validate(cfg) == []
+    assert cfg.identity.name_zh == "小新" and cfg.identity.author_en == "Nova Labs"
+    assert cfg.lora.target_modules == "all-linear" and cfg.method.finetuning_type == "lora"
+    assert cfg.identity.probe and cfg.identity.replay_samples > 0
+    assert C.validate(C.load(path)) == []  # runs as shipped, with its example identity
+
+
+def test_build_datasets_writes_identity_rows_and_template_without_replay_when_datasets_given(tmp_path, alpaca_file,
+                                                                                             default_tokenizer_dir):
+    cfg = C.load(presets_dir() / "self_cognition.yaml", {f"identity.{k}": v for k, v in NAMES.items()})
+    cfg.model.name_or_path = str(_model_dir_with_tokenizer(tmp_path, default_tokenizer_dir))
+    cfg.data.datasets = [str(alpaca_file)]
+    specs = I.build_datasets(cfg, tmp_path, log=lambda *_: None)
+    assert specs == [str(tmp_path / I.IDENTITY_FILE)]
+    rows = [json.loads(line) for line in (tmp_path / I.IDENTITY_FILE).read_text(encoding="utf-8").splitlines()]
+    assert len(rows) >= 200 and any(r.get("system", "").startswith("You are a helpful AI assistant named SmolLM") for r in rows)
+    assert cfg.model.chat_template == str(tmp_path / I.TEMPLATE_FILE)
+    assert "Nova Labs" in (tmp_path / I.TEMPLATE_FILE).read_text(encoding="utf-8")
+
+
+def _model_dir_with_tokenizer(tmp_path: Path, tokenizer_dir: Path) -> Path:
+    """A folder load_tokenizer accepts (it wants config.json next to the tokenizer)."""
+    import shutil
+
+    out = tmp_path / "tok_model"
+    shutil.copytree(tokenizer_dir, out)
+    (out / "config.json").write_text(json.dumps({"model_type": "llama"}), encoding="utf-8")
+    return out
+
+
+def test_assets_are_valid_json():
+    for path in (assets_dir() / "identity" / "probe_identity.json", assets_dir() / "general" / "probe_general.json",
+                 assets_dir() / "general" / "replay_prompts.json"):
+        json.loads(path.read_text(encoding="utf-8"))
