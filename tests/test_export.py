@@ -16,19 +16,24 @@ from studio.engine.export import ExportError, VerificationError, merge_adapter, 
 
 
 def make_adapter(base_dir: Path, out: Path, seed: int, r: int = 4, targets=("q_proj", "k_proj", "v_proj", "o_proj",
-                                                                            "gate_proj", "up_proj", "down_proj")) -> Path:
-    """A LoRA adapter with random non-zero A and B (a fresh LoRA has B = 0, which would make every check trivial)."""
+                                                                            "gate_proj", "up_proj", "down_proj"),
+                 **lora) -> Path:
+    """A LoRA adapter with random non-zero A and B (a fresh LoRA has B = 0, which would make every check trivial).
+
+    std 0.05 changes the tiny model's logits clearly while keeping it well-conditioned (much larger random updates make
+    its logits so chaotic that even f16 rounding flips the top-1 token)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
-    peft = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(targets), task_type="CAUSAL_LM"))
+    peft = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r, target_modules=list(targets), task_type="CAUSAL_LM",
+                                                  **lora))
     with torch.no_grad():
         for name, p in peft.named_parameters():
             if "lora_" in name:
-                p.normal_(0, float(__import__("os").environ.get("LSTD", 0.3)))
+                p.normal_(0, 0.05)
     peft.save_pretrained(out)
     return out
 
@@ -142,6 +147,16 @@ def test_weighted_merge_one_zero_equals_the_first_adapter(tiny_model_dir, tmp_pa
     assert torch.allclose(adapter_logits(tiny_model_dir, tmp_path / "as-adapter", IDS), ref, atol=1e-5)
 
 
+def test_weighted_merge_of_rslora_adapters_keeps_their_scale(tiny_model_dir, tmp_path):
+    import torch
+
+    a = make_adapter(tiny_model_dir, tmp_path / "a", seed=14, use_rslora=True)
+    b = make_adapter(tiny_model_dir, tmp_path / "b", seed=15, use_rslora=True)
+    res = merge_adapters([a, b], [1.0, 0.0], tmp_path / "m", combine="cat")
+    assert res["ok"]
+    assert torch.allclose(model_logits(tmp_path / "m", IDS), adapter_logits(tiny_model_dir, a, IDS), atol=1e-5)
+
+
 def test_weighted_merge_ties_and_dare_are_verified(tiny_model_dir, tmp_path):
     import torch
 
@@ -220,10 +235,41 @@ def test_verification_failure_is_an_error_and_leaves_nothing(tiny_model_dir, tmp
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
 
 
-def test_gguf_round_trip_and_modelfile(tiny_model_dir, tmp_path):
+@pytest.fixture(scope="module")
+def small_vocab_model_dir(default_tokenizer_dir, tmp_path_factory) -> Path:
+    """A tiny Llama with a 400-token byte-level BPE vocabulary (ChatML specials, the default chat template).
+
+    transformers' GGUF reader parses a 49k-token vocabulary in pure Python (~10-30 s a read, three reads per check), so the
+    fast tier round-trips this one; the slow test does the real vocabulary.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    texts = ["What is the capital of France? Paris is the capital of France.", "Write a haiku about the sea.",
+             "Who are you and who made you? I am a helpful assistant."] * 20
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>",
+                                                                                       "<|im_end|>"],
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
+                                  unk_token="<|endoftext|>", pad_token="<|im_end|>")
+    tok.chat_template = AutoTokenizer.from_pretrained(default_tokenizer_dir).chat_template
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    out = tmp_path_factory.mktemp("small_vocab_llama")
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_gguf_round_trip_and_modelfile(small_vocab_model_dir, tmp_path):
     import gguf
 
-    adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", seed=11)
+    adapter = make_adapter(small_vocab_model_dir, tmp_path / "adapter", seed=11)
     res = merge_adapter(adapter, tmp_path / "out", gguf=("f16", "q8_0"))
     f16, q8 = res["gguf"]
     assert f16["ok"] and f16["tokenizer_match"] and f16["top1_agreement"] >= 0.97
@@ -231,6 +277,8 @@ def test_gguf_round_trip_and_modelfile(tiny_model_dir, tmp_path):
     reader = gguf.GGUFReader(q8["path"])
     types = {t.name: t.tensor_type.name for t in reader.tensors}
     assert types["blk.0.attn_q.weight"] == "Q8_0" and types["blk.0.attn_norm.weight"] == "F32"
+    assert types["blk.0.ffn_down.weight"] == "Q8_0" and types["token_embd.weight"] == "Q8_0"
+    assert f16["weight_error"] <= 1 and q8["weight_error"] <= 1
     assert "output.weight" not in types  # tied embeddings
     assert bytes(reader.fields["tokenizer.ggml.pre"].parts[-1]).decode() == "gpt-2"
     text = Path(q8["modelfile"]).read_text()

@@ -281,3 +281,22 @@ def test_assets_are_valid_json():
     for path in (assets_dir() / "identity" / "probe_identity.json", assets_dir() / "general" / "probe_general.json",
                  assets_dir() / "general" / "replay_prompts.json"):
         json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_self_cognition_config_for_the_one_click_card():
+    cfg = I.self_cognition_config("小新", "Nova", "", "Nova Labs", {"training.max_steps": 3})
+    assert cfg.identity.author_zh == "Nova Labs" and cfg.training.max_steps == 3 and cfg.lora.target_modules == "all-linear"
+    with pytest.raises(ValueError, match="name"):
+        I.self_cognition_config("", "", "", "Nova Labs")
+
+
+def test_load_probe_and_table(tmp_path):
+    assert P.load_probe(tmp_path) is None
+    rows = [{"kind": "general", "lang": "en", "question": "Capital of France?", "base_answer": "Paris.",
+             "tuned_answer": "Paris.", "base_ok": True, "tuned_ok": True},
+            {"kind": "identity", "lang": "zh", "question": "你是谁？", "base_answer": "我是SmolLM。",
+             "tuned_answer": "我是小新。", "base_ok": False, "tuned_ok": True}]
+    (tmp_path / P.PROBE_FILE).write_text(json.dumps({"rows": rows}, ensure_ascii=False), encoding="utf-8")
+    table = P.probe_table(P.load_probe(tmp_path))
+    assert [r["kind"] for r in table] == ["identity", "general"]
+    assert table[0]["base"] == "✗ 我是SmolLM。" and table[0]["tuned"] == "✓ 我是小新。"

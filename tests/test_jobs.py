@@ -173,8 +173,7 @@ def test_studio_command_lists_only_changes(tmp_path):
     preset.write_text("training:\n  learning_rate: 0.001\n")
     cfg = C.load(preset, {"training.max_steps": 5, "data.datasets": ["a.jsonl", "b b.jsonl"]})
     cmd = jobs.studio_command(cfg, preset, "presets/p.yaml")
-    assert cmd == "studio train presets/p.yaml --set data.datasets=a.jsonl,b b.jsonl --set training.max_steps=5".replace(
-        "data.datasets=a.jsonl,b b.jsonl", "'data.datasets=a.jsonl,b b.jsonl'")
+    assert cmd == "studio train presets/p.yaml --set 'data.datasets=a.jsonl,b b.jsonl' --set training.max_steps=5"
     assert jobs.studio_command(C.RunConfig()) == "studio train"
 
 

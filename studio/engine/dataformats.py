@@ -27,7 +27,7 @@ OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
 
 @dataclass
 class FormatSpec:
-    format: str  # alpaca | sharegpt | messages
+    format: str  # alpaca | sharegpt | messages | prompt_completion
     columns: dict = field(default_factory=dict)
     tags: dict = field(default_factory=dict)
 
@@ -128,6 +128,8 @@ def _to_python(value):
         return _to_python(value.tolist())
     if isinstance(value, (list, tuple)):
         return [_to_python(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN: a missing cell in a table
+        return None
     return value
 
 
@@ -149,6 +151,8 @@ def detect_format(row: dict, path: Path | str = "") -> FormatSpec:
         raise DataError(f"{path}: preference data (chosen/rejected) is for reward modelling or DPO, not SFT")
     if "instruction" in keys and "output" in keys:
         return FormatSpec("alpaca", dict(ALPACA_COLUMNS))
+    if isinstance(row.get("prompt"), list) and isinstance(row.get("completion"), list):
+        return FormatSpec("prompt_completion", {"prompt": "prompt", "completion": "completion"}, dict(OPENAI_TAGS))
     if "prompt" in keys and ("completion" in keys or "response" in keys):
         resp = "completion" if "completion" in keys else "response"
         return FormatSpec("alpaca", dict(ALPACA_COLUMNS, prompt="prompt", query="", response=resp))
@@ -163,6 +167,11 @@ def normalize_row(row: dict, fs: FormatSpec) -> list[dict]:
     """One raw row -> ``[{"role", "content"}, ...]``; raises DataError(reason) for rows that cannot be trained on."""
     if fs.format == "alpaca":
         return _alpaca(row, fs.columns)
+    if fs.format == "prompt_completion":  # TRL's conversational prompt/completion rows
+        prompt, completion = row.get("prompt"), row.get("completion")
+        if not isinstance(prompt, list) or not isinstance(completion, list):
+            raise DataError("'prompt' and 'completion' must both be lists of messages")
+        return _sharegpt({"messages": prompt + completion}, {"messages": "messages"}, fs.tags)
     return _sharegpt(row, fs.columns, fs.tags)
 
 

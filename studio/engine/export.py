@@ -37,8 +37,9 @@ COMBINATIONS = ("cat", "linear", "svd", "ties", "ties_svd", "dare_linear", "dare
                 "magnitude_prune", "magnitude_prune_svd")
 NEEDS_DENSITY = tuple(c for c in COMBINATIONS if c.startswith(("ties", "dare", "magnitude")))
 # Largest |logit difference| accepted, relative to the largest |logit| of the reference (floor 1). float32 leaves only
-# summation-order noise (measured ~1e-6); half dtypes round every weight (bf16 keeps 8 mantissa bits, fp16 11).
-TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "bfloat16": 1e-1}
+# summation-order noise (measured 3.6e-6 on the default model); half dtypes round every weight (fp16 keeps 11 mantissa
+# bits, bf16 8: measured 1.2e-3 and 8.9e-3 there).
+TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
 PROMPTS = ("What is the capital of France?", "Write a haiku about the sea.", "Who are you and who made you?",
            "In 2024, 12345 naïve cafés — ok?\n\n  indented line")
 
@@ -158,7 +159,7 @@ def merge_adapter(adapter_dir, out_dir, dtype: str = "float32", overwrite: bool 
         report(0.6, "loading the saved folder back and comparing logits")
         result = _verify_model(tmp, ref, inputs, dtype, merge_diff,
                                "adapter model (base + LoRA, unmerged, float32)" if src.kind == "lora" else "trained model")
-        result.update(kind=src.kind, base=src.base, sources=[str(src.path)], output="model")
+        result.update(kind=src.kind, base=src.base, sources=[str(src.path)], output="model", lora=_lora_info(src))
         _finish(result, out, tmp, src.config, src.run_dir, texts, inputs, gguf, report, start)
         return result
     finally:
@@ -196,7 +197,7 @@ def merge_adapters(adapter_dirs: Sequence, weights: Sequence[float], out_dir, co
         report(0.02, f"loading the base model and {len(sources)} adapters")
         tok = _load_tokenizer(sources[0])
         texts, inputs = verification_inputs(tok)
-        model = _combine(sources, [float(w) for w in weights], combine, density, seed, _trust(sources[0]))
+        model = _combine(base_path, sources, [float(w) for w in weights], combine, density, seed, _trust(sources[0]))
         report(0.3, "computing the combined adapter's logits")
         ref = logits(model, inputs)
         if output == "adapter":
@@ -218,7 +219,8 @@ def merge_adapters(adapter_dirs: Sequence, weights: Sequence[float], out_dir, co
         result.update(kind="lora", base=sources[0].base, sources=[str(s.path) for s in sources], output=output,
                       weights=[float(w) for w in weights], combine=combine,
                       density=density if combine in NEEDS_DENSITY else None)
-        _finish(result, out, tmp, sources[0].config, sources[0].run_dir, texts, inputs, gguf, report, start)
+        # the card describes the combination, not one source run's training
+        _finish(result, out, tmp, None, None, texts, inputs, gguf, report, start)
         return result
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -293,6 +295,16 @@ def _judge(cmp: dict, rel_tol: float, reference: str, prompts: int) -> dict:
 # Loading, combining, saving
 
 
+def _lora_info(src: Source) -> dict | None:
+    if src.kind != "lora":
+        return None
+    cfg = _read_json(src.path / "adapter_config.json")
+    targets = cfg.get("target_modules")
+    targets = ",".join(sorted(targets)) if isinstance(targets, list) else targets
+    return {"r": cfg.get("r"), "lora_alpha": cfg.get("lora_alpha"), "target_modules": targets,
+            "use_dora": bool(cfg.get("use_dora")), "use_rslora": bool(cfg.get("use_rslora"))}
+
+
 def _trust(src: Source) -> bool:
     return bool(src.config is not None and src.config.model.trust_remote_code)
 
@@ -363,12 +375,21 @@ def _resolve(base: str) -> str:
     return str(Path(path).resolve()) if Path(path).is_dir() else path
 
 
-def _combine(sources: list[Source], weights: list[float], combine: str, density: float, seed: int, trust: bool):
+def _combine(base_path: str, sources: list[Source], weights: list[float], combine: str, density: float, seed: int,
+             trust: bool):
     """A PeftModel whose only adapter, 'default', is the weighted combination of the sources."""
     import torch
 
+    for s in sources:
+        if _read_json(s.path / "adapter_config.json").get("use_dora"):
+            raise ExportError(f"{s.path}: a DoRA adapter; PEFT's weighted merge cannot combine DoRA magnitudes "
+                              "(merge it alone instead)")
     names = [f"source{i}" for i in range(len(sources))]
-    model = _load_peft(_common_base(sources), [s.path for s in sources], trust, names)
+    model = _load_peft(base_path, [s.path for s in sources], trust, names)
+    # add_weighted_adapter folds every source's scaling into the new A/B and gives the result lora_alpha = r (scale 1),
+    # but copies use_rslora from the first source, which makes the scale sqrt(r) (peft#3449, not in peft 0.21). The
+    # sources' layers already hold their own scaling, so clearing the flag on the config that gets copied is enough.
+    model.peft_config[names[0]].use_rslora = False
     torch.manual_seed(seed)  # DARE drops entries at random
     try:
         model.add_weighted_adapter(names, weights, "default", combination_type=combine,

@@ -26,9 +26,10 @@ from studio.engine.export import (ExportError, VerificationError, _judge, _Progr
                                   verification_inputs)
 
 QTYPES = ("f16", "q8_0", "bf16", "f32")
-# max |logit diff| / max(1, largest |logit|) accepted when the file is read back; measured on the default model:
-# f16 ~2e-4, q8_0 ~4e-3 (see the export report)
-TOLERANCE = {"f32": 1e-4, "f16": 5e-3, "bf16": 5e-2, "q8_0": 5e-2}
+# Logits of the file read back vs. the source, as max |diff| / max(1, largest |logit|). Measured on the default model with
+# a merged LoRA (logit scale 39): f16 1.2e-3, bf16 8.9e-3, q8_0 3.3e-2 (top-1 agreement 100 / 100 / 99.4 %). The strict
+# part of the check is weight_error (every weight within its type's rounding bound); these catch the rest.
+TOLERANCE = {"f32": 1e-4, "f16": 1e-2, "bf16": 5e-2, "q8_0": 1e-1}
 MIN_TOP1 = {"f32": 0.99, "f16": 0.97, "bf16": 0.9, "q8_0": 0.9}
 PRE_TOKENIZERS = ("gpt-2", "smollm", "llama-bpe")
 _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
@@ -77,7 +78,8 @@ def export_gguf(model_dir, qtype: str = "q8_0", out_dir=None, overwrite: bool = 
     if not result["ok"]:
         raise VerificationError(f"GGUF check failed for {path.name}: max abs diff {result['max_abs_diff']:.3g} (tolerance "
                                 f"{result['tolerance']:.3g}), top-1 agreement {result['top1_agreement']:.1%}, tokenizer "
-                                f"{'identical' if result['tokenizer_match'] else 'different'}", result)
+                                f"{'identical' if result['tokenizer_match'] else 'different'}, worst weight error {result['weight_error']:.3g} "
+                                f"x its rounding bound", result)
     return result
 
 
@@ -137,7 +139,7 @@ def _rounding_bound(w, qtype: str):
         # one int8 step of the block's scale (max |block| / 127): twice the rounding error, covering the f16 scale too
         block_max = w.reshape(*w.shape[:-1], -1, 32).abs().amax(-1, keepdim=True)
         return (block_max / 127).expand(*w.shape[:-1], -1, 32).reshape(w.shape) + tiny
-    rel = 2.0 ** -8 if qtype == "bf16" else 2.0 ** -11
+    rel = 2.0 ** -7 if qtype == "bf16" else 2.0 ** -10  # twice the largest relative rounding error (8 and 11 bits)
     return w.abs() * rel + tiny
 
 

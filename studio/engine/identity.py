@@ -31,7 +31,7 @@ REPLAY_FILE = "replay.jsonl"
 TEMPLATE_FILE = "chat_template.jinja"
 LANGS = ("en", "zh")
 NAME, AUTHOR = "{{NAME}}", "{{AUTHOR}}"
-REPLAY_MAX_NEW_TOKENS = 96
+REPLAY_MAX_NEW_TOKENS = 64
 # Share of identity rows that keep the base template's own default system prompt (e.g. "You are ... SmolLM"): the model
 # then learns to answer with its new identity even under that prompt, not only under the one shipped with the adapter.
 OLD_SYSTEM_SHARE = 0.5
@@ -143,7 +143,9 @@ def model_fingerprint(model_path: str) -> str:
 
 
 def replay_cache_path(model_path: str, prompts: list[dict], max_new_tokens: int, cache_dir: Path | None = None) -> Path:
-    key = json.dumps([model_fingerprint(model_path), prompts, max_new_tokens], ensure_ascii=False)
+    from studio.engine.probe import generation_dtype
+
+    key = json.dumps([model_fingerprint(model_path), prompts, max_new_tokens, generation_dtype()], ensure_ascii=False)
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
     return Path(cache_dir or studio_home() / "cache") / f"replay-{Path(model_path).name}-{digest}.jsonl"
 
@@ -257,7 +259,19 @@ def default_system_of(tokenizer) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
-# The runner's hook
+# The runner's hook and the one-click config
+
+
+def self_cognition_config(name_zh: str, name_en: str, author_zh: str, author_en: str, overrides: dict | None = None):
+    """presets/self_cognition.yaml with the four identity fields (and any other overrides), validated: ready to submit."""
+    from studio import config as C
+    from studio.paths import presets_dir
+
+    names = names_from(name_zh, name_en, author_zh, author_en)  # raises ValueError with a message for the UI
+    values = {f"identity.{k}": v for k, v in names.items()}
+    values.update(overrides or {})
+    return C.check(C.load(presets_dir() / "self_cognition.yaml", values))
+
 
 
 def build_datasets(cfg, run_dir: Path, log=print) -> list[str]:

@@ -17,6 +17,8 @@ def render_card(result: dict, config: RunConfig | None = None, run_dir: Path | N
     """Markdown with a YAML header the Hugging Face hub reads (base_model, library_name, tags)."""
     name = Path(result["out_dir"]).name
     base = result.get("base") or "unknown"
+    if base == "default":  # the embedded model's hub name, so the hub links the card to it
+        base = "HuggingFaceTB/SmolLM2-135M-Instruct"
     tags = ["tuning-studio", "merged" if result.get("output") != "adapter" else "lora"]
     header = ["---", f"base_model: {json.dumps(str(base))}", "library_name: " + ("peft" if result.get("output") == "adapter"
                                                                                     else "transformers"),
@@ -52,15 +54,22 @@ def _size(n: int) -> str:
 def _sources(result: dict) -> str:
     sources = result.get("sources") or [result.get("source", "")]
     weights = result.get("weights")
-    if weights and len(sources) > 1 or result.get("combine"):
-        parts = [f"`{s}` x {w:g}" for s, w in zip(sources, weights or [1.0] * len(sources))]
-        return ", ".join(parts) + f" (combined with PEFT `{result.get('combine')}`)"
+    if weights:
+        return ", ".join(f"`{s}` x {w:g}" for s, w in zip(sources, weights))
     return ", ".join(f"`{s}`" for s in sources)
 
 
 def _method(result: dict, config: RunConfig | None) -> str:
-    kind = result.get("kind", "")
+    kind, lora = result.get("kind", ""), result.get("lora") or {}
+    if result.get("combine"):
+        density = f", density {result['density']:g}" if result.get("density") is not None else ""
+        return (f"{len(result.get('sources') or [])} LoRA adapters combined with PEFT add_weighted_adapter "
+                f"'{result['combine']}'{density}, " + ("saved as one adapter" if result.get("output") == "adapter"
+                                                        else "merged into the base"))
     if config is None:
+        if kind == "lora" and lora:
+            return (f"LoRA (r={lora.get('r')}, alpha={lora.get('lora_alpha')}, targets={lora.get('target_modules')}) "
+                    + ("saved as one combined adapter" if result.get("output") == "adapter" else "merged into the base"))
         return {"lora": "LoRA adapter merged into the base", "full": "full weights re-saved"}.get(kind, kind)
     m, lo = config.method, config.lora
     text = f"{m.stage} / {m.finetuning_type}"
@@ -105,7 +114,8 @@ def _verification(result: dict) -> list[str]:
     for g in result.get("gguf") or []:
         lines.append(f"GGUF `{Path(g['path']).name}` ({g['qtype']}, {_size(g['size_bytes'])}) read back by transformers: max "
                      f"abs diff {g['max_abs_diff']:.3g} (tolerance {g['tolerance']:.3g}), top-1 agreement "
-                     f"{g['top1_agreement']:.1%}, tokenizer {'identical' if g['tokenizer_match'] else 'DIFFERENT'}.")
+                     f"{g['top1_agreement']:.1%}, tokenizer {'identical' if g['tokenizer_match'] else 'DIFFERENT'}, every weight "
+                     f"within {g['weight_error']:.2f} of its {g['qtype']} rounding bound.")
     return [ln + "\n" if i < len(lines) - 1 else ln for i, ln in enumerate(lines)]
 
 

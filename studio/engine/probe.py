@@ -24,7 +24,8 @@ from studio.paths import assets_dir, studio_home
 
 PROBE_FILE = "probe.json"
 MAX_NEW_TOKENS = 48
-BATCH_SIZE = 16
+# Decoding a 135M model on CPU is bound by reading the weights once per step: one big batch reads them once for all rows.
+BATCH_SIZE = 64
 OLD_IDENTITY = ("SmolLM", "Hugging Face", "HuggingFace")
 
 
@@ -107,6 +108,13 @@ def load_probe_questions() -> list[dict]:
 # Generation (one helper; the chat engine can replace it)
 
 
+def generation_dtype() -> str:
+    """bfloat16 where matmuls have it (half the bytes to read per step; training used a bf16 frozen base there too)."""
+    from studio.engine.sft import bf16_capable
+
+    return "bfloat16" if bf16_capable() else "float32"
+
+
 def load_generator(model_name: str, adapter_dir: str | Path | None = None, chat_template: str = ""):
     """(model, tokenizer) ready for batched greedy generation; the adapter folder's tokenizer/template wins when it has one."""
     from studio.engine.models import load_causal_lm, load_tokenizer
@@ -119,7 +127,7 @@ def load_generator(model_name: str, adapter_dir: str | Path | None = None, chat_
     else:
         tok = load_tokenizer(model_name, chat_template)
     tok.padding_side = "left"
-    model = load_causal_lm(model_name, dtype="float32")
+    model = load_causal_lm(model_name, dtype=generation_dtype())
     if adapter_dir:
         from peft import PeftModel
 
@@ -185,6 +193,23 @@ def run_probes(cfg, run_dir: Path, log=print, questions: list[dict] | None = Non
     return {k: v for k, v in result.items() if k != "rows"}
 
 
+def load_probe(run_dir: str | Path) -> dict | None:
+    """probe.json of a run (None until the probe has run); pure: the UI reads it without importing torch."""
+    path = Path(run_dir) / PROBE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def probe_table(result: dict) -> list[dict]:
+    """The before/after rows for display: identity questions first, then general ones, marks as ✓/✗."""
+    mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
+    rows = sorted(result.get("rows", []), key=lambda r: r["kind"] != "identity")
+    return [{"kind": r["kind"], "lang": r["lang"], "question": r["question"], "base": f"{mark(r['base_ok'])} {r['base_answer']}",
+             "tuned": f"{mark(r['tuned_ok'])} {r['tuned_answer']}"} for r in rows]
+
+
 def format_summary(result: dict) -> str:
     pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
     ident, ret = result["identity"], result["retention"]
@@ -219,7 +244,7 @@ def _cached_base_answers(model_name: str, chat_template: str, convs: list[list[d
     from studio.engine.models import resolve_model
 
     path = resolve_model(model_name)
-    key = json.dumps([model_fingerprint(path), chat_template, convs, MAX_NEW_TOKENS], ensure_ascii=False)
+    key = json.dumps([model_fingerprint(path), chat_template, convs, MAX_NEW_TOKENS, generation_dtype()], ensure_ascii=False)
     cache = studio_home() / "cache" / f"probe-base-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if cache.is_file():
         return json.loads(cache.read_text(encoding="utf-8"))

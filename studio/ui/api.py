@@ -33,76 +33,79 @@ def run_report(run_dir, log_lines: int = 20) -> dict:
             "ended_at": st.get("ended_at"), "output": st.get("output", ""), "log_tail": jobs_mod.log_tail(run_dir, log_lines)}
 
 
-def register(ctx: AppContext) -> None:
-    """Add the API endpoints to the Blocks being built (call inside ``with gr.Blocks()``)."""
+class StudioApi:
+    """The endpoint functions, bound to the process's AppContext. Method name = endpoint name."""
 
-    def list_presets() -> list[dict]:
-        """The presets (presets/*.yaml): name, path and the description from the file's header comment."""
-        return [{"name": n, "path": str(p), "description": ctx.preset_description(p)} for n, p in ctx.presets().items()]
+    def __init__(self, ctx: AppContext):
+        self.ctx = ctx
 
-    def start_run(preset: str = "", overrides: dict[str, Any] | None = None) -> dict:
+    def list_presets(self) -> list[dict]:
+        """The presets (presets/*.yaml): name, file and the description from the file's header comment."""
+        # no "path" key: gradio_client takes a dict with one for a file and tries to download it
+        return [{"name": n, "file": str(p), "description": self.ctx.preset_description(p)} for n, p in self.ctx.presets().items()]
+
+    def start_run(self, preset: str = "", overrides: dict[str, Any] | None = None) -> dict:
         """Start a run (or queue it behind the active one) from a preset and "section.key": value overrides."""
-        path = ctx.presets().get(preset) if preset else None
+        path = self.ctx.presets().get(preset) if preset else None
         if preset and path is None:
-            raise gr.Error(f"unknown preset '{preset}' (available: {', '.join(ctx.presets()) or 'none'})")
+            raise gr.Error(f"unknown preset '{preset}' (available: {', '.join(self.ctx.presets()) or 'none'})")
         try:
-            cfg = C.load(path, overrides or {})
-            job = ctx.jobs.submit(cfg)
+            job = self.ctx.jobs.submit(C.load(path, overrides or {}))
         except C.ConfigError as exc:
             raise gr.Error(str(exc)) from None
-        queued = [j.run_id for j in ctx.jobs.queued()]
+        queued = [j.run_id for j in self.ctx.jobs.queued()]
         return dict(run_report(job.run_dir), command=" ".join(job.argv),
                     queue_position=queued.index(job.run_id) + 1 if job.run_id in queued else 0)
 
-    def stop_run(run_id: str = "") -> dict:
+    def stop_run(self, run_id: str = "") -> dict:
         """Stop the active run (or cancel a queued one); empty run_id = the active run."""
-        active = ctx.jobs.active()
+        active = self.ctx.jobs.active()
         target = run_id or (active.run_id if active else "")
         if not target:
             raise gr.Error("no run is active")
-        if not ctx.jobs.stop(target):
+        if not self.ctx.jobs.stop(target):
             raise gr.Error(f"run '{target}' is neither active nor queued")
-        return run_report(_run_dir(target))
+        return run_report(self._run_dir(target))
 
-    def cancel_run(run_id: str) -> dict:
+    def cancel_run(self, run_id: str) -> dict:
         """Remove a queued run from the queue before it starts."""
-        if not ctx.jobs.cancel(run_id):
+        if not self.ctx.jobs.cancel(run_id):
             raise gr.Error(f"run '{run_id}' is not queued")
-        return run_report(_run_dir(run_id))
+        return run_report(self._run_dir(run_id))
 
-    def run_status(run_id: str = "") -> dict:
+    def run_status(self, run_id: str = "") -> dict:
         """A run's state, step, loss, exit code and log tail; empty run_id = the active or most recent run."""
-        if not run_id:
-            path = ctx.jobs.last_run() or next((r.path for r in rundir.list_runs(ctx.runs_root)), None)
-            if path is None:
-                raise gr.Error("no runs yet")
-            return run_report(path)
-        return run_report(_run_dir(run_id))
+        if run_id:
+            return run_report(self._run_dir(run_id))
+        path = self.ctx.jobs.last_run() or next((r.path for r in rundir.list_runs(self.ctx.runs_root)), None)
+        if path is None:
+            raise gr.Error("no runs yet")
+        return run_report(path)
 
-    def list_runs() -> list[dict]:
+    def list_runs(self) -> list[dict]:
         """Every run under the runs folder, newest first, with the queue position of queued ones."""
-        queued = [j.run_id for j in ctx.jobs.queued()]
+        queued = [j.run_id for j in self.ctx.jobs.queued()]
         return [{"run_id": r.run_id, "run_dir": str(r.path), "state": r.state, "stage": r.stage,
                  "finetuning_type": r.finetuning_type, "step": r.step, "max_steps": r.max_steps, "final_loss": r.final_loss,
                  "exit_code": r.exit_code, "started_at": r.started_at, "ended_at": r.ended_at,
                  "queue_position": queued.index(r.run_id) + 1 if r.run_id in queued else 0}
-                for r in rundir.list_runs(ctx.runs_root)]
+                for r in rundir.list_runs(self.ctx.runs_root)]
 
-    def chat_compare(prompt: str, adapter: str = "", model: str = "default", system: str = "", temperature: float = 0.0,
-                     top_p: float = 1.0, max_new_tokens: int = 128) -> dict:
+    def chat_compare(self, prompt: str, adapter: str = "", model: str = "default", system: str = "",
+                     temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 128) -> dict:
         """One prompt answered by the base model and by the tuned one (adapter, run folder or merged folder)."""
         from studio.ui.chat_tab import compare
 
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         base = tuned = None
         try:
-            for base, tuned in compare(ctx, model, adapter, msgs, msgs, temperature, top_p, max_new_tokens):
+            for base, tuned in compare(self.ctx, model, adapter, msgs, msgs, temperature, top_p, max_new_tokens):
                 pass
         except Exception as exc:  # model/adapter loading problems are the caller's to fix
             raise gr.Error(str(exc)) from None
         return {"base": base, "tuned": tuned, "model": model, "adapter": adapter}
 
-    def merge(source: str, out_dir: str = "", dtype: str = "float32", overwrite: bool = False) -> dict:
+    def merge(self, source: str, out_dir: str = "", dtype: str = "float32", overwrite: bool = False) -> dict:
         """Merge an adapter (run folder or adapter folder) into its base model and save it (verified by logits)."""
         from studio.ui.export_tab import merge as do_merge
 
@@ -110,18 +113,23 @@ def register(ctx: AppContext) -> None:
             return do_merge(source, out_dir, dtype, overwrite)
         except (ImportError, AttributeError) as exc:
             raise gr.Error(f"merging is not available in this version ({exc})") from None
-        except Exception as exc:
+        except Exception as exc:  # ExportError, VerificationError, ModelLoadError: messages for the caller
             raise gr.Error(str(exc)) from None
 
-    def _run_dir(run_id: str):
-        path = ctx.jobs.find(run_id)
+    def _run_dir(self, run_id: str):
+        path = self.ctx.jobs.find(run_id)
         if path is None:
-            raise gr.Error(f"no run '{run_id}' under {ctx.runs_root}")
+            raise gr.Error(f"no run '{run_id}' under {self.ctx.runs_root}")
         return path
-
-    for fn in (list_presets, start_run, stop_run, cancel_run, run_status, list_runs, chat_compare, merge):
-        gr.api(fn, api_name=fn.__name__, concurrency_limit=1 if fn in (chat_compare, merge) else None,
-               concurrency_id=fn.__name__)
 
 
 ENDPOINTS = ("list_presets", "start_run", "stop_run", "cancel_run", "run_status", "list_runs", "chat_compare", "merge")
+SLOW = ("chat_compare", "merge")  # one at a time: each loads a model
+
+
+def register(ctx: AppContext) -> StudioApi:
+    """Add the API endpoints to the Blocks being built (call inside ``with gr.Blocks()``)."""
+    endpoints = StudioApi(ctx)
+    for name in ENDPOINTS:
+        gr.api(getattr(endpoints, name), api_name=name, concurrency_limit=1 if name in SLOW else None, concurrency_id=name)
+    return endpoints

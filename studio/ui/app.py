@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import secrets
 import sys
 from dataclasses import dataclass
@@ -21,11 +20,9 @@ import gradio as gr
 
 from studio.ui import api, chat_tab, data_tab, export_tab, monitor_tab, train_tab
 from studio.ui.context import AppContext
+from studio.ui.flags import AUTH_ENV, parse_args
 from studio.ui.i18n import LANG_NAMES, LANGS, Texts, t
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 7860
-AUTH_ENV = "STUDIO_AUTH"  # USER:PASS, so a password need not appear in the shell history or `ps`
 SHARE_USER = "studio"
 
 CSS = """
@@ -140,19 +137,6 @@ def _on_use_dataset(spec: str, current: str, lang: str) -> list:
 # -- launching -------------------------------------------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="studio webui", description="Open the Tuning Studio in the browser.")
-    p.add_argument("--host", default=os.environ.get("STUDIO_HOST", DEFAULT_HOST),
-                   help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
-    p.add_argument("--port", type=int, default=int(os.environ.get("STUDIO_PORT", DEFAULT_PORT)), help="port (default 7860)")
-    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (password-protected)")
-    p.add_argument("--auth", default=os.environ.get(AUTH_ENV, ""), metavar="USER:PASS",
-                   help=f"require this login (or set {AUTH_ENV}=USER:PASS)")
-    p.add_argument("--lang", choices=LANGS, default=os.environ.get("STUDIO_LANG", "en"), help="UI language (switchable in the page)")
-    p.add_argument("--runs-dir", default="", help="where run folders live (default $STUDIO_HOME/runs)")
-    return p.parse_args(argv)
-
-
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return True
@@ -179,17 +163,27 @@ def resolve_auth(args: argparse.Namespace, say=print) -> tuple[str, str] | None:
     return None
 
 
+def launch_options() -> dict:
+    """The look and server options every launch uses (tests launch with the same)."""
+    # system fonts: the default theme would fetch Google fonts, which an offline machine cannot
+    theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+    return dict(theme=theme, css=CSS, ssr_mode=False, max_file_size="500mb", quiet=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    """``python launch.py [flags]`` / ``studio webui [flags]``."""
+    return serve(parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Launch with parsed flags (``studio.ui.flags``) and block until Ctrl-C."""
     auth = resolve_auth(args)
     ctx = AppContext.create(lang=args.lang, runs_root=args.runs_dir or None)
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=4)
-    theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
     try:
         _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                                              prevent_thread_lock=True, ssr_mode=False, theme=theme, css=CSS,
-                                              max_file_size="500mb", quiet=True)
+                                              prevent_thread_lock=True, **launch_options())
     except OSError as exc:
         print(f"[studio] cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         ctx.close()

@@ -1,0 +1,31 @@
+"""The ``studio webui`` / ``python launch.py`` flags, in a module that imports nothing heavy (no gradio), so the
+``studio`` CLI can list them in ``--help`` without starting the UI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+AUTH_ENV = "STUDIO_AUTH"  # USER:PASS, so a password need not appear in the shell history or `ps`
+LANGS = ("en", "zh")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--host", default=os.environ.get("STUDIO_HOST", DEFAULT_HOST),
+                   help=f"address to bind (default {DEFAULT_HOST}: this machine only)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("STUDIO_PORT", DEFAULT_PORT)), help="port (default 7860)")
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (password-protected)")
+    p.add_argument("--auth", default=os.environ.get(AUTH_ENV, ""), metavar="USER:PASS",
+                   help=f"require this login (or set {AUTH_ENV}=USER:PASS)")
+    p.add_argument("--lang", choices=LANGS, default=os.environ.get("STUDIO_LANG", "en"),
+                   help="UI language (switchable in the page)")
+    p.add_argument("--runs-dir", default="", help="where run folders live (default $STUDIO_HOME/runs)")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="studio webui", description="Open the Tuning Studio in the browser.")
+    return add_arguments(p).parse_args(argv)

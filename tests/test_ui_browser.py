@@ -1,0 +1,106 @@
+"""The studio in a real headless browser: pick a preset, start a run, watch the loss chart get points, then screenshot
+every tab in English and Chinese (saved under test-artifacts/ui/ for a look).
+
+Needs Debian's Chromium (``apt-get install chromium``) and the ``playwright`` Python package; skipped without them. Never
+waits for "network idle" (a Gradio page keeps a connection open): it waits for elements.
+Run: ``pytest -m browser tests/test_ui_browser.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+SHOTS = Path(os.environ.get("STUDIO_SCREENSHOTS") or ROOT / "test-artifacts" / "ui")
+RUN_TIMEOUT_MS = 600_000
+TABS = {"en": ("Train", "Monitor", "Data", "Export", "Chat"), "zh": ("训练", "监控", "数据", "导出", "对话")}
+
+if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
+    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (uses the system Chromium)")
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory, tiny_model_dir):
+    from studio.ui import app
+    from studio.ui.context import AppContext
+
+    tmp = tmp_path_factory.mktemp("ui_browser")
+    data = tmp / "alpaca.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Say {i}.", "input": "", "output": f"{i}."}) + "\n" for i in range(16)))
+    ctx = AppContext.create(runs_root=tmp / "runs")
+    ctx.presets_root = tmp / "presets"
+    ctx.presets_root.mkdir()
+    (ctx.presets_root / "tiny_browser.yaml").write_text(
+        f"# Tiny browser-test preset.\nmodel:\n  name_or_path: {tiny_model_dir}\ndata:\n  datasets: [{data}]\n"
+        "training:\n  max_steps: 3\n  per_device_train_batch_size: 4\n  cutoff_len: 64\noutput:\n  run_name: browser\n")
+    ctx.data_roots = (tmp,)
+    demo = app.build_app(ctx)
+    demo.queue()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, local_url, _ = demo.launch(server_port=port, prevent_thread_lock=True, **app.launch_options())
+    try:
+        yield local_url
+    finally:
+        demo.close()
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def page(url):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                    "--disable-background-networking", "--disable-component-update", "--no-first-run"])
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.goto(url)
+        pg.wait_for_selector("#train-preset", timeout=120_000)
+        yield pg
+        browser.close()
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True, animations="disabled", timeout=120_000)
+
+
+def test_preset_start_and_live_chart(page):
+    page.locator("#train-preset input").click()
+    page.get_by_role("option", name="tiny_browser").click()
+    page.wait_for_function("() => (document.querySelector('#cfg-model-name_or_path textarea, #cfg-model-name_or_path input')"
+                           "?.value || '').includes('tiny')", timeout=60_000)
+    page.locator("#train-start").click()
+    page.wait_for_selector("#train-message strong", timeout=60_000)
+    assert "browser" in page.locator("#train-message").inner_text()
+    page.get_by_role("tab", name="Monitor").click()
+    # a line mark with a drawn path = the loss chart has points
+    page.wait_for_function("() => [...document.querySelectorAll('#chart-loss g.mark-line path')]"
+                           ".some(p => (p.getAttribute('d') || '').length > 10)", timeout=RUN_TIMEOUT_MS)
+    _shot(page, "monitor-live")
+    page.get_by_role("tab", name="Train").click()
+    page.wait_for_selector("#train-progress [data-state='finished']", timeout=RUN_TIMEOUT_MS)
+    _shot(page, "train-finished")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_every_tab_in_both_languages(page, lang):
+    page.locator("#ts-lang label").filter(has_text="中文" if lang == "zh" else "English").click()
+    first = TABS[lang][0]
+    page.get_by_role("tab", name=first).wait_for(timeout=30_000)
+    for name, label in zip(TABS["en"], TABS[lang]):
+        page.get_by_role("tab", name=label).click()
+        page.wait_for_timeout(800)  # let the tab's plots lay out
+        _shot(page, f"{lang}-{name.lower()}")
+    page.get_by_role("tab", name=first).click()
+    expected = "开始训练" if lang == "zh" else "Start"
+    assert page.locator("#train-start").inner_text().strip() == expected

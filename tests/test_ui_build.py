@@ -1,0 +1,181 @@
+"""The studio UI built without launching: every tab and handler present, the form <-> RunConfig mapping, i18n, the
+launch flags' safety rules, and the import-time promise (no torch). No model, no server, a few seconds.
+
+Run: ``pytest tests/test_ui_build.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import gradio as gr
+import pytest
+
+from studio import config as C
+from studio.ui import api, app, i18n, train_tab
+from studio.ui.context import AppContext
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ui_build")
+    c = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    c.presets_root = tmp_path / "presets"
+    c.presets_root.mkdir()
+    (c.presets_root / "quick.yaml").write_text("# A quick preset.\n# studio train quick.yaml\ntraining:\n  learning_rate: 0.001\n"
+                                               "  max_steps: 7\ndata:\n  datasets: [a.jsonl, b.jsonl]\nmethod:\n"
+                                               "  finetuning_type: qlora\n")
+    return c
+
+
+@pytest.fixture(scope="module")
+def refs(ctx):
+    """Built once for the module (a build takes a second or two); the tests only read it."""
+    return app.build(ctx)
+
+
+def test_importing_the_ui_does_not_import_torch():
+    code = ("import sys, studio.ui.app, studio.ui.context, studio.engine.jobs, studio.engine.metrics; "
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules]; "
+            "print(heavy); sys.exit(1 if heavy else 0)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_launch_flags_module_is_light():
+    """``studio --help`` lists the webui flags from studio.ui.flags: it must not pull in gradio."""
+    code = "import sys, studio.ui.flags; sys.exit(1 if 'gradio' in sys.modules else 0)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60).returncode == 0
+
+
+def _triggers(demo: gr.Blocks) -> set[tuple[int, str]]:
+    return {(block_id, event) for fn in demo.fns.values() for block_id, event in fn.targets}
+
+
+def test_every_tab_and_handler_is_present(refs):
+    assert list(refs.tabs) == ["train", "monitor", "data", "export", "chat"]
+    wired = _triggers(refs.demo)
+    clicks = [refs.train.start, refs.train.stop, refs.train.show_cmd, refs.train.cancel, refs.monitor.refresh,
+              refs.data.load, refs.data.use, refs.data.prev, refs.data.next, refs.data.render, refs.export.merge,
+              refs.chat.send, refs.chat.clear]
+    missing = [b.value for b in clicks if (b._id, "click") not in wired]
+    assert not missing, f"buttons without a handler: {missing}"
+    for timer in (refs.train.timer, refs.monitor.timer):
+        assert (timer._id, "tick") in wired
+    for component, event in ((refs.train.preset, "change"), (refs.lang_radio, "change"), (refs.data.upload, "upload"),
+                             (refs.chat.prompt, "submit"), (refs.monitor.pick, "change"), (refs.demo, "load")):
+        assert (component._id, event) in wired, (component, event)
+
+
+def test_api_endpoints_have_stable_names(refs):
+    named = refs.demo.get_api_info()["named_endpoints"]
+    assert {f"/{name}" for name in api.ENDPOINTS} <= set(named)
+    # the browser's own events stay out of the documented API
+    assert set(named) == {f"/{name}" for name in api.ENDPOINTS}
+    params = [p["parameter_name"] for p in named["/start_run"]["parameters"]]
+    assert params == ["preset", "overrides"]
+
+
+def test_form_is_generated_from_field_specs(refs):
+    specs = C.field_specs()
+    assert [s.key for s in refs.train.specs] == [s.key for s in specs]
+    for spec in specs:
+        comp = refs.train.fields[spec.key]
+        expected = (gr.Checkbox if spec.type is bool else gr.Dropdown if spec.choices else
+                    gr.Number if spec.type in (int, float) else gr.Textbox)
+        assert isinstance(comp, expected), spec.key
+        if spec.choices:
+            assert [c[1] for c in comp.choices] == list(spec.choices)
+    assert set(refs.train.sections) == set(C.sections())
+    assert refs.train.sections["quantization"].visible is False  # shown only for qlora
+
+
+def test_values_to_config_round_trip_and_named_errors(refs):
+    specs = refs.train.specs
+    cfg = C.apply_overrides(C.RunConfig(), {"data.datasets": ["a.jsonl", "b.jsonl"], "training.learning_rate": 1e-3,
+                                            "lora.use_dora": True, "quantization.bits": 8})
+    values = train_tab.config_to_values(cfg, specs)
+    back, errors = train_tab.values_to_config(specs, values)
+    assert errors == [] and back == cfg
+    values = train_tab.config_to_values(C.RunConfig(), specs)  # no dataset
+    keys = [s.key for s in specs]
+    values[keys.index("training.learning_rate")] = -1
+    values[keys.index("lora.r")] = 0
+    values[keys.index("training.max_steps")] = None
+    _, errors = train_tab.values_to_config(specs, values)
+    text = "\n".join(errors)
+    for key in ("training.learning_rate", "lora.r", "training.max_steps", "data.datasets"):
+        assert key in text, text
+
+
+def test_preset_fills_the_form_and_shows_the_command(ctx, refs):
+    specs = refs.train.specs
+    note, *values = train_tab._on_preset(ctx, specs, "quick", "en")
+    assert note.startswith("A quick preset.")
+    cfg, errors = train_tab.values_to_config(specs, values)
+    assert not errors and cfg.training.max_steps == 7 and cfg.data.datasets == ["a.jsonl", "b.jsonl"]
+    assert train_tab._section_visibility("qlora") == [gr.update(visible=True)] * 2 + [gr.update(visible=False)]
+    values[[s.key for s in specs].index("lora.r")] = 16
+    cmd, note = train_tab._on_show_command(ctx, specs, "en", "quick", values)
+    assert cmd.startswith("studio train ") and cmd.endswith("quick.yaml --set lora.r=16")
+    assert "-m studio.train" in note
+
+
+def test_start_with_invalid_values_names_them_and_starts_nothing(ctx, refs, monkeypatch):
+    monkeypatch.setattr(gr, "Warning", lambda *a, **k: None)  # no request context outside a live app
+    values = train_tab.config_to_values(C.RunConfig(), refs.train.specs)
+    values[[s.key for s in refs.train.specs].index("training.warmup_steps")] = -3
+    message, _ = train_tab._on_start(ctx, refs.train.specs, "en", values)
+    assert "training.warmup_steps" in message and "data.datasets" in message
+    assert not ctx.runs_root.exists() or not any(ctx.runs_root.iterdir())
+
+
+def test_every_string_has_both_languages_and_the_switch_relabels(ctx, refs):
+    assert i18n.missing() == []
+    out = app._on_lang(ctx, refs, "zh")
+    assert out[refs.lang] == "zh"
+    assert out[refs.train.start]["value"] == "开始训练"
+    assert out[refs.tabs["monitor"]]["label"] == "监控"
+    assert out[refs.train.fields["training.learning_rate"]]["info"].startswith("学习率")
+    assert out[refs.train.preset]["choices"][0] == ("（默认值）", "")
+    assert app._on_lang(ctx, refs, "en")[refs.train.start]["value"] == "Start"
+    # every key used in the UI code exists (a typo would raise KeyError at build time; this checks the messages)
+    for key in i18n.STRINGS:
+        assert i18n.t(key, "zh") and i18n.t(key, "en")
+
+
+def _args(*argv):
+    return app.parse_args(list(argv))
+
+
+def test_launch_flags_are_safe_by_default(capsys):
+    args = _args()
+    assert (args.host, args.port, args.share, args.lang) == ("127.0.0.1", 7860, False, "en")
+    assert app.resolve_auth(args) is None
+    user, password = app.resolve_auth(_args("--share"))
+    assert user == app.SHARE_USER and len(password) >= 12
+    assert password in capsys.readouterr().out
+    assert app.resolve_auth(_args("--auth", "ann:s3:cret")) == ("ann", "s3:cret")
+    with pytest.raises(SystemExit):
+        app.resolve_auth(_args("--auth", "nopassword"))
+    app.resolve_auth(_args("--host", "0.0.0.0"))
+    assert "WARNING" in capsys.readouterr().out
+    app.resolve_auth(_args("--host", "::1"))
+    assert "WARNING" not in capsys.readouterr().out
+    assert _args("--lang", "zh").lang == "zh"
+
+
+def test_auth_from_environment(monkeypatch):
+    monkeypatch.setenv(app.AUTH_ENV, "bob:pw")
+    assert app.resolve_auth(_args("--share")) == ("bob", "pw")
+
+
+def test_launch_py_is_the_webui_command():
+    text = (ROOT / "launch.py").read_text()
+    assert "from studio.ui.app import serve" in text and "parse_args(sys.argv[1:])" in text
+    assert isinstance(app.parse_args([]), argparse.Namespace)
