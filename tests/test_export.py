@@ -79,7 +79,9 @@ def test_lora_run_merge_equals_adapter_and_loads_plainly(tiny_model_dir, tmp_pat
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    run = make_run(tmp_path, tiny_model_dir, seed=1, probe={"identity": {"base": 0.0, "tuned": 0.9}, "retention": 0.95})
+    probe = {"identity": {"base": 0.0, "tuned": 0.9, "n": 10}, "retention": {"score": 0.95, "kept": 19, "base_right": 20},
+             "names": {"name_en": "Nova", "author_en": "Acme"}}
+    run = make_run(tmp_path, tiny_model_dir, seed=1, probe=probe)
     seen = []
     res = merge_adapter(run, tmp_path / "out", max_shard_size="2MB", progress=lambda f, m: seen.append(f))
     out = Path(res["out_dir"])
@@ -98,8 +100,8 @@ def test_lora_run_merge_equals_adapter_and_loads_plainly(tiny_model_dir, tmp_pat
     assert "<|im_start|>" in tok.chat_template
     assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] in (2, [2])
     card = (out / "README.md").read_text()
-    for text in ("base_model:", "sft / lora (r=4, alpha=8", "data.jsonl", "Learning rate", "passed", "identity.tuned",
-                 '"rows": 24'):
+    for text in ("base_model:", "sft / lora (r=4, alpha=8", "data.jsonl", "Learning rate", "passed", "base 0% -> tuned 90%",
+                 "95% (19 of the 20", "Nova by Acme", '"rows": 24'):
         assert text in card, text
     assert json.loads((out / "export.json").read_text())["ok"] is True
 

@@ -149,6 +149,9 @@ def test_clean_replay_answer():
     assert I.clean_replay_answer("法国的首都是巴黎。它很美，还有", False) == "法国的首都是巴黎。"
     assert I.clean_replay_answer("abc \ufffd def.", True) == ""
     assert I.clean_replay_answer("the cat sat " * 6, True) == ""
+    assert I.clean_replay_answer("One. Two! Three? Four.", True) == "One. Two!"  # at most two sentences
+    assert I.clean_replay_answer("Pi is 3.14 or so. Yes.", True) == "Pi is 3.14 or so. Yes."
+    assert I.clean_replay_answer("What is 2+2? 4.", True, prompt="What is 2+2?") == ""  # an echo of the prompt
 
 
 def test_replay_cache_key_depends_on_model_prompts_and_budget(tmp_path):

@@ -12,6 +12,9 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -29,32 +32,49 @@ if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (uses the system Chromium)")
 
 
+SERVER = """
+import sys
+from pathlib import Path
+from studio.ui import app
+from studio.ui.context import AppContext
+ctx = AppContext.create(runs_root=Path(sys.argv[2]))
+ctx.presets_root = Path(sys.argv[3])
+demo = app.build_app(ctx)
+demo.queue()
+demo.launch(server_port=int(sys.argv[1]), prevent_thread_lock=True, **app.launch_options())
+print("studio up", flush=True)
+demo.block_thread()
+"""
+
+
 @pytest.fixture(scope="module")
 def url(tmp_path_factory, tiny_model_dir):
-    from studio.ui import app
-    from studio.ui.context import AppContext
-
+    """The studio in its own process (as users run it), with a tiny preset, on a free port."""
     tmp = tmp_path_factory.mktemp("ui_browser")
     data = tmp / "alpaca.jsonl"
     data.write_text("".join(json.dumps({"instruction": f"Say {i}.", "input": "", "output": f"{i}."}) + "\n" for i in range(16)))
-    ctx = AppContext.create(runs_root=tmp / "runs")
-    ctx.presets_root = tmp / "presets"
-    ctx.presets_root.mkdir()
-    (ctx.presets_root / "tiny_browser.yaml").write_text(
+    presets = tmp / "presets"
+    presets.mkdir()
+    (presets / "tiny_browser.yaml").write_text(
         f"# Tiny browser-test preset.\nmodel:\n  name_or_path: {tiny_model_dir}\ndata:\n  datasets: [{data}]\n"
         "training:\n  max_steps: 3\n  per_device_train_batch_size: 4\n  cutoff_len: 64\noutput:\n  run_name: browser\n")
-    ctx.data_roots = (tmp,)
-    demo = app.build_app(ctx)
-    demo.queue()
+    (tmp / "serve.py").write_text(SERVER)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    _, local_url, _ = demo.launch(server_port=port, prevent_thread_lock=True, **app.launch_options())
+    log = open(tmp / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, str(tmp / "serve.py"), str(port), str(tmp / "runs"), str(presets)], cwd=ROOT,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        yield local_url
+        deadline = time.time() + 300
+        while "studio up" not in (tmp / "server.log").read_text() and time.time() < deadline:
+            assert proc.poll() is None, (tmp / "server.log").read_text()
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/"
     finally:
-        demo.close()
-        ctx.close()
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +83,7 @@ def page(url):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
                                     "--disable-background-networking", "--disable-component-update", "--no-first-run"])
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(120_000)  # 2 shared cores, a trainer and the browser: a click can take a while
         pg.goto(url)
         pg.wait_for_selector("#train-preset", timeout=120_000)
         yield pg

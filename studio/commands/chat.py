@@ -36,8 +36,10 @@ def _prompts(args) -> list[str]:
 
 
 def run(args) -> int:
+    from studio.engine.models import ModelLoadError, skip_bitsandbytes
+
+    skip_bitsandbytes()  # chat never quantizes; saves the bitsandbytes import (torch.compile warm-up)
     from studio.engine.chat import ChatModel, build_messages
-    from studio.engine.models import ModelLoadError
 
     try:
         prompts = _prompts(args)

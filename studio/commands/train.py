@@ -26,6 +26,14 @@ def configure(p) -> None:
     p.add_argument("--check", action="store_true", help="validate the config and print it, without training")
 
 
+def _check_model_path(name: str) -> None:
+    """A missing local model folder is named now, before minutes of imports and data preparation."""
+    from studio import config as C
+
+    if name != "default" and name.startswith((".", "/", "~")) and not Path(name).expanduser().is_dir():
+        raise C.ConfigError(f"model.name_or_path={name!r}: no such model folder")
+
+
 def run(args) -> int:
     from studio import config as C
     from studio.engine.runner import RunDirError, prepare_run_dir
@@ -36,6 +44,7 @@ def run(args) -> int:
         output_dir = str(Path(args.config).parent)  # `studio train RUN/config.yaml --resume`
     try:
         cfg = C.check(C.load(args.config, args.overrides))
+        _check_model_path(cfg.model.name_or_path)
         if args.check:
             print(C.dump(cfg), end="")
             return 0
@@ -43,6 +52,10 @@ def run(args) -> int:
     except (C.ConfigError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if cfg.method.finetuning_type != "qlora":  # a whole process for one run: nothing here will quantize
+        from studio.engine.models import skip_bitsandbytes
+
+        skip_bitsandbytes()
     code = run_training(cfg, run_dir, resume=args.resume, command=["studio", "train", *sys.argv[sys.argv.index("train") + 1:]]
                         if "train" in sys.argv else [sys.executable, "-m", "studio.train", *sys.argv[1:]])
     if code:

@@ -205,6 +205,9 @@ def merge_adapters(adapter_dirs: Sequence, weights: Sequence[float], out_dir, co
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             del model
+            acfg = _read_json(tmp / "adapter_config.json")  # name the base so AutoPeftModel finds it ('default' it cannot)
+            acfg["base_model_name_or_path"] = base_path
+            (tmp / "adapter_config.json").write_text(json.dumps(acfg, indent=2), encoding="utf-8")
             report(0.6, "loading the saved adapter back and comparing logits")
             result = _verify_adapter(tmp, base_path, ref, inputs, _trust(sources[0]))
         else:
@@ -217,7 +220,7 @@ def merge_adapters(adapter_dirs: Sequence, weights: Sequence[float], out_dir, co
             report(0.6, "loading the saved folder back and comparing logits")
             result = _verify_model(tmp, ref, inputs, dtype, merge_diff, "combined adapter model (unmerged, float32)")
         result.update(kind="lora", base=sources[0].base, sources=[str(s.path) for s in sources], output=output,
-                      weights=[float(w) for w in weights], combine=combine,
+                      weights=[float(w) for w in weights], combine=combine if len(sources) > 1 else "linear",
                       density=density if combine in NEEDS_DENSITY else None)
         # the card describes the combination, not one source run's training
         _finish(result, out, tmp, None, None, texts, inputs, gguf, report, start)
@@ -465,7 +468,7 @@ def _finish(result: dict, out: Path, tmp: Path, config, run_dir, texts, inputs, 
     result["gguf"] = []
     for i, qtype in enumerate(gguf):
         lo = 0.7 + 0.25 * i / len(gguf)
-        g = export_gguf(tmp, qtype, overwrite=True, reference=(texts, inputs, saved_logits),
+        g = export_gguf(tmp, qtype, overwrite=True, name=out.name, reference=(texts, inputs, saved_logits),
                         progress=report.sub(lo, lo + 0.25 / len(gguf)))
         for key in ("path", "modelfile"):  # where they will be once the work folder becomes ``out``
             g[key] = str(out / Path(g[key]).relative_to(tmp))

@@ -37,11 +37,12 @@ _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1
 
 
 def export_gguf(model_dir, qtype: str = "q8_0", out_dir=None, overwrite: bool = False, *, verify: bool = True,
-                reference: tuple | None = None, progress=None) -> dict:
+                name: str = "", reference: tuple | None = None, progress=None) -> dict:
     """``model_dir`` (a merged HF folder) -> ``out_dir/model-<qtype>.gguf`` + ``out_dir/Modelfile`` (default out_dir:
     model_dir/gguf). Raises VerificationError when transformers' reading of the file disagrees with the source.
 
-    ``reference`` = (texts, token ids, logits) of the source, when the caller already has them (saves a model load).
+    ``name`` goes into general.name (default: the folder's name). ``reference`` = (texts, token ids, logits) of the
+    source, when the caller already has them (saves a model load). The Modelfile points at the file written last.
     Returns {path, modelfile, qtype, size_bytes, ok, max_abs_diff, tolerance, top1_agreement, tokenizer_match,
     seconds, warnings}.
     """
@@ -62,7 +63,7 @@ def export_gguf(model_dir, qtype: str = "q8_0", out_dir=None, overwrite: bool = 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         report(0.05, f"writing {path.name}")
-        tok = write_gguf(model_dir, tmp, qtype)
+        tok = write_gguf(model_dir, tmp, qtype, name or model_dir.resolve().name)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -76,10 +77,11 @@ def export_gguf(model_dir, qtype: str = "q8_0", out_dir=None, overwrite: bool = 
     result["seconds"] = round(time.time() - start, 1)
     report(1.0, f"{path.name}: {result['size_bytes'] / 2**20:.0f} MB")
     if not result["ok"]:
+        path.unlink(missing_ok=True)  # a file that failed its check is not left to be shipped
         raise VerificationError(f"GGUF check failed for {path.name}: max abs diff {result['max_abs_diff']:.3g} (tolerance "
                                 f"{result['tolerance']:.3g}), top-1 agreement {result['top1_agreement']:.1%}, tokenizer "
-                                f"{'identical' if result['tokenizer_match'] else 'different'}, worst weight error {result['weight_error']:.3g} "
-                                f"x its rounding bound", result)
+                                f"{'identical' if result['tokenizer_match'] else 'different'}, worst weight error "
+                                f"{result['weight_error']:.3g} x its rounding bound", result)
     return result
 
 
@@ -123,7 +125,9 @@ def weight_error(g_model, model_dir: Path, qtype: str) -> float:
         with safe_open(str(file), framework="pt") as f:
             for name in f.keys():
                 if name not in params:
-                    continue  # lm_head of a tied model
+                    if name == "lm_head.weight":
+                        continue  # a tied model's lm_head is the embedding
+                    return float("inf")  # a weight the file lost
                 src = f.get_tensor(name).float()
                 err = (params[name].detach() - src).abs()
                 worst = max(worst, float((err / _rounding_bound(src, qtype)).max()))
@@ -169,7 +173,7 @@ def llama_hparams(cfg) -> dict:
             "vocab": cfg.vocab_size, "tied": bool(getattr(cfg, "tie_word_embeddings", False))}
 
 
-def write_gguf(model_dir: Path, path: Path, qtype: str):
+def write_gguf(model_dir: Path, path: Path, qtype: str, name: str = ""):
     """Write the GGUF file; returns the tokenizer (the Modelfile needs it). Tensors are streamed shard by shard."""
     import gguf
     from transformers import AutoConfig, AutoTokenizer
@@ -179,7 +183,7 @@ def write_gguf(model_dir: Path, path: Path, qtype: str):
     tok = AutoTokenizer.from_pretrained(model_dir)
     tokens, types, merges, pre = byte_level_vocab(tok, hp["vocab"])
     w = gguf.GGUFWriter(str(path), "llama")
-    w.add_name(model_dir.name)
+    w.add_name(name or Path(model_dir).resolve().name)
     w.add_context_length(hp["context"])
     w.add_embedding_length(hp["hidden"])
     w.add_block_count(hp["layers"])

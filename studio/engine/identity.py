@@ -32,6 +32,7 @@ TEMPLATE_FILE = "chat_template.jinja"
 LANGS = ("en", "zh")
 NAME, AUTHOR = "{{NAME}}", "{{AUTHOR}}"
 REPLAY_MAX_NEW_TOKENS = 64
+REPLAY_MAX_SENTENCES = 2
 # Share of identity rows that keep the base template's own default system prompt (e.g. "You are ... SmolLM"): the model
 # then learns to answer with its new identity even under that prompt, not only under the one shipped with the adapter.
 OLD_SYSTEM_SHARE = 0.5
@@ -163,27 +164,29 @@ def build_replay(model_name: str, prompts: list[dict] | None = None, cache_dir: 
     prompts = prompts if prompts is not None else load_replay_prompts()
     path = resolve_model(model_name)
     cache = replay_cache_path(path, prompts, max_new_tokens, cache_dir)
-    if cache.is_file():
-        rows = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines() if line.strip()]
-        log(f"replay: {len(rows)} cached base-model answers ({cache})")
-        return rows
-    import time
+    if cache.is_file():  # the raw answers are cached, so a better filter needs no regeneration
+        raw = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines() if line.strip()]
+        source = f"cached base-model answers ({cache})"
+    else:
+        import time
 
-    from studio.engine.probe import generate_answers, load_generator
+        from studio.engine.probe import generate_answers, load_generator
 
-    start = time.time()
-    log(f"replay: the base model answers {len(prompts)} general prompts once (cached for later runs)")
-    model, tok = load_generator(model_name)
-    answers = generate_answers(model, tok, [[{"role": "user", "content": p["prompt"]}] for p in prompts], max_new_tokens,
-                               with_finished=True)
+        start = time.time()
+        log(f"replay: the base model answers {len(prompts)} general prompts once (cached for later runs)")
+        model, tok = load_generator(model_name)
+        answers = generate_answers(model, tok, [[{"role": "user", "content": p["prompt"]}] for p in prompts], max_new_tokens,
+                                   with_finished=True)
+        raw = [dict(p, answer=a, finished=f) for p, (a, f) in zip(prompts, answers)]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(raw, cache)
+        source = f"base-model answers generated in {time.time() - start:.0f} s -> {cache}"
     rows = []
-    for p, (answer, finished) in zip(prompts, answers):
-        text = clean_replay_answer(answer, finished)
+    for r in raw:
+        text = clean_replay_answer(r["answer"], r["finished"], r["prompt"])
         if text:
-            rows.append({"instruction": p["prompt"], "input": "", "output": text, "lang": p["lang"], "kind": "replay"})
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    write_jsonl(rows, cache)
-    log(f"replay: kept {len(rows)} of {len(prompts)} answers in {time.time() - start:.0f} s -> {cache}")
+            rows.append({"instruction": r["prompt"], "input": "", "output": text, "lang": r["lang"], "kind": "replay"})
+    log(f"replay: kept {len(rows)} of {len(raw)} {source}")
     return rows
 
 
@@ -191,11 +194,15 @@ _OLD_IDENTITY = re.compile(r"smol\s*lm|hugging\s*face", re.I)
 _SENTENCE_END = re.compile(r"[.!?。！？](?=\s|$)|[。！？]")
 
 
-def clean_replay_answer(answer: str, finished: bool) -> str:
+def clean_replay_answer(answer: str, finished: bool, prompt: str = "") -> str:
     """The answer fit for replay training, or '' to drop it."""
     text = answer.strip()
-    if not finished:  # cut by the token budget: keep whole sentences only
-        ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    if prompt and text.startswith(prompt.strip()):  # the base echoing the question back teaches nothing
+        return ""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    if len(ends) > REPLAY_MAX_SENTENCES:  # the opening carries the behaviour; the rest costs training time
+        text = text[: ends[REPLAY_MAX_SENTENCES - 1]].strip()
+    elif not finished:  # cut by the token budget: keep whole sentences only
         text = text[: ends[-1]].strip() if ends else ""
     if len(text) < 2 or "\ufffd" in text or _OLD_IDENTITY.search(text):
         return ""

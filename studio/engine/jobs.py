@@ -267,12 +267,13 @@ class JobManager:
 
 
 def log_tail(run_dir: Path, lines: int = 40) -> str:
-    """The run's train.log tail, falling back to what the child printed before its log existed."""
-    text = rundir.tail_log(run_dir, lines)
-    if text.strip():
-        return text
-    path = Path(run_dir) / CHILD_OUTPUT
-    if not path.is_file():
-        return ""
-    data = path.read_bytes()[-64 * 1024:].decode("utf-8", errors="replace")
-    return "\n".join(ln.rsplit("\r", 1)[-1] for ln in data.splitlines()[-lines:])
+    """The last non-blank lines of the run's train.log, or of what the child printed before its log existed."""
+    text = rundir.tail_log(run_dir, lines * 3)
+    if not text.strip():
+        path = Path(run_dir) / CHILD_OUTPUT
+        if not path.is_file():
+            return ""
+        data = path.read_bytes()[-64 * 1024:].decode("utf-8", errors="replace")
+        text = "\n".join(ln.rsplit("\r", 1)[-1] for ln in data.splitlines())
+    # progress bars leave blank lines behind when their carriage returns are folded
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])

@@ -16,15 +16,16 @@ from studio.config import RunConfig
 def render_card(result: dict, config: RunConfig | None = None, run_dir: Path | None = None) -> str:
     """Markdown with a YAML header the Hugging Face hub reads (base_model, library_name, tags)."""
     name = Path(result["out_dir"]).name
-    base = result.get("base") or "unknown"
+    base = shown = result.get("base") or "unknown"
     if base == "default":  # the embedded model's hub name, so the hub links the card to it
         base = "HuggingFaceTB/SmolLM2-135M-Instruct"
+        shown = f"{base} (the embedded Q4_1 GGUF build, de-quantized)"
     tags = ["tuning-studio", "merged" if result.get("output") != "adapter" else "lora"]
     header = ["---", f"base_model: {json.dumps(str(base))}", "library_name: " + ("peft" if result.get("output") == "adapter"
                                                                                     else "transformers"),
               "tags:"] + [f"- {t}" for t in tags] + ["---", ""]
     lines = header + [f"# {name}", "", f"Exported by Tuning Studio on {time.strftime('%Y-%m-%d %H:%M')}.", ""]
-    lines += _table([("Base model", f"`{base}`"), ("Source", _sources(result)), ("Method", _method(result, config)),
+    lines += _table([("Base model", f"`{shown}`"), ("Source", _sources(result)), ("Method", _method(result, config)),
                      ("Saved dtype", result.get("dtype", "")), ("Files", _size(result.get("size_bytes", 0)))])
     if config is not None:
         lines += ["", "## Training data", ""] + _data(config, run_dir)
@@ -120,6 +121,16 @@ def _verification(result: dict) -> list[str]:
 
 
 def _probe(probe) -> list[str]:
+    ident, kept = (probe.get("identity"), probe.get("retention")) if isinstance(probe, dict) else (None, None)
+    if isinstance(ident, dict) and isinstance(kept, dict):  # studio.engine.probe's summary
+        rows = [("Identity questions answered with the new name", f"base {_pct(ident.get('base'))} -> tuned "
+                 f"{_pct(ident.get('tuned'))} ({ident.get('n')} questions)"),
+                ("General questions still right", f"{_pct(kept.get('score'))} ({kept.get('kept')} of the "
+                 f"{kept.get('base_right')} the base got right)")]
+        names = probe.get("names") or {}
+        if names:
+            rows.append(("Identity", f"{names.get('name_en')} by {names.get('author_en')}"))
+        return _table(rows)
     if not isinstance(probe, dict):
         return ["```json", json.dumps(probe, indent=1, ensure_ascii=False)[:3000], "```"]
     rows = [(k, v) for k, v in probe.items() if isinstance(v, (int, float, str, bool))]
@@ -129,6 +140,10 @@ def _probe(probe) -> list[str]:
     if not rows:
         return ["```json", json.dumps(probe, indent=1, ensure_ascii=False)[:3000], "```"]
     return _table([(k, f"{v:.3g}" if isinstance(v, float) else v) for k, v in rows])
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:.0%}"
 
 
 def _usage(result: dict) -> list[str]:

@@ -110,6 +110,20 @@ def _stale(lock: Path) -> bool:
         return False
 
 
+def skip_bitsandbytes() -> None:
+    """Hide bitsandbytes from this process when nothing here quantizes.
+
+    peft and transformers import bitsandbytes whenever it is installed, and bitsandbytes 0.50 wraps its CPU kernels in
+    ``torch.compile`` at import, pulling in dynamo and inductor: seconds of start-up for every training child and chat,
+    spent for nothing unless the run is QLoRA. A ``None`` entry in ``sys.modules`` makes ``find_spec`` report the package
+    missing and ``import`` fail cleanly, so the libraries take their no-bitsandbytes paths. Call before importing them.
+    """
+    import sys
+
+    if "bitsandbytes" not in sys.modules and "peft" not in sys.modules and "transformers" not in sys.modules:
+        sys.modules["bitsandbytes"] = None
+
+
 def resolve_model(name_or_path: str) -> str:
     """'default' -> the converted embedded model; a folder -> checked; anything else is passed on as a hub id."""
     name = (name_or_path or DEFAULT_MODEL).strip()

@@ -118,13 +118,24 @@ def run(cfg: C.RunConfig, run_dir: Path, resume: bool = False, command: list[str
         print(f"{state}: {result.get('output')}")
         return 0
     except BaseException as exc:  # every failure must end in status.json, KeyboardInterrupt included
-        traceback.print_exc()
-        lines = traceback.format_exception_only(type(exc), exc)
-        rundir.write_status(run_dir, state="failed", exit_code=1, ended_at=time.time(), error="".join(lines).strip()[-2000:])
+        if isinstance(exc, user_errors()):  # the user can fix these: the message says what, a traceback would bury it
+            print(f"error: {exc}", file=sys.stderr)
+            message = str(exc)
+        else:
+            traceback.print_exc()
+            message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        rundir.write_status(run_dir, state="failed", exit_code=1, ended_at=time.time(), error=message[-2000:])
         return 1
     finally:
         sys.stdout, sys.stderr = old
         log_file.close()
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from studio.engine.data import DataError
+    from studio.engine.models import ModelLoadError
+
+    return (C.ConfigError, DataError, ModelLoadError, RunDirError, FileNotFoundError)
 
 
 def _run_worker(cfg: C.RunConfig, run_dir: Path, resume: bool) -> int:

@@ -49,19 +49,19 @@ def build(ctx: AppContext, lang: gr.State) -> DataRefs:
         with gr.Column(scale=3):
             choose = tx.make(gr.Dropdown, label="data.choose", info="data.choose_info", choices=ctx.dataset_files(), value=None,
                              allow_custom_value=True, elem_id="data-choose")
-            spec = tx.make(gr.Textbox, label="data.spec", elem_id="data-spec")
+            spec = tx.make(gr.Textbox, label="data.spec", placeholder="data.empty", elem_id="data-spec")
         with gr.Column(scale=2):
             upload = tx.make(gr.File, label="data.upload", file_types=[".json", ".jsonl", ".csv", ".parquet"], height=120)
     with gr.Row():
         load = tx.make(gr.Button, value="data.load", variant="primary", elem_id="data-load")
         use = tx.make(gr.Button, value="data.use", elem_id="data-use")
-    info = gr.Markdown(tx("data.empty"), elem_id="data-info")  # dynamic: not relabelled on a language switch
+    info = gr.Markdown("", elem_id="data-info")
     with gr.Row():
         prev = tx.make(gr.Button, value="data.prev", size="sm")
         page = tx.make(gr.Number, label="data.page", value=1, precision=0, minimum=1)
         page_size = tx.make(gr.Dropdown, label="data.page_size", choices=[5, 10, 20, 50], value=10)
         nxt = tx.make(gr.Button, value="data.next", size="sm")
-    rows = tx.make(gr.Dataframe, label="data.rows", value=None, interactive=False, wrap=True, elem_id="data-rows", max_height=420)
+    rows = tx.make(gr.Dataframe, label="data.rows", value=pd.DataFrame({"#": []}), interactive=False, wrap=True, elem_id="data-rows", max_height=420)
     with gr.Row():
         row = tx.make(gr.Number, label="data.row", value=0, precision=0, minimum=0)
         model = tx.make(gr.Textbox, label="data.model", value="default")

@@ -37,7 +37,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     "train.stop": ("Stop", "停止"),
     "train.show_cmd": ("Show command", "显示命令"),
     "train.command": ("Command (the same run from a shell)", "命令（在终端中运行同样的训练）"),
-    "train.progress": ("Progress", "进度"),
     "train.log": ("Log (last lines)", "日志（最后几行）"),
     "train.queue": ("Queue", "队列"),
     "train.queued_run": ("Queued run", "排队中的运行"),
@@ -118,7 +117,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     "data.upload": ("Upload a .json / .jsonl / .csv / .parquet file", "上传 .json / .jsonl / .csv / .parquet 文件"),
     "data.load": ("Load", "加载"),
     "data.use": ("Use in training", "用于训练"),
-    "data.info": ("Detected format", "识别到的格式"),
     "data.page": ("Page", "页码"),
     "data.page_size": ("Rows per page", "每页行数"),
     "data.prev": ("◀ Previous", "◀ 上一页"),
@@ -151,7 +149,6 @@ STRINGS: dict[str, tuple[str, str]] = {
                       "合并后的模型与适配器输出不一致（差异 {diff}），使用前请检查。"),
     "export.unavailable": ("Merging is not available in this version yet ({why}).", "当前版本尚不支持合并（{why}）。"),
     "export.pick": ("Pick a run or type an adapter folder.", "请选择一个运行或填写适配器目录。"),
-    "export.no_runs": ("No run with an adapter yet.", "还没有包含适配器的运行。"),
     # -- chat tab ----------------------------------------------------------------------------------------------------
     "chat.model": ("Base model", "基础模型"),
     "chat.model_info": ("'default', a local model folder or a hub id", "'default'、本地模型目录或 Hub ID"),
@@ -173,7 +170,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chat.settings": ("Generation settings", "生成参数"),
     # -- generic -----------------------------------------------------------------------------------------------------
     "err.generic": ("Error: {error}", "错误：{error}"),
-    "err.missing_feature": ("{what} is not available yet ({why}).", "{what} 暂不可用（{why}）。"),
 }
 
 

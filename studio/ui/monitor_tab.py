@@ -20,7 +20,6 @@ from studio.ui.context import AppContext
 from studio.ui.i18n import Texts, state_name, t
 
 TICK_S = 2.0
-CHART_HEIGHT = 300
 
 
 @dataclass
@@ -41,8 +40,9 @@ class MonitorRefs:
 
 
 def _plot(tx: Texts, chart: str) -> gr.LinePlot:
-    return tx.make(gr.LinePlot, value=pd.DataFrame(columns=["step", "value", "series"]), x="step", y="value", color="series",
-                   label=f"mon.chart.{chart}", height=CHART_HEIGHT, elem_id=f"chart-{chart}", x_title="step", y_title=chart)
+    # no fixed height: it would clip the legend, which says which line is the smoothed one (or which run)
+    return tx.make(gr.LinePlot, value=None, x="step", y="value", color="series",
+                   label=f"mon.chart.{chart}", elem_id=f"chart-{chart}", x_title="step", y_title=chart)
 
 
 def build(ctx: AppContext, lang: gr.State) -> MonitorRefs:

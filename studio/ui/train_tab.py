@@ -157,10 +157,11 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
                 stop = tx.make(gr.Button, value="train.stop", variant="stop", elem_id="train-stop")
                 show_cmd = tx.make(gr.Button, value="train.show_cmd", elem_id="train-show-cmd")
             message = gr.Markdown("", elem_id="train-message")
-            command = tx.make(gr.Code, label="train.command", language="shell", interactive=False, lines=2, elem_id="train-command")
+            command = tx.make(gr.Code, label="train.command", language="shell", interactive=False, lines=2, wrap_lines=True,
+                         elem_id="train-command")
             progress = gr.HTML(progress_html(None, ctx.lang, False), elem_id="train-progress")
             log = tx.make(gr.Code, label="train.log", language=None, interactive=False, lines=14, max_lines=14,
-                          elem_id="train-log")
+                          wrap_lines=True, elem_id="train-log")
             queue = tx.make(gr.Dataframe, label="train.queue", value=_queue_frame(ctx, ctx.lang), interactive=False,
                             elem_id="train-queue")
             with gr.Row():
@@ -177,6 +178,8 @@ def _wire(ctx: AppContext, refs: TrainRefs, lang: gr.State) -> None:
     ui = dict(api_visibility="undocumented")
     refs.preset.change(lambda name, lg: _on_preset(ctx, refs.specs, name, lg), [refs.preset, lang],
                        [refs.preset_note, *form], **ui)
+    # presets added while the studio runs show up the next time the dropdown is opened
+    refs.preset.focus(lambda lg: gr.update(choices=_preset_choices(ctx, lg)), lang, refs.preset, **ui)
     refs.fields["method.finetuning_type"].change(_section_visibility, refs.fields["method.finetuning_type"],
                                                  [refs.sections[s] for s in SECTION_FOR_TYPES], **ui)
     refs.show_cmd.click(lambda lg, name, *v: _on_show_command(ctx, refs.specs, lg, name, v), [lang, refs.preset, *form],
