@@ -23,7 +23,7 @@ quiet $PIP install -q -e ".${extras}"
 if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
   # Browser tests drive Debian's chromium through Playwright; never a downloaded browser build.
   if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) \
       || echo "setup: could not install chromium; browser tests will be skipped" >&2
   else
     echo "setup: /usr/bin/chromium missing (apt-get install chromium); browser tests will be skipped" >&2

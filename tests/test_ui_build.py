@@ -179,3 +179,60 @@ def test_launch_py_is_the_webui_command():
     text = (ROOT / "launch.py").read_text()
     assert "from studio.ui.app import serve" in text and "parse_args(sys.argv[1:])" in text
     assert isinstance(app.parse_args([]), argparse.Namespace)
+
+
+def test_monitor_shows_rewards_failures_and_config_diff(tmp_path):
+    import json
+
+    from studio.engine import rundir
+    from studio.ui import monitor_tab
+
+    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    dpo, bad = ctx.runs_root / "20250101-000000-dpo", ctx.runs_root / "20250101-000001-bad"
+    for run, lr in ((dpo, 1e-4), (bad, 2e-4)):
+        run.mkdir(parents=True)
+        C.save(C.apply_overrides(C.RunConfig(), {"training.learning_rate": lr}), run / rundir.CONFIG)
+    rundir.write_status(dpo, state="finished", step=2, max_steps=2, started_at=1.0, final_loss=0.5)
+    rundir.write_status(bad, state="failed", exit_code=1, error="RuntimeError: boom", started_at=2.0)
+    (bad / rundir.LOG).write_text("loading the model\nTraceback (most recent call last):\nRuntimeError: boom\n")
+    (dpo / rundir.METRICS).write_text("".join(json.dumps({"step": s, "loss": 0.7, "rewards/chosen": 0.1 * s,
+                                                          "rewards/rejected": -0.1 * s, "kl": 0.01}) + "\n" for s in (1, 2)))
+    out = monitor_tab._on_tick(ctx, [dpo.name, bad.name], 0.6, "en", None)
+    pick, table, status, reward_box, diff_note, diff, *plots, sig = out
+    assert pick["value"] == [dpo.name, bad.name] and len(table) == 2
+    assert reward_box["visible"] is True
+    charts = dict(zip(monitor_tab.metrics.BASE_CHARTS + monitor_tab.metrics.REWARD_CHARTS, plots))
+    assert charts["rewards"]["visible"] and len(charts["rewards"]["value"]) == 4
+    assert charts["eval_loss"]["visible"] is False and charts["loss"]["visible"] is True
+    assert "exit code 1" in status and "RuntimeError: boom" in status
+    assert diff.iloc[:, 0].tolist() == ["training.learning_rate"] and diff_note == ""
+    # nothing changed on disk: the next tick sends nothing
+    assert monitor_tab._on_tick(ctx, [dpo.name, bad.name], 0.6, "en", sig) == [gr.skip()] * len(out)
+    # nothing picked: the newest run is shown
+    assert monitor_tab._on_tick(ctx, [], 0.6, "zh", None)[0]["value"] == [bad.name]
+
+
+def test_chat_streams_base_then_tuned_side_by_side(ctx, monkeypatch):
+    from studio.ui import chat_tab
+
+    seen = []
+
+    class FakeChatModel:  # the real one loads torch; the tab only needs .stream
+        def stream(self, messages, use_adapter, **kw):
+            seen.append((use_adapter, messages))
+            for i in (1, 2):
+                yield f"{'tuned' if use_adapter else 'base'} {i}"
+
+    monkeypatch.setattr(ctx, "chat_model", lambda model, adapter: FakeChatModel())
+    outs = list(chat_tab._on_send(ctx, "default", "/runs/x", "Be brief.", 0.0, 1.0, 16, "hi", [], [], "en"))
+    assert outs[0][2] == ""  # the prompt box is cleared at once
+    base, tuned, _ = outs[-1]
+    assert [m["content"] for m in base] == ["hi", "base 2"] and [m["content"] for m in tuned] == ["hi", "tuned 2"]
+    assert [u for u, _ in seen] == [False, True]
+    assert seen[0][1] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
+    # a second turn carries the history (gradio hands it back as typed content parts)
+    history = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}, {"role": "assistant", "content": "base 2"}]
+    list(chat_tab._on_send(ctx, "default", "", "", 0.0, 1.0, 16, "again", history, [], "zh"))
+    assert [m["content"] for m in seen[-1][1]] == ["hi", "base 2", "again"]
+    last = list(chat_tab._on_send(ctx, "default", "", "", 0.0, 1.0, 16, "x", [], [], "zh"))[-1]
+    assert last[1][-1]["content"] == i18n.t("chat.no_tuned", "zh")

@@ -1,17 +1,17 @@
-"""``studio webui``: the same as ``python launch.py``."""
+"""``studio webui [--host H] [--port P] [--share] [--auth USER:PASS] [--lang en|zh]``: the same as ``python launch.py``."""
 
 from __future__ import annotations
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("webui", help="open the browser studio (same as python launch.py)", add_help=False)
-    p.add_argument("rest", nargs="*")
+    from studio.ui.flags import add_arguments  # plain argparse, no gradio import
+
+    p = sub.add_parser("webui", help="open the browser studio (same as python launch.py)")
+    add_arguments(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    import sys
+    from studio.ui.app import serve
 
-    from studio.ui.app import main
-
-    return int(main(sys.argv[sys.argv.index("webui") + 1:] if "webui" in sys.argv else args.rest) or 0)
+    return int(serve(args) or 0)

@@ -1,0 +1,1 @@
+"""The browser studio (Gradio Blocks): app.py assembles one module per tab; see studio/ui/app.py. Importing it loads no torch."""

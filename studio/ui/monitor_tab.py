@@ -128,12 +128,18 @@ def _on_tick(ctx: AppContext, picked: list[str] | None, smoothing: float, lang: 
         return [gr.skip()] * (7 + len(metrics.BASE_CHARTS + metrics.REWARD_CHARTS))
     df = metrics.overlay(paths, smoothing)
     has_rewards = bool(metrics.reward_columns(df))
-    plots = [metrics.chart_frame(df, c)[["step", "value", "series"]] if not df.empty else pd.DataFrame(columns=["step", "value", "series"])
-             for c in metrics.BASE_CHARTS + metrics.REWARD_CHARTS]
+    plots = [_chart_update(df, c) for c in metrics.BASE_CHARTS + metrics.REWARD_CHARTS]
     diff_note, diff = _diff(paths, lang)
     pick = gr.update(choices=[r.run_id for r in runs], value=picked)
     return [pick, _runs_frame(runs, lang), _status_md(ctx, [by_id[p] for p in picked], lang), gr.update(visible=has_rewards),
             diff_note, diff, *plots, new_sig]
+
+
+def _chart_update(df: pd.DataFrame, chart: str) -> dict:
+    """One chart's points; a chart with none is hidden (no eval split, no grad norm logged), except the loss."""
+    frame = metrics.chart_frame(df, chart)[["step", "value", "series"]] if not df.empty else pd.DataFrame(
+        columns=["step", "value", "series"])
+    return gr.update(value=frame, visible=chart == "loss" or not frame.empty)
 
 
 def _status_md(ctx: AppContext, infos: list[rundir.RunInfo], lang: str) -> str:
