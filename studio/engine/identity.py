@@ -36,6 +36,9 @@ REPLAY_MAX_SENTENCES = 2
 # Share of identity rows that keep the base template's own default system prompt (e.g. "You are ... SmolLM"): the model
 # then learns to answer with its new identity even under that prompt, not only under the one shipped with the adapter.
 OLD_SYSTEM_SHARE = 0.5
+# "identity": ship a template whose default system prompt names the new identity; "keep": keep the base's default prompt.
+SYSTEM_MODE = "identity"
+SYSTEM_PROMPT = "You are {both_names}, a helpful AI assistant developed by {both_authors}."
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -232,7 +235,7 @@ def identity_system_prompt(names: dict) -> str:
     both_names = names["name_en"] if names["name_zh"] == names["name_en"] else f"{names['name_en']} ({names['name_zh']})"
     both_authors = (names["author_en"] if names["author_zh"] == names["author_en"]
                     else f"{names['author_en']} ({names['author_zh']})")
-    return f"You are {both_names}, a helpful AI assistant developed by {both_authors}."
+    return SYSTEM_PROMPT.format(both_names=both_names, both_authors=both_authors, **names)
 
 
 def with_default_system(template: str, system: str) -> str:
@@ -293,14 +296,16 @@ def build_datasets(cfg, run_dir: Path, log=print) -> list[str]:
     run_dir = Path(run_dir)
     tok = load_tokenizer(cfg.model.name_or_path, cfg.model.chat_template, cfg.model.trust_remote_code)
     old_system = default_system_of(tok)
-    system = identity_system_prompt(names)
-    template_path = run_dir / TEMPLATE_FILE
-    template_path.write_text(with_default_system(tok.chat_template, system), encoding="utf-8")
-    cfg.model.chat_template = str(template_path)
-    log(f"identity: default system prompt -> {system!r} (was {old_system!r}); template {template_path}")
-
     rows = fill_placeholders(load_identity_templates(), **{k: names[k] for k in names})
-    rows = with_old_system(rows, old_system, OLD_SYSTEM_SHARE, cfg.training.seed)
+    if SYSTEM_MODE == "identity":
+        system = identity_system_prompt(names)
+        template_path = run_dir / TEMPLATE_FILE
+        template_path.write_text(with_default_system(tok.chat_template, system), encoding="utf-8")
+        cfg.model.chat_template = str(template_path)
+        log(f"identity: default system prompt -> {system!r} (was {old_system!r}); template {template_path}")
+        rows = with_old_system(rows, old_system, OLD_SYSTEM_SHARE, cfg.training.seed)
+    else:
+        log(f"identity: the template's default system prompt stays {old_system!r}; training overrides it")
     specs = [str(write_jsonl(rows, run_dir / IDENTITY_FILE))]
     log(f"identity: {len(rows)} rows ({sum(r['lang'] == 'zh' for r in rows)} Chinese) -> {specs[0]}")
     if cfg.data.datasets:
