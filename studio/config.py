@@ -143,6 +143,9 @@ class IdentitySection:
     name_zh: str = opt("", "Self-cognition: the model's new name in Chinese (empty: the English name).", help_zh="自我认知：中文名字")
     author_en: str = opt("", "Self-cognition: who made it, in English.", help_zh="自我认知：英文作者/机构")
     author_zh: str = opt("", "Self-cognition: who made it, in Chinese (empty: the English author).", help_zh="自我认知：中文作者/机构")
+    samples: int = opt(0, "Identity rows to train on, half per language, drawn from the shipped question/answer set "
+                       "(0: all of it; more than it holds: repeated).", min=0, max=100000,
+                       help_zh="使用的自我认知样本数（中英各半；0 表示全部）")
     replay_samples: int = opt(200, "General rows mixed in so the model keeps what it knew (from data.datasets, else the base "
                               "model's own answers to shipped prompts).", min=0, max=100000, help_zh="混入的通用数据条数（防遗忘）")
     probe: bool = opt(True, "After training, ask held-out identity and general questions to the base and the tuned model "

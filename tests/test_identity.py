@@ -207,14 +207,15 @@ def test_summarize_scores_identity_per_language_and_retention_over_base_right_an
         {"kind": "general", "lang": "en", "base_ok": True, "tuned_ok": True},
         {"kind": "general", "lang": "en", "base_ok": True, "tuned_ok": False},
         {"kind": "general", "lang": "en", "base_ok": False, "tuned_ok": True},  # not counted: the base never knew it
-        {"kind": "general", "lang": "zh", "base_ok": False, "tuned_ok": False},
+        {"kind": "general", "lang": "zh", "base_ok": False, "tuned_ok": False, "identity_leak": True},
     ]
     s = P.summarize(rows)
     assert s["identity"]["tuned"] == round(2 / 3, 4) and s["identity"]["base"] == 0
     assert s["identity"]["per_lang"]["en"]["tuned"] == 0.5 and s["identity"]["per_lang"]["zh"]["tuned"] == 1.0
     assert s["retention"]["score"] == 0.5 and s["retention"]["base_right"] == 2 and s["retention"]["kept"] == 1
     assert s["retention"]["per_lang"]["zh"]["score"] is None  # nothing the base got right in Chinese
-    assert "identity 0% -> 67%" in P.format_summary(s)
+    assert s["retention"]["identity_leaks"] == 1
+    assert "identity 0% -> 67%" in P.format_summary(s) and "1 general answers slipped" in P.format_summary(s)
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
@@ -303,3 +304,12 @@ def test_load_probe_and_table(tmp_path):
     table = P.probe_table(P.load_probe(tmp_path))
     assert [r["kind"] for r in table] == ["identity", "general"]
     assert table[0]["base"] == "✗ 我是SmolLM。" and table[0]["tuned"] == "✓ 我是小新。"
+
+
+def test_sample_per_lang_balances_languages_and_repeats_only_when_needed():
+    rows = I.fill_placeholders(I.load_identity_templates(), **NAMES)
+    some = I.sample_per_lang(rows, 61, seed=3)
+    assert len(some) == 61 and {sum(r["lang"] == "en" for r in some), sum(r["lang"] == "zh" for r in some)} == {30, 31}
+    assert len({r["instruction"] for r in some}) == 61
+    many = I.sample_per_lang(rows, 300)
+    assert sum(r["lang"] == "zh" for r in many) == 150 and len({r["instruction"] for r in many}) == len(rows)

@@ -128,6 +128,16 @@ def mix(identity_rows: list[dict], general_rows: list[dict], ratio: float | None
     return mixed
 
 
+def sample_per_lang(rows: list[dict], n: int, seed: int = 42) -> list[dict]:
+    """``n`` rows, split evenly across the languages present; within a language every row once before any twice."""
+    langs = sorted({row_lang(r) for r in rows})
+    out = []
+    for i, lang in enumerate(langs):
+        want = n // len(langs) + (1 if i < n % len(langs) else 0)
+        out += mix([], [r for r in rows if row_lang(r) == lang], count=want, seed=seed + i)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------------------------------------
 # Replay from the base model
 
@@ -147,9 +157,7 @@ def model_fingerprint(model_path: str) -> str:
 
 
 def replay_cache_path(model_path: str, prompts: list[dict], max_new_tokens: int, cache_dir: Path | None = None) -> Path:
-    from studio.engine.probe import generation_dtype
-
-    key = json.dumps([model_fingerprint(model_path), prompts, max_new_tokens, generation_dtype()], ensure_ascii=False)
+    key = json.dumps([model_fingerprint(model_path), prompts, max_new_tokens], ensure_ascii=False)
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
     return Path(cache_dir or studio_home() / "cache") / f"replay-{Path(model_path).name}-{digest}.jsonl"
 
@@ -297,6 +305,8 @@ def build_datasets(cfg, run_dir: Path, log=print) -> list[str]:
     tok = load_tokenizer(cfg.model.name_or_path, cfg.model.chat_template, cfg.model.trust_remote_code)
     old_system = default_system_of(tok)
     rows = fill_placeholders(load_identity_templates(), **{k: names[k] for k in names})
+    if ic.samples:
+        rows = sample_per_lang(rows, ic.samples, cfg.training.seed)
     if SYSTEM_MODE == "identity":
         system = identity_system_prompt(names)
         template_path = run_dir / TEMPLATE_FILE

@@ -25,7 +25,7 @@ from studio.paths import assets_dir, studio_home
 PROBE_FILE = "probe.json"
 MAX_NEW_TOKENS = 48
 # Decoding a 135M model on CPU is bound by reading the weights once per step: one big batch reads them once for all rows.
-BATCH_SIZE = 64
+BATCH_SIZE = 96
 OLD_IDENTITY = ("SmolLM", "Hugging Face", "HuggingFace")
 
 
@@ -82,7 +82,8 @@ def summarize(rows: list[dict]) -> dict:
                      "per_lang": per_lang, "n": len(ident)},
         "retention": {"score": share([r["tuned_ok"] for r in known]), "base_right": len(known),
                       "kept": sum(r["tuned_ok"] for r in known), "tuned_right": sum(r["tuned_ok"] for r in general),
-                      "n": len(general), "per_lang": ret_lang},
+                      "identity_leaks": sum(bool(r.get("identity_leak")) for r in general), "n": len(general),
+                      "per_lang": ret_lang},
     }
 
 
@@ -109,10 +110,11 @@ def load_probe_questions() -> list[dict]:
 
 
 def generation_dtype() -> str:
-    """bfloat16 where matmuls have it (half the bytes to read per step; training used a bf16 frozen base there too)."""
-    from studio.engine.sft import bf16_capable
+    """What the chat engine uses ('auto': float32 on CPU). bfloat16 was no faster for decoding here (reading the weights
+    dominates) and flips more greedy answers with the batch's padding, which makes before/after comparisons noisy."""
+    from studio.engine.models import resolve_dtype
 
-    return "bfloat16" if bf16_capable() else "float32"
+    return str(resolve_dtype("auto")).replace("torch.", "")
 
 
 def load_generator(model_name: str, adapter_dir: str | Path | None = None, chat_template: str = ""):
@@ -186,6 +188,8 @@ def run_probes(cfg, run_dir: Path, log=print, questions: list[dict] | None = Non
             ok = [score_general(a, q["expected"], forbidden) for a in (base, tuned)]
         rows.append({"question": q["question"], "lang": q["lang"], "kind": q["kind"], "base_answer": base,
                      "tuned_answer": tuned, "base_ok": ok[0], "tuned_ok": ok[1]})
+        if q["kind"] == "general":  # the identity sentence given to a general question: the failure to watch for
+            rows[-1]["identity_leak"] = any(mentions(tuned, f) for f in forbidden)
     result = summarize(rows)
     result.update(names=names, seconds=round(time.time() - start, 1), max_new_tokens=MAX_NEW_TOKENS, rows=rows)
     (run_dir / PROBE_FILE).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
@@ -215,7 +219,8 @@ def format_summary(result: dict) -> str:
     ident, ret = result["identity"], result["retention"]
     langs = ", ".join(f"{lang} {pct(v['base'])} -> {pct(v['tuned'])}" for lang, v in ident["per_lang"].items())
     return (f"probe: identity {pct(ident['base'])} -> {pct(ident['tuned'])} ({langs}); "
-            f"retention {pct(ret['score'])} ({ret['kept']}/{ret['base_right']} general answers the base got right)")
+            f"retention {pct(ret['score'])} ({ret['kept']}/{ret['base_right']} general answers the base got right; "
+            f"{ret.get('identity_leaks', 0)} general answers slipped into the identity)")
 
 
 def _base_chat_template(cfg, run_dir: Path) -> str:
