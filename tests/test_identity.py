@@ -154,12 +154,31 @@ def test_clean_replay_answer():
     assert I.clean_replay_answer("What is 2+2? 4.", True, prompt="What is 2+2?") == ""  # an echo of the prompt
 
 
-def test_replay_cache_key_depends_on_model_prompts_and_budget(tmp_path):
-    p1 = [{"prompt": "a", "lang": "en"}]
-    k = I.replay_cache_path("m", p1, 64, tmp_path)
-    assert k == I.replay_cache_path("m", p1, 64, tmp_path)
-    assert len({k, I.replay_cache_path("m2", p1, 64, tmp_path), I.replay_cache_path("m", p1 * 2, 64, tmp_path),
-                I.replay_cache_path("m", p1, 65, tmp_path)}) == 4
+def test_replay_cache_key_depends_on_model_template_and_budget(tmp_path):
+    k = I.replay_cache_path("m", 64, "", tmp_path)
+    assert k == I.replay_cache_path("m", 64, "", tmp_path)
+    assert len({k, I.replay_cache_path("m2", 64, "", tmp_path), I.replay_cache_path("m", 64, "{{x}}", tmp_path),
+                I.replay_cache_path("m", 65, "", tmp_path)}) == 4
+
+
+def test_build_replay_answers_each_prompt_once_and_filters(tmp_path, monkeypatch):
+    from studio.engine import probe as probe_mod
+
+    asked = []
+
+    def fake_generate(model, tok, convs, max_new_tokens, with_finished=False):
+        asked.extend(c[0]["content"] for c in convs)
+        return [("I am SmolLM." if "who" in c[0]["content"] else f"Answer to {c[0]['content']}", True) for c in convs]
+
+    monkeypatch.setattr(probe_mod, "load_generator", lambda *a, **k: (None, None))
+    monkeypatch.setattr(probe_mod, "generate_answers", fake_generate)
+    monkeypatch.setattr("studio.engine.models.resolve_model", lambda name: name)
+    prompts = [{"prompt": "a?", "lang": "en"}, {"prompt": "who?", "lang": "en"}]
+    rows = I.build_replay("m", prompts, tmp_path, log=lambda *_: None)
+    assert [r["output"] for r in rows] == ["Answer to a?"]  # the old-identity answer is dropped
+    rows = I.build_replay("m", prompts + [{"prompt": "乙？", "lang": "zh"}], tmp_path, log=lambda *_: None)
+    assert asked == ["a?", "who?", "乙？"]  # cached prompts are not asked again
+    assert rows[-1] == {"instruction": "乙？", "input": "", "output": "Answer to 乙？", "lang": "zh", "kind": "replay"}
 
 
 # ----------------------------------------------------------------------------------------------------------------------------

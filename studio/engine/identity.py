@@ -156,48 +156,59 @@ def model_fingerprint(model_path: str) -> str:
     return f"{path.resolve()}|{stats}"
 
 
-def replay_cache_path(model_path: str, prompts: list[dict], max_new_tokens: int, cache_dir: Path | None = None) -> Path:
-    key = json.dumps([model_fingerprint(model_path), prompts, max_new_tokens], ensure_ascii=False)
+def replay_cache_path(model_path: str, max_new_tokens: int, chat_template: str = "", cache_dir: Path | None = None) -> Path:
+    """One cache file per model (weights), template and answer budget; it holds an answer per prompt ever asked."""
+    from studio.engine.probe import generation_dtype
+
+    key = json.dumps([model_fingerprint(model_path), max_new_tokens, chat_template, generation_dtype()], ensure_ascii=False)
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
     return Path(cache_dir or studio_home() / "cache") / f"replay-{Path(model_path).name}-{digest}.jsonl"
 
 
 def build_replay(model_name: str, prompts: list[dict] | None = None, cache_dir: Path | None = None,
-                 max_new_tokens: int = REPLAY_MAX_NEW_TOKENS, log=print) -> list[dict]:
-    """The base model's own answers to general prompts, as alpaca rows; generated once, then read from the cache.
+                 max_new_tokens: int = REPLAY_MAX_NEW_TOKENS, chat_template: str = "", log=print) -> list[dict]:
+    """The base model's own answers to general prompts, as alpaca rows; each prompt is answered once, then cached.
 
     Answers are greedy under the model's default template. Rows that teach nothing good are dropped: broken text,
-    loops, empty answers, and answers claiming the base identity (they would pull the model back to it). An answer cut
-    by ``max_new_tokens`` keeps its complete sentences.
+    loops, echoes of the prompt, and answers claiming the base identity (they would pull the model back to it); an
+    answer keeps at most its first REPLAY_MAX_SENTENCES sentences. The raw answers are cached, so a better filter or
+    new prompts need no regeneration of the old ones.
     """
     from studio.engine.models import resolve_model
 
     prompts = prompts if prompts is not None else load_replay_prompts()
-    path = resolve_model(model_name)
-    cache = replay_cache_path(path, prompts, max_new_tokens, cache_dir)
-    if cache.is_file():  # the raw answers are cached, so a better filter needs no regeneration
-        raw = [json.loads(line) for line in cache.read_text(encoding="utf-8").splitlines() if line.strip()]
-        source = f"cached base-model answers ({cache})"
-    else:
+    cache = replay_cache_path(resolve_model(model_name), max_new_tokens, chat_template, cache_dir)
+    cached = {}
+    if cache.is_file():
+        for line in cache.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                r = json.loads(line)
+                cached[r["prompt"]] = r
+    missing = [p for p in prompts if p["prompt"] not in cached]
+    if missing:
         import time
 
         from studio.engine.probe import generate_answers, load_generator
 
         start = time.time()
-        log(f"replay: the base model answers {len(prompts)} general prompts once (cached for later runs)")
-        model, tok = load_generator(model_name)
-        answers = generate_answers(model, tok, [[{"role": "user", "content": p["prompt"]}] for p in prompts], max_new_tokens,
-                                   with_finished=True)
-        raw = [dict(p, answer=a, finished=f) for p, (a, f) in zip(prompts, answers)]
+        log(f"replay: the base model answers {len(missing)} general prompts once (cached for later runs)")
+        model, tok = load_generator(model_name, None, chat_template)
+        answers = generate_answers(model, tok, [[{"role": "user", "content": p["prompt"]}] for p in missing],
+                                   max_new_tokens, with_finished=True)
+        new = [dict(p, answer=a, finished=f) for p, (a, f) in zip(missing, answers)]
         cache.parent.mkdir(parents=True, exist_ok=True)
-        write_jsonl(raw, cache)
-        source = f"base-model answers generated in {time.time() - start:.0f} s -> {cache}"
+        with open(cache, "a", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in new))
+        cached.update((r["prompt"], r) for r in new)
+        log(f"replay: {len(new)} answers generated in {time.time() - start:.0f} s -> {cache}")
     rows = []
-    for r in raw:
+    for p in prompts:
+        r = cached[p["prompt"]]
         text = clean_replay_answer(r["answer"], r["finished"], r["prompt"])
         if text:
-            rows.append({"instruction": r["prompt"], "input": "", "output": text, "lang": r["lang"], "kind": "replay"})
-    log(f"replay: kept {len(rows)} of {len(raw)} {source}")
+            rows.append({"instruction": r["prompt"], "input": "", "output": text, "lang": p["lang"], "kind": "replay"})
+    log(f"replay: kept {len(rows)} of {len(prompts)} base-model answers "
+        f"({sum(r['lang'] == 'zh' for r in rows)} to Chinese prompts)")
     return rows
 
 
@@ -302,7 +313,8 @@ def build_datasets(cfg, run_dir: Path, log=print) -> list[str]:
     ic = cfg.identity
     names = names_from(ic.name_zh, ic.name_en, ic.author_zh, ic.author_en)
     run_dir = Path(run_dir)
-    tok = load_tokenizer(cfg.model.name_or_path, cfg.model.chat_template, cfg.model.trust_remote_code)
+    base_template = cfg.model.chat_template
+    tok = load_tokenizer(cfg.model.name_or_path, base_template, cfg.model.trust_remote_code)
     old_system = default_system_of(tok)
     rows = fill_placeholders(load_identity_templates(), **{k: names[k] for k in names})
     if ic.samples:
@@ -321,8 +333,9 @@ def build_datasets(cfg, run_dir: Path, log=print) -> list[str]:
     if cfg.data.datasets:
         log(f"identity: general data = data.datasets ({len(cfg.data.datasets)} given); no replay generated")
     elif ic.replay_samples > 0:
-        replay = build_replay(cfg.model.name_or_path, log=log)
-        general = mix([], replay, count=ic.replay_samples, seed=cfg.training.seed)
+        replay = build_replay(cfg.model.name_or_path, chat_template=base_template, log=log)
+        # balanced languages: with few general rows in a language, its questions drift into the identity answer
+        general = sample_per_lang(replay, ic.replay_samples, cfg.training.seed)
         specs.append(str(write_jsonl(general, run_dir / REPLAY_FILE)))
         log(f"identity: {len(general)} replay rows (from {len(replay)} distinct base answers) -> {specs[1]}")
     return specs
