@@ -162,16 +162,13 @@ def test_replay_cache_key_depends_on_model_template_and_budget(tmp_path):
 
 
 def test_build_replay_answers_each_prompt_once_and_filters(tmp_path, monkeypatch):
-    from studio.engine import probe as probe_mod
-
     asked = []
 
-    def fake_generate(model, tok, convs, max_new_tokens, with_finished=False):
+    def fake_answers(model_name, chat_template, convs, max_new_tokens):
         asked.extend(c[0]["content"] for c in convs)
         return [("I am SmolLM." if "who" in c[0]["content"] else f"Answer to {c[0]['content']}", True) for c in convs]
 
-    monkeypatch.setattr(probe_mod, "load_generator", lambda *a, **k: (None, None))
-    monkeypatch.setattr(probe_mod, "generate_answers", fake_generate)
+    monkeypatch.setattr(I, "base_answers", fake_answers)
     monkeypatch.setattr("studio.engine.models.resolve_model", lambda name: name)
     prompts = [{"prompt": "a?", "lang": "en"}, {"prompt": "who?", "lang": "en"}]
     rows = I.build_replay("m", prompts, tmp_path, log=lambda *_: None)

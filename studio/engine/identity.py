@@ -188,13 +188,10 @@ def build_replay(model_name: str, prompts: list[dict] | None = None, cache_dir: 
     if missing:
         import time
 
-        from studio.engine.probe import generate_answers, load_generator
-
         start = time.time()
         log(f"replay: the base model answers {len(missing)} general prompts once (cached for later runs)")
-        model, tok = load_generator(model_name, None, chat_template)
-        answers = generate_answers(model, tok, [[{"role": "user", "content": p["prompt"]}] for p in missing],
-                                   max_new_tokens, with_finished=True)
+        answers = base_answers(model_name, chat_template, [[{"role": "user", "content": p["prompt"]}] for p in missing],
+                               max_new_tokens)
         new = [dict(p, answer=a, finished=f) for p, (a, f) in zip(missing, answers)]
         cache.parent.mkdir(parents=True, exist_ok=True)
         with open(cache, "a", encoding="utf-8") as fh:
@@ -210,6 +207,34 @@ def build_replay(model_name: str, prompts: list[dict] | None = None, cache_dir: 
     log(f"replay: kept {len(rows)} of {len(prompts)} base-model answers "
         f"({sum(r['lang'] == 'zh' for r in rows)} to Chinese prompts)")
     return rows
+
+
+def base_answers(model_name: str, chat_template: str, conversations: list[list[dict]], max_new_tokens: int,
+                 batch_size: int = 96) -> list[tuple[str, bool]]:
+    """Greedy ``(answer, finished)`` pairs from the base model, in input order. Prompts of similar length share a batch;
+    one big batch is cheap on CPU, where decoding is bound by reading the weights once per step. (The chat engine answers
+    the probes; replay needs to know which answers ran out of tokens, so it decodes here.)"""
+    import torch
+
+    from studio.engine.models import load_causal_lm, load_tokenizer
+
+    tok = load_tokenizer(model_name, chat_template)
+    tok.padding_side = "left"
+    model = load_causal_lm(model_name).eval()
+    prompts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    eos = sorted({tok.eos_token_id, tok.convert_tokens_to_ids("<|im_end|>")} - {None, tok.unk_token_id})
+    results: list = [None] * len(prompts)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start: start + batch_size]
+            enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
+                                 pad_token_id=tok.pad_token_id)
+            for row, i in enumerate(idx):
+                new = out[row, enc["input_ids"].shape[1]:].tolist()
+                results[i] = (tok.decode(new, skip_special_tokens=True).strip(), any(t in eos for t in new))
+    return results
 
 
 _OLD_IDENTITY = re.compile(r"smol\s*lm|hugging\s*face", re.I)

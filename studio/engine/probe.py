@@ -24,7 +24,7 @@ from studio.paths import assets_dir, studio_home
 
 PROBE_FILE = "probe.json"
 MAX_NEW_TOKENS = 48
-# Decoding a 135M model on CPU is bound by reading the weights once per step: one big batch reads them once for all rows.
+# Decoding a 135M model on CPU is bound by reading the weights once per step: one batch reads them once for all questions.
 BATCH_SIZE = 96
 OLD_IDENTITY = ("SmolLM", "Hugging Face", "HuggingFace")
 
@@ -106,7 +106,7 @@ def load_probe_questions() -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
-# Generation (one helper; the chat engine can replace it)
+# Generation goes through the chat engine (studio.engine.chat), so the probe sees what a user sees
 
 
 def generation_dtype() -> str:
@@ -115,51 +115,6 @@ def generation_dtype() -> str:
     from studio.engine.models import resolve_dtype
 
     return str(resolve_dtype("auto")).replace("torch.", "")
-
-
-def load_generator(model_name: str, adapter_dir: str | Path | None = None, chat_template: str = ""):
-    """(model, tokenizer) ready for batched greedy generation; the adapter folder's tokenizer/template wins when it has one."""
-    from studio.engine.models import load_causal_lm, load_tokenizer
-
-    if adapter_dir and (Path(adapter_dir) / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(str(adapter_dir))
-        tok.pad_token = tok.pad_token or tok.eos_token
-    else:
-        tok = load_tokenizer(model_name, chat_template)
-    tok.padding_side = "left"
-    model = load_causal_lm(model_name, dtype=generation_dtype())
-    if adapter_dir:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
-    model.eval()
-    return model, tok
-
-
-def generate_answers(model, tokenizer, conversations: list[list[dict]], max_new_tokens: int = MAX_NEW_TOKENS,
-                     batch_size: int = BATCH_SIZE, with_finished: bool = False) -> list:
-    """Greedy answers in input order (``(text, finished)`` pairs with ``with_finished``); similar lengths share a batch."""
-    import torch
-
-    prompts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
-    lengths = [len(tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-    eos = {tokenizer.eos_token_id} | ({tokenizer.convert_tokens_to_ids("<|im_end|>")} - {None, tokenizer.unk_token_id})
-    results: list = [None] * len(prompts)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(eos),
-                                 pad_token_id=tokenizer.pad_token_id)
-            for row, i in enumerate(idx):
-                new = out[row, enc["input_ids"].shape[1]:].tolist()
-                finished = any(t in eos for t in new)
-                text = tokenizer.decode(new, skip_special_tokens=True).strip()
-                results[i] = (text, finished) if with_finished else text
-    return results
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
@@ -176,9 +131,7 @@ def run_probes(cfg, run_dir: Path, log=print, questions: list[dict] | None = Non
     names = names_from(ic.name_zh, ic.name_en, ic.author_zh, ic.author_en)
     questions = questions if questions is not None else load_probe_questions()
     convs = [[{"role": "user", "content": q["question"]}] for q in questions]
-    base_template = _base_chat_template(cfg, run_dir)
-    base_answers = _cached_base_answers(cfg.model.name_or_path, base_template, convs, log)
-    tuned_answers = _tuned_answers(cfg, run_dir, convs)
+    base_answers, tuned_answers = _answers(cfg, run_dir, convs, log)
     forbidden = tuple(dict.fromkeys(names.values()))
     rows = []
     for q, base, tuned in zip(questions, base_answers, tuned_answers):
@@ -223,39 +176,22 @@ def format_summary(result: dict) -> str:
             f"{ret.get('identity_leaks', 0)} general answers slipped into the identity)")
 
 
-def _base_chat_template(cfg, run_dir: Path) -> str:
-    """The template the user had before the identity template replaced it (config.yaml keeps what the run was given)."""
-    from studio import config as C
-
-    saved = run_dir / "config.yaml"
-    if saved.is_file():
-        return C.load(saved).model.chat_template
-    return "" if cfg.model.chat_template == str(run_dir / "chat_template.jinja") else cfg.model.chat_template
-
-
-def _tuned_answers(cfg, run_dir: Path, convs: list[list[dict]]) -> list[str]:
-    adapter, full = run_dir / "adapter", run_dir / "model"
-    if (adapter / "adapter_config.json").is_file():
-        model, tok = load_generator(cfg.model.name_or_path, adapter, cfg.model.chat_template)
-    elif (full / "config.json").is_file():
-        model, tok = load_generator(str(full), None, cfg.model.chat_template)
-    else:
-        raise FileNotFoundError(f"{run_dir}: no adapter/ or model/ folder to probe")
-    return generate_answers(model, tok, convs)
-
-
-def _cached_base_answers(model_name: str, chat_template: str, convs: list[list[dict]], log) -> list[str]:
+def _answers(cfg, run_dir: Path, convs: list[list[dict]], log) -> tuple[list[str], list[str]]:
+    """Base and tuned answers through the chat engine, exactly as the Chat tab and ``studio chat`` produce them (each side
+    with its own template). The base answers are cached per model, template and questions: they never change."""
+    from studio.engine.chat import ChatModel
     from studio.engine.identity import model_fingerprint
-    from studio.engine.models import resolve_model
 
-    path = resolve_model(model_name)
-    key = json.dumps([model_fingerprint(path), chat_template, convs, MAX_NEW_TOKENS, generation_dtype()], ensure_ascii=False)
+    chat = ChatModel(cfg.model.name_or_path, adapter=run_dir, trust_remote_code=cfg.model.trust_remote_code)
+    kw = {"max_new_tokens": MAX_NEW_TOKENS, "batch_size": BATCH_SIZE}
+    key = json.dumps([model_fingerprint(chat.model_name), chat.tokenizer.chat_template, convs, MAX_NEW_TOKENS,
+                      generation_dtype()], ensure_ascii=False)
     cache = studio_home() / "cache" / f"probe-base-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if cache.is_file():
-        return json.loads(cache.read_text(encoding="utf-8"))
-    log(f"probe: the base model answers {len(convs)} questions once (cached for later runs)")
-    model, tok = load_generator(model_name, None, chat_template)
-    answers = generate_answers(model, tok, convs)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(answers, ensure_ascii=False), encoding="utf-8")
-    return answers
+        base = json.loads(cache.read_text(encoding="utf-8"))
+    else:
+        log(f"probe: the base model answers {len(convs)} questions once (cached for later runs)")
+        base = chat.generate(convs, use_adapter=False, **kw)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(base, ensure_ascii=False), encoding="utf-8")
+    return base, chat.generate(convs, use_adapter=True, **kw)
