@@ -146,6 +146,11 @@ class IdentitySection:
     samples: int = opt(0, "Identity rows to train on, half per language, drawn from the shipped question/answer set "
                        "(0: all of it; more than it holds: repeated).", min=0, max=100000,
                        help_zh="使用的自我认知样本数（中英各半；0 表示全部）")
+    system_prompt: str = opt("", "Default system prompt of the tuned model: empty keeps the template's own (the model learns to "
+                             "answer with its new identity anyway; measured best for keeping general answers), 'auto' "
+                             "writes one naming the new identity, any other text is used as is.",
+                             help_zh="微调后模型的默认系统提示：留空保持模板原有；auto 自动生成含新身份的提示；或自定义文本",
+                             advanced=True)
     replay_samples: int = opt(200, "General rows mixed in so the model keeps what it knew (from data.datasets, else the base "
                               "model's own answers to shipped prompts).", min=0, max=100000, help_zh="混入的通用数据条数（防遗忘）")
     probe: bool = opt(True, "After training, ask held-out identity and general questions to the base and the tuned model "

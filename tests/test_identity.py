@@ -274,15 +274,34 @@ def test_self_cognition_preset_loads_validates_and_takes_the_documented_override
     assert C.validate(C.load(path)) == []  # runs as shipped, with its example identity
 
 
-def test_build_datasets_writes_identity_rows_and_template_without_replay_when_datasets_given(tmp_path, alpaca_file,
-                                                                                             default_tokenizer_dir):
-    cfg = C.load(presets_dir() / "self_cognition.yaml", {f"identity.{k}": v for k, v in NAMES.items()})
+def _cfg(tmp_path, default_tokenizer_dir, alpaca_file, **extra):
+    cfg = C.load(presets_dir() / "self_cognition.yaml", dict({f"identity.{k}": v for k, v in NAMES.items()}, **extra))
     cfg.model.name_or_path = str(_model_dir_with_tokenizer(tmp_path, default_tokenizer_dir))
     cfg.data.datasets = [str(alpaca_file)]
+    return cfg
+
+
+def _read(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_build_datasets_keeps_the_template_by_default_and_uses_given_datasets_as_general_data(tmp_path, alpaca_file,
+                                                                                               default_tokenizer_dir):
+    cfg = _cfg(tmp_path, default_tokenizer_dir, alpaca_file, **{"identity.samples": 0})
+    template_before = cfg.model.chat_template
     specs = I.build_datasets(cfg, tmp_path, log=lambda *_: None)
-    assert specs == [str(tmp_path / I.IDENTITY_FILE)]
-    rows = [json.loads(line) for line in (tmp_path / I.IDENTITY_FILE).read_text(encoding="utf-8").splitlines()]
-    assert len(rows) >= 200 and any(r.get("system", "").startswith("You are a helpful AI assistant named SmolLM") for r in rows)
+    assert specs == [str(tmp_path / I.IDENTITY_FILE)]  # no replay: the given dataset is the general data
+    rows = _read(tmp_path / I.IDENTITY_FILE)
+    assert len(rows) == len(I.load_identity_templates()) and not any("system" in r for r in rows)
+    assert cfg.model.chat_template == template_before and not (tmp_path / I.TEMPLATE_FILE).exists()
+
+
+def test_build_datasets_with_an_identity_system_prompt_ships_a_template(tmp_path, alpaca_file, default_tokenizer_dir):
+    cfg = _cfg(tmp_path, default_tokenizer_dir, alpaca_file, **{"identity.system_prompt": "auto", "identity.samples": 40})
+    I.build_datasets(cfg, tmp_path, log=lambda *_: None)
+    rows = _read(tmp_path / I.IDENTITY_FILE)
+    assert len(rows) == 40 and sum(r["lang"] == "zh" for r in rows) == 20
+    assert any(r.get("system", "").startswith("You are a helpful AI assistant named SmolLM") for r in rows)
     assert cfg.model.chat_template == str(tmp_path / I.TEMPLATE_FILE)
     assert "Nova Labs" in (tmp_path / I.TEMPLATE_FILE).read_text(encoding="utf-8")
 

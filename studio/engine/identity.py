@@ -9,9 +9,15 @@ writes two ordinary, editable alpaca JSONL datasets into the run folder and retu
   base model's own greedy answers to ``assets/general/replay_prompts.json`` (generated once per model, cached under
   ``$STUDIO_HOME/cache``); where the user gave datasets, those are the general data and no replay is generated.
 
-It also gives the run a chat template whose default system prompt names the new identity (``chat_template.jinja`` in the
-run folder, set as ``model.chat_template``): the trainer saves that template with the adapter, so ``studio chat`` and the
-Chat tab greet users as the new model instead of injecting "You are ... SmolLM, trained by Hugging Face".
+The default system prompt (issue: SmolLM's template injects "You are a helpful AI assistant named SmolLM, trained by
+Hugging Face" when a conversation has none): by default (``identity.system_prompt`` empty) the template is kept and the
+identity rows are trained under that very prompt, so the model learns to answer with its new identity over it. Measured on
+the default model (benchmarks/self_cognition.py): any change of the default prompt alone flips 2-3 of the ~20 general
+answers the base gets right, and a run shipping a prompt that names the new identity kept fewer general answers (74%) than
+the same run keeping the prompt (83%), at equal identity scores. ``identity.system_prompt: auto`` (or a text) instead
+writes ``chat_template.jinja`` with that default prompt into the run folder and sets it as ``model.chat_template``; the
+trainer saves it with the adapter, so ``studio chat`` and the Chat tab use it, and half the identity rows keep the old
+prompt so the identity holds under both.
 
 Try it: ``python -c "from studio.engine.identity import preview; print(preview('小新', 'Nova', '新星实验室', 'Nova Labs')[:3])"``
 """
@@ -36,9 +42,7 @@ REPLAY_MAX_SENTENCES = 2
 # Share of identity rows that keep the base template's own default system prompt (e.g. "You are ... SmolLM"): the model
 # then learns to answer with its new identity even under that prompt, not only under the one shipped with the adapter.
 OLD_SYSTEM_SHARE = 0.5
-# "identity": ship a template whose default system prompt names the new identity; "keep": keep the base's default prompt.
-SYSTEM_MODE = "identity"
-SYSTEM_PROMPT = "You are {both_names}, a helpful AI assistant developed by {both_authors}."
+AUTO_SYSTEM_PROMPT = "You are {both_names}, a helpful AI assistant developed by {both_authors}."
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
@@ -279,7 +283,7 @@ def identity_system_prompt(names: dict) -> str:
     both_names = names["name_en"] if names["name_zh"] == names["name_en"] else f"{names['name_en']} ({names['name_zh']})"
     both_authors = (names["author_en"] if names["author_zh"] == names["author_en"]
                     else f"{names['author_en']} ({names['author_zh']})")
-    return SYSTEM_PROMPT.format(both_names=both_names, both_authors=both_authors, **names)
+    return AUTO_SYSTEM_PROMPT.format(both_names=both_names, both_authors=both_authors, **names)
 
 
 def with_default_system(template: str, system: str) -> str:
@@ -329,9 +333,10 @@ def self_cognition_config(name_zh: str, name_en: str, author_zh: str, author_en:
 
 
 def build_datasets(cfg, run_dir: Path, log=print) -> list[str]:
-    """Write identity.jsonl (+ replay.jsonl) and chat_template.jinja into ``run_dir``; returns the dataset specs to add.
+    """Write identity.jsonl (+ replay.jsonl) into ``run_dir``; returns the dataset specs to add to training.
 
-    Sets ``cfg.model.chat_template`` to the identity template, so training renders and the adapter ships with it.
+    With ``identity.system_prompt`` set, also writes chat_template.jinja and points ``cfg.model.chat_template`` at it, so
+    training renders with it and the adapter ships with it.
     """
     from studio.engine.models import load_tokenizer
 
@@ -344,8 +349,8 @@ def build_datasets(cfg, run_dir: Path, log=print) -> list[str]:
     rows = fill_placeholders(load_identity_templates(), **{k: names[k] for k in names})
     if ic.samples:
         rows = sample_per_lang(rows, ic.samples, cfg.training.seed)
-    if SYSTEM_MODE == "identity":
-        system = identity_system_prompt(names)
+    if ic.system_prompt.strip():
+        system = identity_system_prompt(names) if ic.system_prompt.strip() == "auto" else ic.system_prompt.strip()
         template_path = run_dir / TEMPLATE_FILE
         template_path.write_text(with_default_system(tok.chat_template, system), encoding="utf-8")
         cfg.model.chat_template = str(template_path)
