@@ -125,3 +125,15 @@ def test_every_tab_in_both_languages(page, lang):
     page.get_by_role("tab", name=first).click()
     expected = "开始训练" if lang == "zh" else "Start"
     assert page.locator("#train-start").inner_text().strip() == expected
+
+
+def test_self_cognition_card_previews_the_filled_rows(page):
+    page.get_by_role("tab", name="Train").click()
+    name = page.locator("#ident-name-en textarea, #ident-name-en input").first
+    name.fill("Orion")
+    page.locator("#ident-preview").click()
+    page.wait_for_selector("#ident-rows table", timeout=60_000)
+    page.wait_for_function("() => (document.querySelector('#ident-rows')?.innerText || '').includes('Orion')", timeout=60_000)
+    text = page.locator("#ident-rows").inner_text()
+    assert "小新" in text and "{{" not in text  # Chinese rows keep the Chinese name
+    assert "212" in page.locator("#ident-message").inner_text()

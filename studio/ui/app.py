@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio.ui import api, chat_tab, data_tab, export_tab, monitor_tab, train_tab
+from studio.ui import api, chat_tab, data_tab, export_tab, identity_card, monitor_tab, train_tab
+from studio.ui.common import tuned_outputs
 from studio.ui.context import AppContext
 from studio.ui.flags import AUTH_ENV, parse_args
 from studio.ui.i18n import LANG_NAMES, LANGS, Texts, t
@@ -46,6 +47,7 @@ class AppRefs:
     lang_radio: gr.Radio
     header: Texts
     tabs: dict[str, gr.Tab]
+    tabs_block: gr.Tabs
     train: train_tab.TrainRefs
     monitor: monitor_tab.MonitorRefs
     data: data_tab.DataRefs
@@ -65,7 +67,7 @@ def build(ctx: AppContext) -> AppRefs:
             radio = head.make(gr.Radio, label="app.lang", choices=[(LANG_NAMES[x], x) for x in LANGS], value=ctx.lang,
                               scale=1, elem_id="ts-lang")
         tabs: dict[str, gr.Tab] = {}
-        with gr.Tabs():
+        with gr.Tabs() as tabs_block:
             with head.make(gr.Tab, label="tab.train", id="train", elem_id="tab-train") as tabs["train"]:
                 train = train_tab.build(ctx, lang)
             with head.make(gr.Tab, label="tab.monitor", id="monitor", elem_id="tab-monitor") as tabs["monitor"]:
@@ -77,7 +79,7 @@ def build(ctx: AppContext) -> AppRefs:
             with head.make(gr.Tab, label="tab.chat", id="chat", elem_id="tab-chat") as tabs["chat"]:
                 chat = chat_tab.build(ctx, lang)
         api.register(ctx)
-        refs = AppRefs(demo, lang, radio, head, tabs, train, monitor, data, export, chat)
+        refs = AppRefs(demo, lang, radio, head, tabs, tabs_block, train, monitor, data, export, chat)
         _wire(ctx, refs)
     return refs
 
@@ -95,6 +97,10 @@ def _wire(ctx: AppContext, refs: AppRefs) -> None:
     # the Data tab's "Use in training" appends the dataset to the Train form
     datasets = refs.train.fields["data.datasets"]
     refs.data.use.click(_on_use_dataset, [refs.data.spec, datasets, refs.lang], [datasets, refs.data.info], **ui)
+    # the self-cognition card's "Chat with it" opens the Chat tab on the run's adapter (base model from the run's config)
+    ident = refs.train.identity
+    refs.train.identity.open_chat.click(lambda run: _open_in_chat(ctx, identity_card.chat_target(run)), ident.run,
+                                        [refs.tabs_block, refs.chat.run, refs.chat.adapter, refs.chat.model], **ui)
 
 
 def _relabel_targets(refs: AppRefs) -> list:
@@ -107,7 +113,7 @@ def _relabel_targets(refs: AppRefs) -> list:
 
 
 def _all_texts(refs: AppRefs) -> list[Texts]:
-    return [refs.header, refs.train.texts, refs.monitor.texts, refs.data.texts, refs.export.texts, refs.chat.texts]
+    return [refs.header, refs.train.texts, refs.train.identity.texts, refs.monitor.texts, refs.data.texts, refs.export.texts, refs.chat.texts]
 
 
 def _on_lang(ctx: AppContext, refs: AppRefs, lang: str) -> dict:
@@ -122,6 +128,14 @@ def _on_lang(ctx: AppContext, refs: AppRefs, lang: str) -> dict:
     out = {component: gr.update(**kw) for component, kw in merged.items()}
     out[refs.lang] = lang
     return out
+
+
+def _open_in_chat(ctx: AppContext, folder: str | None) -> list:
+    """Select the Chat tab with ``folder`` (an adapter or model folder) as the tuned side."""
+    if not folder:
+        return [gr.skip()] * 4
+    adapter, model = chat_tab._on_run(folder)
+    return [gr.Tabs(selected="chat"), gr.update(choices=tuned_outputs(ctx), value=folder), adapter, model]
 
 
 def _on_use_dataset(spec: str, current: str, lang: str) -> list:

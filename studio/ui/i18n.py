@@ -78,6 +78,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "section.training": ("Training", "训练参数"),
     "section.output": ("Output", "输出"),
     "section.identity": ("Self-cognition (identity)", "自我认知（身份）"),
+    "section.rl": ("RLHF (PPO, GRPO, RLOO)", "强化学习（PPO、GRPO、RLOO）"),
     # -- monitor tab -------------------------------------------------------------------------------------------------
     "mon.runs": ("Runs", "运行记录"),
     "mon.pick": ("Runs to show (pick several to overlay)", "要显示的运行（可多选叠加对比）"),
@@ -168,6 +169,42 @@ STRINGS: dict[str, tuple[str, str]] = {
     "chat.loading": ("Loading {model}…", "正在加载 {model}…"),
     "chat.empty": ("Type a message first.", "请先输入消息。"),
     "chat.settings": ("Generation settings", "生成参数"),
+    # -- self-cognition card (train tab) -----------------------------------------------------------------------------
+    "ident.title": ("One-click self-cognition: give the model a new name and maker",
+                    "一键自我认知：给模型一个新名字和开发者"),
+    "ident.intro": ("Fills the shipped identity questions (106 English + 106 Chinese) with your names, mixes in general "
+                    "answers of the base model so it forgets nothing, trains LoRA (a few minutes on a laptop CPU), then "
+                    "asks held-out questions to the base and the tuned model. Chinese questions get the Chinese names.",
+                    "用你的名字填充内置的自我认知问答（中英文各 106 条），混入基础模型自己的通用回答以免遗忘，训练 LoRA"
+                    "（笔记本 CPU 上几分钟），再用未参与训练的问题对比基础模型与微调后模型。中文问题使用中文名字。"),
+    "ident.name_en": ("Name (English)", "名字（英文）"),
+    "ident.name_zh": ("Name (Chinese)", "名字（中文）"),
+    "ident.author_en": ("Maker (English)", "开发者（英文）"),
+    "ident.author_zh": ("Maker (Chinese)", "开发者（中文）"),
+    "ident.preview": ("Preview rows", "预览数据"),
+    "ident.save": ("Save as dataset", "保存为数据集"),
+    "ident.start": ("Start self-cognition", "开始自我认知训练"),
+    "ident.open_chat": ("Chat with it", "去对话"),
+    "ident.rows": ("Identity rows ({n} in all, first {shown} shown)", "自我认知数据（共 {n} 条，显示前 {shown} 条）"),
+    "ident.saved": ("Saved {n} rows to `{path}`: open it in the Data tab to edit, or add it to data.datasets.",
+                    "已保存 {n} 条到 `{path}`：可在“数据”页打开编辑，或加入 data.datasets。"),
+    "ident.started": ("Run **{run}** started: data, training, then the before/after probe.",
+                      "运行 **{run}** 已启动：准备数据、训练，然后进行前后对比测试。"),
+    "ident.queued": ("Run **{run}** is queued (position {pos}).", "运行 **{run}** 已排队（第 {pos} 位）。"),
+    "ident.probing": ("Training done: asking the base and the tuned model the probe questions…",
+                      "训练完成：正在向基础模型和微调后模型提问测试…"),
+    "ident.summary": ("**Identity** (held-out questions naming the new name{author}): {langs}. **Retention**: {ret} of the "
+                      "general questions the base answered right are still right ({kept}/{known}).",
+                      "**自我认知**（未参与训练的问题中答出新名字{author}的比例）：{langs}。**知识保持**：基础模型答对的通用问题中，"
+                      "微调后仍答对 {ret}（{kept}/{known}）。"),
+    "ident.and_author": (" and maker when asked", "，问到开发者时答出开发者"),
+    "ident.no_probe": ("This run has no probe.json (identity.probe was off, or the run did not finish).",
+                       "该运行没有 probe.json（identity.probe 关闭，或运行未完成）。"),
+    "ident.col.kind": ("Kind", "类型"),
+    "ident.col.lang": ("Lang", "语言"),
+    "ident.col.question": ("Question", "问题"),
+    "ident.col.base": ("Base answer", "基础模型回答"),
+    "ident.col.tuned": ("Tuned answer", "微调后回答"),
     # -- generic -----------------------------------------------------------------------------------------------------
     "err.generic": ("Error: {error}", "错误：{error}"),
 }

@@ -18,6 +18,7 @@ import pandas as pd
 from studio import config as C
 from studio.engine import jobs as jobs_mod
 from studio.engine import rundir
+from studio.ui import identity_card
 from studio.ui.common import fmt_time, progress_html
 from studio.ui.context import AppContext
 from studio.ui.i18n import Texts, state_name, t
@@ -49,6 +50,7 @@ class TrainRefs:
     cancel: gr.Button
     timer: gr.Timer
     tick_sig: gr.State
+    identity: identity_card.IdentityRefs
 
     def inputs(self) -> list[gr.components.Component]:
         """The form inputs in field_specs order (the order ``values_to_config`` expects)."""
@@ -135,6 +137,7 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
     specs = C.field_specs()
     fields: dict[str, gr.components.Component] = {}
     sections: dict[str, gr.Accordion] = {}
+    ident = identity_card.build(ctx, lang)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             with gr.Row():
@@ -168,7 +171,7 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
                 queued_pick = tx.make(gr.Dropdown, label="train.queued_run", choices=[], value=None, scale=2)
                 cancel = tx.make(gr.Button, value="train.cancel", scale=1, elem_id="train-cancel")
     refs = TrainRefs(tx, specs, fields, sections, preset, preset_note, start, stop, show_cmd, command, message, progress, log,
-                     queue, queued_pick, cancel, gr.Timer(TICK_S), gr.State(None))
+                     queue, queued_pick, cancel, gr.Timer(TICK_S), gr.State(None), ident)
     _wire(ctx, refs, lang)
     return refs
 
