@@ -306,3 +306,41 @@ def test_mix_with_caps_and_ratios(tmp_path):
     pref = write(tmp_path / "p.jsonl", ROWS["pref_prompt"])
     with pytest.raises(DataError, match="cannot mix preference and sft"):
         plan_mix([MixPart(str(a)), MixPart(str(pref))])
+
+
+def studio_cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "studio", *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_cli_inspect_json_and_bad_file_exit_code(tmp_path, default_tokenizer_dir):
+    rows = ROWS["alpaca"] + [ROWS["alpaca"][0]]
+    path = write(tmp_path / "a.jsonl", rows)
+    res = studio_cli("data", "inspect", path, "--model", default_tokenizer_dir, "--cutoff-len", "40", "--rows", "2", "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = json.loads(res.stdout)
+    assert report["format"] == "alpaca" and report["rows"] == 5 and report["stats"]["duplicate_rows"] == 1
+    tokens = report["stats"]["tokens"]
+    assert tokens["count"] == 5 and report["stats"]["truncated_rows"] == (5 if tokens["min"] > 40 else 0)
+    assert [e["index"] for e in report["examples"]] == [0, 1]
+    [view] = report["examples"][1]["views"]
+    assert view["num_tokens"] == min(40, tokens["min"]) and view["truncated"] == (tokens["min"] > 40)
+    assert "".join(t for t, on in view["segments"] if on) == ("" if view["truncated"] else "1.<|im_end|>\n")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "a", "output": "b"}\n{"instruction": \n', encoding="utf-8")
+    res = studio_cli("data", "inspect", bad, "--model", "none", "--json")
+    assert res.returncode == 2 and f"{bad}: line 2: invalid JSON" in res.stderr and "Traceback" not in res.stderr
+    res = studio_cli("data", "inspect", ASSETS, "--dataset", "demo_multiturn", "--model", "none")
+    assert res.returncode == 0 and "format sharegpt (entry demo_multiturn" in res.stdout
+
+
+def test_cli_import_with_mapping_prints_a_training_spec(tmp_path, studio_home):
+    src = write(tmp_path / "orca.jsonl", ORCA)
+    maps = [a for col, role in ORCA_MAP.items() for a in ("--map", f"{col}={role}")]
+    res = studio_cli("data", "import", src, "--name", "orca_cli", *maps)
+    assert res.returncode == 0, res.stderr[-2000:]
+    folder = Path(res.stdout.strip().splitlines()[-1])
+    assert folder.parent == studio_home / "datasets" and "pref_alpaca, 3 rows" in res.stderr
+    assert ds.open_dataset(folder).format == "pref_alpaca"
+    res = studio_cli("data", "import", src, "--map", "question=nonsense")
+    assert res.returncode == 2 and "unknown role 'nonsense'" in res.stderr

@@ -251,11 +251,17 @@ def row_hash(row: dict) -> str:
     return hashlib.blake2b(json.dumps(row, ensure_ascii=False, sort_keys=True).encode("utf-8"), digest_size=16).hexdigest()
 
 
-def stats(view: DatasetView, tokenizer=None, cutoff_len: int = 1024, bins: int = 10, max_examples: int = 5) -> dict:
+def stats(view: DatasetView, tokenizer=None, cutoff_len: int = 1024, bins: int = 10, max_examples: int = 5,
+          token_sample: int = 0) -> dict:
     """Row count, empty / duplicate / invalid rows and, with a tokenizer, the token-length histogram under its chat template
-    and how many rows ``cutoff_len`` would truncate. Rows are streamed: memory holds one hash per row."""
+    and how many rows ``cutoff_len`` would truncate. Rows are streamed: memory holds one hash per row.
+
+    ``token_sample``: tokenize only that many evenly spaced valid rows (tokenizing costs ~0.3 ms a row on a small CPU);
+    the truncated count is then scaled up and ``tokens.sampled`` says so. 0 = every row.
+    """
     seen: dict[str, int] = {}
-    empty, duplicates, invalid, lengths = [], [], [], []
+    empty, duplicates, invalid, lengths, pending = [], [], [], [], []
+    step = max(1, -(-len(view) // token_sample)) if token_sample else 1
     for i, row in enumerate(view.iter_rows()):
         h = row_hash(row)
         if h in seen:
@@ -270,13 +276,22 @@ def stats(view: DatasetView, tokenizer=None, cutoff_len: int = 1024, bins: int =
         except DataError as exc:
             invalid.append(f"{view.where(i)}: {exc}")
             continue
-        if tokenizer is not None:
-            lengths.append(token_length(tokenizer, norm))
+        if tokenizer is not None and i % step == 0:
+            pending.append(norm)
+            if len(pending) >= 1024:
+                lengths += token_lengths(tokenizer, pending)
+                pending = []
+    if tokenizer is not None and pending:
+        lengths += token_lengths(tokenizer, pending)
     out = {"rows": len(view), "format": view.format, "empty_rows": len(empty), "empty_examples": empty[:max_examples],
            "duplicate_rows": len(duplicates), "duplicate_examples": duplicates[:max_examples],
            "invalid_rows": len(invalid), "invalid_examples": invalid[:max_examples], "cutoff_len": cutoff_len}
     if tokenizer is not None:
         out.update(_length_stats(lengths, cutoff_len, bins))
+        valid = len(view) - len(empty) - len(invalid)
+        if step > 1 and lengths:
+            out["tokens"]["sampled"] = len(lengths)
+            out["truncated_rows"] = round(out["truncated_rows"] * valid / len(lengths))
     return out
 
 
@@ -293,13 +308,21 @@ def _length_stats(lengths: list[int], cutoff_len: int, bins: int) -> dict:
             "histogram": hist, "truncated_rows": int((arr > cutoff_len).sum())}
 
 
-def token_length(tokenizer, norm: dict) -> int:
-    """Tokens of a normalised row under the chat template (the longer side of a preference pair)."""
-    if "text" in norm:
-        return len(tokenizer(norm["text"], add_special_tokens=False)["input_ids"]) + 1  # + EOS
-    convs = [norm["messages"]] if "messages" in norm else [c for c in _pair_conversations(norm).values()]
-    return max(len(tokenizer(tokenizer.apply_chat_template(c, tokenize=False), add_special_tokens=False)["input_ids"])
-               for c in convs)
+def token_lengths(tokenizer, norms: list[dict]) -> list[int]:
+    """Tokens of normalised rows under the chat template (the longer side of a preference pair), tokenized in one batch."""
+    texts, owners = [], []
+    for k, norm in enumerate(norms):
+        if "text" in norm:
+            convs = [norm["text"] + (tokenizer.eos_token or "")]
+        else:
+            convs = [tokenizer.apply_chat_template(c, tokenize=False) for c in
+                     ([norm["messages"]] if "messages" in norm else _pair_conversations(norm).values())]
+        texts += convs
+        owners += [k] * len(convs)
+    out = [0] * len(norms)
+    for k, ids in zip(owners, tokenizer(texts, add_special_tokens=False)["input_ids"]):
+        out[k] = max(out[k], len(ids))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------------------

@@ -8,6 +8,9 @@ is never written to. A workspace folder holds::
                           LLaMA-Factory "columns", so `studio train --set data.datasets=[FOLDER]` loads it the same way
     versions/vNNNN.<ext>  one snapshot per saved version (hard links: unchanged bytes are not copied)
     versions/history.jsonl one line per version: version, parent, action, detail, time, rows
+    versions/workspace.json name, working file, source path
+
+The folder itself is the dataset spec training takes (``data.datasets=[FOLDER]``).
 
 Every edit validates the rows it touches (normalised, and rendered through the chat template when a tokenizer is given),
 refuses the whole edit with the row and reason when one fails, and saves atomically (temp file, fsync, rename).
@@ -30,7 +33,8 @@ from studio.engine.dataformats import DataError
 from studio.engine.datastudio import DatasetView, open_dataset, validate_row
 from studio.engine.rowstore import RowFile, atomic_write, write_rows
 
-INFO, META, VERSIONS, HISTORY = "dataset_info.json", "studio.json", "versions", "history.jsonl"
+INFO, VERSIONS, HISTORY = "dataset_info.json", "versions", "history.jsonl"
+META = f"{VERSIONS}/workspace.json"  # inside versions/: a folder spec loads only the top-level data file
 MAX_SNAPSHOTS = 30  # older snapshot files are pruned (their history lines stay)
 
 
@@ -96,8 +100,8 @@ class Workspace:
 
     @property
     def spec(self) -> str:
-        """What training and ``open_dataset`` take: the folder when it has a dataset_info.json, else the working file."""
-        return str(self.root if (self.root / INFO).is_file() else self.data_path)
+        """What training and ``open_dataset`` take: the folder (its dataset_info.json, else its one data file)."""
+        return str(self.root)
 
     def view(self, mapping: dict | None = None) -> DatasetView:
         return open_dataset(self.spec, mapping)

@@ -1,0 +1,133 @@
+"""``studio data inspect|import``: look at a dataset exactly as training will, from the shell.
+
+    studio data inspect data/train.jsonl --model default --cutoff-len 1024 --rows 3 --json
+    studio data inspect assets/data --dataset demo_multiturn
+    studio data inspect orca.parquet --map question=prompt --map chatgpt=chosen --map llama2-13b-chat=rejected
+    studio data import orca.parquet --name orca --map system=system --map question=prompt ...   # prints the folder
+
+``inspect`` prints the detected format, row count, stats (token lengths under the model's chat template, rows the cutoff
+would truncate, empty / duplicate / invalid rows) and the first rows rendered with the trained part marked. A bad file
+prints the same named error as the Data tab (``FILE: line N: reason``) and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("data", help="inspect a dataset (format, stats, rendered rows) or import it as an editable copy")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    ins = dsub.add_parser("inspect", help="detected format, row count, stats and the first rows rendered")
+    ins.add_argument("path", help="a .json/.jsonl/.csv/.parquet file or a folder with dataset_info.json")
+    ins.add_argument("--dataset", default="", help="the dataset_info.json entry to inspect (default: the first)")
+    ins.add_argument("--model", default="default", help="whose tokenizer and chat template ('none': no token stats)")
+    ins.add_argument("--cutoff-len", type=int, default=1024, help="count rows longer than this (default 1024)")
+    ins.add_argument("--rows", type=int, default=3, help="how many rows to render (default 3)")
+    ins.add_argument("--sample", type=int, default=0, help="token stats over this many evenly spaced rows (default: all)")
+    ins.add_argument("--map", action="append", default=[], metavar="COLUMN=ROLE", help="map a column to a role (repeatable)")
+    ins.add_argument("--json", action="store_true", help="print one JSON object")
+    ins.set_defaults(run=run_inspect)
+    imp = dsub.add_parser("import", help="copy a dataset into an editable, versioned workspace; prints its folder")
+    imp.add_argument("path")
+    imp.add_argument("--dataset", default="", help="the dataset_info.json entry to import")
+    imp.add_argument("--name", default="", help="workspace name (default: the file or entry name)")
+    imp.add_argument("--map", action="append", default=[], metavar="COLUMN=ROLE", help="map a column to a role (repeatable)")
+    imp.set_defaults(run=run_import)
+
+
+def parse_mapping(items: list[str]) -> dict:
+    mapping = {}
+    for item in items:
+        col, sep, role = item.rpartition("=")
+        if not sep or not col or not role:
+            raise ValueError(f"--map {item!r}: expected COLUMN=ROLE")
+        mapping[col] = role
+    return mapping
+
+
+def _spec(args) -> str:
+    return f"{args.path}#{args.dataset}" if args.dataset else args.path
+
+
+def inspect(spec: str, model: str = "default", cutoff_len: int = 1024, rows: int = 3, mapping: dict | None = None,
+            sample: int = 0) -> dict:
+    """Everything ``inspect`` prints, as plain data (the UI and tests can call it too)."""
+    from studio.engine import datastudio as ds
+
+    view = ds.open_dataset(spec, mapping or None)
+    tok = None
+    if model and model != "none" and not view.format_error:
+        from studio.engine.models import load_tokenizer
+
+        tok = load_tokenizer(model)
+    out = {"path": spec, "dataset": view.entry, "entries": view.entries, "format": view.format,
+           "format_error": view.format_error, "columns": view.columns, "rows": len(view), "model": model if tok else None,
+           "stats": ds.stats(view, tok, cutoff_len, token_sample=sample) if not view.format_error else None, "examples": []}
+    for i in range(min(rows, len(view))):
+        example = {"index": i, "where": view.where(i), "row": view.row(i)}
+        if tok is not None:
+            try:
+                example["views"] = [dict(v, segments=[[t, on] for t, on in v["segments"]])
+                                    for v in ds.render_row(view, i, tok, cutoff_len)["views"]]
+            except ds.DataError as exc:
+                example["error"] = str(exc)
+        out["examples"].append(example)
+    return out
+
+
+def run_inspect(args) -> int:
+    from studio.engine.dataformats import DataError
+    from studio.engine.models import ModelLoadError
+
+    try:
+        report = inspect(_spec(args), args.model, args.cutoff_len, args.rows, parse_mapping(args.map), args.sample)
+    except (DataError, ModelLoadError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=1))
+    else:
+        print(_human(report))
+    return 0
+
+
+def _human(r: dict) -> str:
+    lines = [f"{r['path']}: {r['rows']} rows, format {r['format']}" + (f" (entry {r['dataset']} of {', '.join(r['entries'])})"
+                                                                         if r["dataset"] else "")]
+    if r["format_error"]:
+        lines.append(f"  {r['format_error']}")
+        lines.append(f"  columns: {', '.join(r['columns'])}")
+    st = r["stats"] or {}
+    if st:
+        lines.append(f"  empty {st['empty_rows']}, duplicate {st['duplicate_rows']}, invalid {st['invalid_rows']}")
+        lines += [f"    {x}" for x in st["invalid_examples"]]
+    if st.get("tokens", {}).get("count"):
+        tk = st["tokens"]
+        lines.append(f"  tokens: min {tk['min']}, mean {tk['mean']}, p95 {tk['p95']}, max {tk['max']}; "
+                     f"{st['truncated_rows']} rows over cutoff_len {st['cutoff_len']}")
+        lines += [f"    {b['from']:>6}-{b['to']:<6} {b['rows']}" for b in st["histogram"]]
+    for ex in r["examples"]:
+        lines.append(f"--- row {ex['index']} ({ex['where']})")
+        for v in ex.get("views", []):
+            text = "".join(f"[[{t}]]" if on else t for t, on in v["segments"])
+            lines.append(f"[{v['title']}: {v['num_tokens']} tokens, {v['num_trained']} trained, [[trained]]]\n{text}")
+        if ex.get("error"):
+            lines.append(f"  error: {ex['error']}")
+    return "\n".join(lines)
+
+
+def run_import(args) -> int:
+    from studio.engine.dataformats import DataError
+    from studio.engine.dataworkspace import Workspace
+
+    try:
+        ws = Workspace.create(_spec(args), name=args.name, mapping=parse_mapping(args.map) or None)
+    except (DataError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    view = ws.view()
+    print(f"{view.format}, {len(view)} rows" + (f" ({view.format_error})" if view.format_error else ""), file=sys.stderr)
+    print(ws.spec)
+    return 0
