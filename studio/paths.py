@@ -1,4 +1,4 @@
-"""Where the studio keeps its files: ``STUDIO_HOME`` (default ``~/.cache/tuning-studio``) holds models/ and runs/."""
+"""Where the studio keeps its files: ``STUDIO_HOME`` (default ``~/.cache/tuning-studio``) holds models/, runs/ and exports/."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ def runs_dir(override: str | os.PathLike | None = None) -> Path:
 
 def models_dir() -> Path:
     return studio_home() / "models"
+
+
+def exports_dir() -> Path:
+    """Where the Export tab saves by default and where the Chat tab looks for exported models."""
+    return studio_home() / "exports"
 
 
 def repo_root() -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.engine.export import ExportError, VerificationError, merge_adapter, merge_adapters
+from studio.engine.export import PROMPTS, ExportError, VerificationError, merge_adapter, merge_adapters
 
 
 def make_adapter(base_dir: Path, out: Path, seed: int, r: int = 4, targets=("q_proj", "k_proj", "v_proj", "o_proj",
@@ -104,6 +104,9 @@ def test_lora_run_merge_equals_adapter_and_loads_plainly(tiny_model_dir, tmp_pat
                  "95% (19 of the 20", "Nova by Acme", '"rows": 24'):
         assert text in card, text
     assert json.loads((out / "export.json").read_text())["ok"] is True
+    rows = res["verification"]["per_prompt"]  # the Export tab's check table: one row per prompt
+    assert [r["prompt"] for r in rows] == list(PROMPTS) and max(r["max_abs_diff"] for r in rows) == res["max_abs_diff"]
+    assert sum(r["tokens"] for r in rows) == res["verification"]["tokens"]
 
 
 def test_bfloat16_export_is_checked_with_a_dtype_tolerance(tiny_model_dir, tmp_path):
@@ -235,6 +238,15 @@ def test_verification_failure_is_an_error_and_leaves_nothing(tiny_model_dir, tmp
         merge_adapter(adapter, tmp_path / "out")
     assert info.value.result["max_abs_diff"] > info.value.result["tolerance"]
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
+    # the Export tab shows it as an error with the failing prompts, and offers nothing to open
+    from studio.ui import export_tab
+
+    state = {"state": "failed", "error": str(info.value), "result": json.loads(json.dumps(info.value.result)),
+             "command": "studio export ...", "argv": ["python"], "log": "", "seconds": 1.0, "fraction": 0.6}
+    progress, message, _, checks, _, _, _, open_chat, target = export_tab._view(state, "en")
+    assert "Verification failed" in message and "verification failed: logits differ" in message
+    assert "FAILED" in set(checks["result"]) and "ts-failed" in progress
+    assert open_chat["visible"] is False and target is None
 
 
 @pytest.fixture(scope="module")
@@ -335,3 +347,76 @@ def test_default_model_gguf_q8_0_round_trip(default_model_dir, tmp_path):
     res = export_gguf(default_model_dir, "q8_0", out_dir=tmp_path / "gguf")
     assert res["ok"] and res["tokenizer_match"] and res["top1_agreement"] >= 0.9
     assert res["size_bytes"] < 0.35 * (default_model_dir / "model.safetensors").stat().st_size
+
+
+# -- what the Export tab and the Chat tab do with an export -----------------------------------------------------------------
+
+
+def test_export_tab_runs_a_weighted_merge_as_the_cli(tiny_model_dir, tmp_path):
+    """The tab's handler starts ``studio export`` as a child, streams its progress and shows the verified result."""
+    import torch
+
+    from studio.ui import export_tab
+
+    a = make_adapter(tiny_model_dir, tmp_path / "a", seed=17)
+    b = make_adapter(tiny_model_dir, tmp_path / "b", seed=18)
+    out = tmp_path / "ab"
+    outs = list(export_tab.on_export(f"{a}\n{b}", "1, 0", "linear", 0.5, "model", str(out), "float32", [], False, "en"))
+    progress, message, command, checks, _, result, _, open_chat, target = outs[-1]
+    assert len(outs) > 2 and "data-state='running'" in outs[1][0]  # progress streamed while the child ran
+    assert "data-state='finished'" in progress and message.startswith(f"Saved **{out.resolve()}** (")
+    assert result["ok"] and result["combine"] == "linear" and result["weights"] == [1.0, 0.0] and result["size_bytes"] > 0
+    assert command.startswith(f"studio export --adapter {a} --adapter {b} --out {out} --weights 1,0 --combine linear\n")
+    assert "-m studio export" in command and command.rstrip().endswith("--json")
+    assert list(checks["prompt"][:4]) == [export_tab._short(p) for p in PROMPTS] and set(checks["result"]) <= {"passed", ""}
+    assert open_chat["visible"] is True and target == {"path": str(out.resolve()), "base": str(tiny_model_dir)}
+    # weights (1, 0) with linear: the merged model is the first adapter's model
+    assert torch.allclose(model_logits(out, IDS), adapter_logits(tiny_model_dir, a, IDS), atol=1e-5)
+    # the same folder again without "replace": refused as a message, nothing started, nothing touched
+    before = sorted(p.name for p in out.iterdir())
+    outs = list(export_tab.on_export(str(a), "", "cat", 0.5, "model", str(out), "float32", [], False, "zh"))
+    assert len(outs) == 1 and "已存在且非空" in outs[0][1] and sorted(p.name for p in out.iterdir()) == before
+
+
+def test_chat_loads_a_merged_folder_and_a_gguf_export(small_vocab_model_dir, tmp_path, capsys):
+    import torch
+
+    from studio.engine.chat import ChatModel, resolve_tuned
+
+    adapter = make_adapter(small_vocab_model_dir, tmp_path / "adapter", seed=19)
+    res = merge_adapter(adapter, tmp_path / "exp", gguf=("f16",))
+    out, gguf_file = Path(res["out_dir"]), Path(res["gguf"][0]["path"])
+    src = resolve_tuned(gguf_file)
+    assert src.kind == "gguf" and src.separate and src.base == str(small_vocab_model_dir)  # base from export.json
+    assert resolve_tuned(gguf_file.parent).path == gguf_file
+    convo = [[{"role": "user", "content": "What is the capital of France?"}]]
+    by_adapter = ChatModel(adapter=str(adapter))
+    merged = ChatModel(adapter=str(out))  # 'default' base replaced by the export's own base: no default-model load
+    assert merged.model_name == str(small_vocab_model_dir) and merged.tuned_separate and not by_adapter.tuned_separate
+    expected = by_adapter.generate(convo, use_adapter=True, max_new_tokens=8)
+    assert merged.generate(convo, use_adapter=True, max_new_tokens=8) == expected
+    from_gguf = ChatModel(adapter=str(gguf_file))
+    assert from_gguf.tuned_separate and from_gguf.model_name == str(small_vocab_model_dir)
+    ids = torch.tensor([[1, 5, 77, 300, 12, 2]])  # within the 400-token vocabulary
+    with torch.no_grad():
+        want, got = merged.tuned_model(ids).logits, from_gguf.tuned_model(ids).logits
+    assert torch.allclose(got, want, atol=res["gguf"][0]["tolerance"]) and not torch.equal(got, want)  # f16 rounding
+    answer = from_gguf.generate(convo, use_adapter=True, max_new_tokens=8)[0]
+    alone = tmp_path / "alone" / "mine.gguf"  # a GGUF with no HF folder beside it: tokenizer and template from the file
+    alone.parent.mkdir()
+    shutil.copy(gguf_file, alone)
+    from_file = ChatModel(model=str(small_vocab_model_dir), adapter=str(alone))
+    assert from_file.tuned_tokenizer is not from_file.tokenizer and from_file.tuned_tokenizer.chat_template
+    assert from_file.generate(convo, use_adapter=True, max_new_tokens=8) == [answer]
+    # ``studio chat --adapter FILE.gguf`` answers through the same loader
+    import argparse
+
+    from studio.commands import chat as chat_cmd
+
+    parser = argparse.ArgumentParser(prog="studio")
+    chat_cmd.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["chat", "--adapter", str(gguf_file), "--prompt", convo[0][0]["content"], "--json",
+                              "--max-new-tokens", "8"])
+    assert args.run(args) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["answer"].strip() == answer

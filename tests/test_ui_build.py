@@ -236,3 +236,46 @@ def test_chat_streams_base_then_tuned_side_by_side(ctx, monkeypatch):
     assert [m["content"] for m in seen[-1][1]] == ["hi", "base 2", "again"]
     last = list(chat_tab._on_send(ctx, "default", "", "", 0.0, 1.0, 16, "x", [], [], "zh"))[-1]
     assert last[1][-1]["content"] == i18n.t("chat.no_tuned", "zh")
+
+
+def test_export_tab_offers_every_export_and_opens_it_in_chat(ctx, refs, monkeypatch):
+    import json
+
+    from studio.paths import exports_dir
+    from studio.ui import chat_tab, export_tab
+
+    ex = refs.export
+    assert [c[1] for c in ex.gguf.choices] == ["f16", "q8_0", "bf16", "f32"]
+    assert {"cat", "linear", "ties", "dare_linear", "dare_ties"} <= {c[1] for c in ex.combine.choices}
+    assert [c[1] for c in ex.output.choices] == ["model", "adapter"] and ex.open_chat.visible is False
+    wired = _triggers(refs.demo)
+    assert (ex.merge._id, "click") in wired and (ex.open_chat._id, "click") in wired
+    # the command shown is the CLI's, option for option
+    form = ("runs/a\nruns/b", "0.7, 0.3", "dare_ties", 0.3, "adapter", "out", "float16", ["q8_0"], True)
+    assert export_tab.preview_command(*form) == ("studio export --adapter runs/a --adapter runs/b --out out --weights "
+                                                 "0.7,0.3 --combine dare_ties --density 0.3 --as adapter --dtype float16 "
+                                                 "--gguf q8_0 --overwrite")
+    req, problem = export_tab.build_request("a\nb", "1", "cat", 0.5, "model", "out", "float32", [], False)
+    assert req is None and "2 folder(s) but 1 weight(s)" in problem
+    req, problem = export_tab.build_request(str(ctx.runs_root / "r1" / "adapter"), "", "cat", 0.5, "model", "", "float32",
+                                            [], False)
+    assert problem == "" and req.out_dir == str(exports_dir() / "adapter") and req.weights is None
+    # an export under $STUDIO_HOME/exports is offered on the Chat tab (its folder and its GGUF file); "Open in Chat"
+    # picks it with the base model it came from and says it is a second model in memory
+    folder = exports_dir() / "nova"
+    (folder / "gguf").mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "gguf" / "model-q8_0.gguf").write_bytes(b"GGUF")
+    (folder / "export.json").write_text(json.dumps({"base": "/models/base", "output": "model", "ok": True}))
+    offered = dict((v, k) for k, v in chat_tab.tuned_outputs(ctx))
+    assert str(folder) in offered and str(folder / "gguf" / "model-q8_0.gguf") in offered
+    picker, adapter, base, note = chat_tab.open_target(ctx, str(folder), "en")
+    assert picker["value"] == str(folder) and adapter == str(folder) and base == "/models/base"
+    assert "second model" in note and "full model" in note
+    gguf_note = chat_tab.tuned_note(str(folder / "gguf" / "model-q8_0.gguf"), "zh")
+    assert "GGUF" in gguf_note and "第二个模型" in gguf_note
+    elsewhere = ctx.runs_root.parent / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    (elsewhere / "config.json").write_text("{}")
+    picker, *_ = chat_tab.open_target(ctx, str(elsewhere), "en")
+    assert (elsewhere.name, str(elsewhere)) in picker["choices"]  # a folder outside exports/ is added, not refused

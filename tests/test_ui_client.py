@@ -138,6 +138,23 @@ def test_merge_saves_a_model(studio, finished_run, tmp_path):
     assert result["ok"] and (tmp_path / "merged" / "config.json").is_file()
 
 
+def test_export_endpoint_merges_a_run_and_reports_the_check(studio, finished_run, tmp_path):
+    """``/export`` runs ``studio export`` as a child (as the Export tab does): verified merge, its size, the command."""
+    from gradio_client.exceptions import AppError
+
+    client, _ = studio
+    started, _ = finished_run
+    out = tmp_path / "exported"
+    result = client.predict(sources=[started["run_dir"]], out_dir=str(out), dtype="bfloat16", api_name="/export")
+    assert result["ok"] and result["dtype"] == "bfloat16" and result["out_dir"] == str(out.resolve())
+    assert result["size_bytes"] == sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    assert result["command"] == f"studio export --adapter {started['run_dir']} --out {out} --dtype bfloat16"
+    rows = result["verification"]["per_prompt"]
+    assert len(rows) == 4 and all(r["max_abs_diff"] <= result["tolerance"] for r in rows)
+    with pytest.raises(AppError, match="not empty"):
+        client.predict(sources=[started["run_dir"]], out_dir=str(out), api_name="/export")
+
+
 # -- the launcher itself ---------------------------------------------------------------------------------------------------
 
 

@@ -12,9 +12,10 @@ import sys
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("chat", help="chat with a base model or a tuned one (adapter, run folder or merged folder)")
+    p = sub.add_parser("chat", help="chat with a base model or a tuned one (adapter, run folder, merged folder or GGUF)")
     p.add_argument("--model", default="default", help="base model: 'default', a local folder or a hub id")
-    p.add_argument("--adapter", help="a run folder, a LoRA adapter folder or a merged model folder")
+    p.add_argument("--adapter", help="a run folder, a LoRA adapter folder, a merged model folder (studio export) or a "
+                   ".gguf file (de-quantized to float32; loaded as a second model next to the base)")
     p.add_argument("--prompt", action="append", default=[], help="answer this prompt and exit (repeatable)")
     p.add_argument("--prompts-file", help="answer every line of this file and exit")
     p.add_argument("--json", action="store_true", help="one JSON object per prompt: {prompt, answer}")

@@ -6,13 +6,16 @@
 
 --adapter takes a run folder, a PEFT LoRA folder or a model folder (a freeze/full run's weights are re-saved and checked).
 Every export is verified (logits of the saved folder vs. the adapter model); see studio/engine/export.py.
-Progress goes to stderr, the summary to stdout, and the last line of stdout is the output folder. A user error prints
-one line and exits 2; a failed verification exits 1.
+Progress goes to stderr (``[ 45%] message`` lines), the summary to stdout, and the last line of stdout is the output
+folder. A user error prints one line and exits 2; a failed verification exits 1. With ``--json`` the summary is one JSON
+line instead: the result dict (as in export.json), or on failure ``{"ok": false, "error": ..., "exit_code": ...,
+"result": <the failed check's numbers or null>}`` (the Export tab runs the command this way).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from studio.engine.export import COMBINATIONS, DTYPES
@@ -37,6 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard (default 2GB)")
     p.add_argument("--seed", type=int, default=0, help="seed for DARE's random drop")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--json", action="store_true", help="print the result (or the error) as one JSON line on stdout")
     p.set_defaults(run=run)
 
 
@@ -58,15 +62,21 @@ def run(args) -> int:
                                  dtype=args.dtype, overwrite=args.overwrite, base=args.base, gguf=gguf,
                                  max_shard_size=args.max_shard_size, seed=args.seed, progress=_progress)
     except VerificationError as exc:
-        print(f"studio export: {exc}", file=sys.stderr)
-        return 1
+        return _fail(exc, 1, args.json)
     except (ExportError, ModelLoadError, ConfigError) as exc:
-        print(f"studio export: {exc}", file=sys.stderr)
-        return 2
-    for line in summary(res):
+        return _fail(exc, 2, args.json)
+    for line in [json.dumps(res, ensure_ascii=False)] if args.json else summary(res):
         print(line)
     print(res["out_dir"])
     return 0
+
+
+def _fail(exc: Exception, code: int, as_json: bool) -> int:
+    print(f"studio export: {exc}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"ok": False, "error": str(exc), "exit_code": code, "result": getattr(exc, "result", None)},
+                         ensure_ascii=False))
+    return code
 
 
 def _weights(text: str, n: int) -> list[float] | None:

@@ -1,7 +1,8 @@
 """Generation for the Chat tab, ``studio chat`` and the probes: a base model and, optionally, its tuned version.
 
 A LoRA adapter is attached to the one base copy and switched on/off per request (PEFT ``disable_adapter``), so comparing
-base and tuned costs one model in memory. A full-weights run or a merged folder is loaded as a second model.
+base and tuned costs one model in memory. A full-weights run, a merged folder or a GGUF file (``studio export`` writes all
+of these; transformers de-quantizes a GGUF to float32) is loaded as a second model: twice the memory.
 When the adapter folder carries its own tokenizer/chat template (e.g. a self-cognition run whose default system prompt
 names the new identity), the tuned side uses that template.
 """
@@ -20,16 +21,25 @@ from studio.engine.models import ModelLoadError, load_causal_lm, load_tokenizer
 
 @dataclass
 class TunedSource:
-    kind: str  # "adapter" (PEFT folder) or "model" (a full model folder)
+    kind: str  # "adapter" (PEFT folder), "model" (a full model folder) or "gguf" (one .gguf file)
     path: Path
     base: str | None  # the base model the run or adapter was trained from, when known
 
+    @property
+    def separate(self) -> bool:
+        """True when the tuned side is a second full model next to the base (not an adapter toggled on one copy)."""
+        return self.kind != "adapter"
+
 
 def resolve_tuned(path: str | Path) -> TunedSource:
-    """A run folder, an adapter folder, or a merged/full model folder -> what to load."""
+    """A run folder, an adapter folder, a merged/full model folder or a .gguf file (or a folder holding one) -> what to
+    load. ``base`` also comes from an export's export.json."""
     p = Path(path).expanduser()
+    if p.is_file() and p.suffix == ".gguf":
+        return TunedSource("gguf", p, _export_base(p.parent.parent) or _export_base(p.parent))
     if not p.is_dir():
-        raise ModelLoadError(f"{p}: no such folder (expected a run folder, an adapter folder or a merged model)")
+        raise ModelLoadError(f"{p}: no such folder or .gguf file (expected a run folder, an adapter folder, a merged "
+                             "model or a GGUF file)")
     base = None
     if (p / rundir.CONFIG).is_file():  # a run folder
         from studio import config as C
@@ -46,10 +56,24 @@ def resolve_tuned(path: str | Path) -> TunedSource:
         import json
 
         base = json.loads((p / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        return TunedSource("adapter", p, base)
+        return TunedSource("adapter", p, _export_base(p) or base)
     if (p / "config.json").is_file():
-        return TunedSource("model", p, None)
-    raise ModelLoadError(f"{p}: not a run folder, a PEFT adapter (adapter_config.json) or a model folder (config.json)")
+        return TunedSource("model", p, _export_base(p))
+    ggufs = sorted(p.glob("*.gguf"))
+    if len(ggufs) == 1:
+        return TunedSource("gguf", ggufs[0], _export_base(p.parent) or _export_base(p))
+    raise ModelLoadError(f"{p}: not a run folder, a PEFT adapter (adapter_config.json), a model folder (config.json) or "
+                         f"a folder with one .gguf file{f' (it has {len(ggufs)}: pick one)' if ggufs else ''}")
+
+
+def _export_base(folder: Path) -> str | None:
+    """The base model named in a ``studio export`` folder's export.json (the model the export started from)."""
+    import json
+
+    try:
+        return json.loads((folder / "export.json").read_text(encoding="utf-8")).get("base") or None
+    except (OSError, ValueError):
+        return None
 
 
 def _has_own_template(folder: Path) -> bool:
@@ -62,8 +86,8 @@ class ChatModel:
     def __init__(self, model: str = "default", adapter: str | Path | None = None, trust_remote_code: bool = False):
         self.model_name = model or "default"
         self.tuned = resolve_tuned(adapter) if adapter else None
-        if self.tuned and self.tuned.kind == "adapter" and self.model_name == "default" and self.tuned.base:
-            self.model_name = self.tuned.base  # the adapter knows its base; trust it over the default
+        if self.tuned and self.model_name == "default" and self.tuned.base:
+            self.model_name = self.tuned.base  # the adapter (or export) knows its base; trust it over the default
         self._lock = threading.Lock()
         self.tokenizer = load_tokenizer(self.model_name, trust_remote_code=trust_remote_code)
         self.model = load_causal_lm(self.model_name, trust_remote_code=trust_remote_code).eval()
@@ -81,10 +105,18 @@ class ChatModel:
                 self.model = PeftModel.from_pretrained(self.model, str(src.path)).eval()
             except Exception as exc:  # PEFT raises several types for a mismatched adapter
                 raise ModelLoadError(f"{src.path}: cannot attach this adapter to '{self.model_name}': {exc}") from exc
+        elif src.kind == "gguf":
+            self.tuned_model, self.tuned_tokenizer = load_gguf(src.path)
+            return
         else:
             self.tuned_model = load_causal_lm(str(src.path), trust_remote_code=trust_remote_code).eval()
         if _has_own_template(src.path):
             self.tuned_tokenizer = load_tokenizer(str(src.path), trust_remote_code=trust_remote_code)
+
+    @property
+    def tuned_separate(self) -> bool:
+        """The tuned side is a second model in memory (merged folder, full run, GGUF), not an adapter on the base."""
+        return bool(self.tuned and self.tuned.separate)
 
     @property
     def has_adapter(self) -> bool:
@@ -165,6 +197,36 @@ class ChatModel:
             finally:
                 tok.padding_side = old_side
         return answers
+
+
+def load_gguf(path: Path):
+    """(model, tokenizer) from a GGUF file, de-quantized to float32 by transformers. The tokenizer is the HF folder the
+    file was exported from when it sits beside it (``studio export`` checks they encode identically; parsing a large
+    GGUF vocabulary in Python takes seconds), else the one inside the file."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
+    except Exception as exc:  # unsupported architecture, damaged file, gguf package missing
+        raise ModelLoadError(f"{path}: cannot load this GGUF file: {str(exc).strip().splitlines()[0][:300]}") from exc
+    for obj, attr in ((model.config, "quantization_config"), (model, "hf_quantizer")):
+        if hasattr(obj, attr):  # the weights are plain float32 now; generation need not know they came from GGUF
+            delattr(obj, attr)
+    export = path.parent.parent if (path.parent.parent / "export.json").is_file() else None
+    beside = next((d for d in (path.parent, export) if d and (d / "tokenizer_config.json").is_file()), None)
+    if beside is not None:
+        return model, load_tokenizer(str(beside))
+    try:
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: cannot read the tokenizer in this GGUF file: {str(exc).splitlines()[0][:300]}") from exc
+    if not tok.chat_template:
+        raise ModelLoadError(f"{path}: the GGUF file has no chat template (tokenizer.chat_template)")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
 
 
 def build_messages(prompt: str, system: str = "", history: list[dict] | None = None) -> list[dict]:

@@ -254,13 +254,18 @@ def logits(model, inputs: list[list[int]]) -> list:
         return [model(input_ids=torch.tensor([ids])).logits[0].float() for ids in inputs]
 
 
-def compare_logits(ref: list, got: list) -> dict:
-    """max |difference|, the reference's largest |logit| (the tolerance's scale) and how often the argmax agrees."""
-    diff = max(float((r - g).abs().max()) for r, g in zip(ref, got))
-    scale = max(float(r.abs().max()) for r in ref)
-    agree = sum(int((r.argmax(-1) == g.argmax(-1)).sum()) for r, g in zip(ref, got))
-    tokens = sum(r.shape[0] for r in ref)
-    return {"max_abs_diff": diff, "logit_scale": scale, "top1_agreement": agree / tokens, "tokens": tokens}
+def compare_logits(ref: list, got: list, prompts: Sequence[str] = PROMPTS) -> dict:
+    """max |difference|, the reference's largest |logit| (the tolerance's scale) and how often the argmax agrees, overall
+    and per prompt (``per_prompt``: prompt, tokens, max_abs_diff, top1_agreement; prompts name the inputs in order)."""
+    rows = []
+    for i, (r, g) in enumerate(zip(ref, got)):
+        rows.append({"prompt": prompts[i] if i < len(prompts) else f"#{i + 1}", "tokens": int(r.shape[0]),
+                     "max_abs_diff": float((r - g).abs().max()),
+                     "top1_agreement": float((r.argmax(-1) == g.argmax(-1)).float().mean())})
+    tokens = sum(row["tokens"] for row in rows)
+    agree = sum(row["top1_agreement"] * row["tokens"] for row in rows)
+    return {"max_abs_diff": max(row["max_abs_diff"] for row in rows), "logit_scale": max(float(r.abs().max()) for r in ref),
+            "top1_agreement": round(agree) / tokens, "tokens": tokens, "per_prompt": rows}
 
 
 def _verify_model(folder: Path, ref: list, inputs: list, dtype: str, merge_diff: float | None, reference: str) -> dict:

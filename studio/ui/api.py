@@ -116,6 +116,23 @@ class StudioApi:
         except Exception as exc:  # ExportError, VerificationError, ModelLoadError: messages for the caller
             raise gr.Error(str(exc)) from None
 
+    def export(self, sources: list[str], out_dir: str = "", weights: list[float] | None = None, combine: str = "cat",
+               density: float = 0.5, output: str = "model", dtype: str = "float32", gguf: list[str] | None = None,
+               overwrite: bool = False) -> dict:
+        """Everything ``studio export`` does, run as that command in a child: merge one source, or combine several with
+        weights (``combine``: cat, linear, ties, dare_linear, ...; ``output``: model or adapter), optional GGUF types."""
+        from studio.engine.export_job import ExportJob
+        from studio.ui.export_tab import build_request
+
+        req, problem = build_request("\n".join(sources or []), ",".join(f"{w:g}" for w in weights or []) if weights else "",
+                                     combine, density, output, out_dir, dtype, gguf, overwrite)
+        if req is None:
+            raise gr.Error(problem)
+        state = ExportJob.start(req).wait()
+        if state["state"] != "finished":
+            raise gr.Error(state["error"] or "the export failed")
+        return dict(state["result"], command=state["command"])
+
     def _run_dir(self, run_id: str):
         path = self.ctx.jobs.find(run_id)
         if path is None:
@@ -123,8 +140,9 @@ class StudioApi:
         return path
 
 
-ENDPOINTS = ("list_presets", "start_run", "stop_run", "cancel_run", "run_status", "list_runs", "chat_compare", "merge")
-SLOW = ("chat_compare", "merge")  # one at a time: each loads a model
+ENDPOINTS = ("list_presets", "start_run", "stop_run", "cancel_run", "run_status", "list_runs", "chat_compare", "merge",
+             "export")
+SLOW = ("chat_compare", "merge", "export")  # one at a time: each loads a model
 
 
 def register(ctx: AppContext) -> StudioApi:

@@ -101,6 +101,11 @@ def _wire(ctx: AppContext, refs: AppRefs) -> None:
     ident = refs.train.identity
     refs.train.identity.open_chat.click(lambda run: _open_in_chat(ctx, identity_card.chat_target(run)), ident.run,
                                         [refs.tabs_block, refs.chat.run, refs.chat.adapter, refs.chat.model], **ui)
+    # the Export tab's "Open in Chat" selects what was just exported as the Chat tab's tuned side
+    chat = refs.chat
+    refs.export.open_chat.click(
+        lambda tgt, lg: [gr.Tabs(selected="chat"), *chat_tab.open_target(ctx, (tgt or {}).get("path"), lg)],
+        [refs.export.target, refs.lang], [refs.tabs_block, chat.run, chat.adapter, chat.model, chat.note], **ui)
 
 
 def _relabel_targets(refs: AppRefs) -> list:

@@ -1,8 +1,9 @@
-"""Chat tab: the same message streamed to the base model and to the tuned one (a run's adapter, a run folder or a merged
-folder), side by side, with system prompt and sampling settings.
+"""Chat tab: the same message streamed to the base model and to the tuned one (a run's adapter, a run folder, or an export:
+merged folder, combined adapter, GGUF file), side by side, with system prompt and sampling settings.
 
 One ``ChatModel`` per (base, adapter) is cached in the AppContext; with an adapter it holds one base copy and switches the
-PEFT adapter off for the base answer and on for the tuned one. Models load (torch) on the first message, not at start-up.
+PEFT adapter off for the base answer and on for the tuned one; a merged folder or GGUF is a second model (the tab says
+so). Models load (torch) on the first message, not at start-up.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ChatRefs:
     prompt: gr.Textbox
     send: gr.Button
     clear: gr.Button
+    note: gr.Markdown  # what the tuned side is and what it costs in memory
 
 
 def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
@@ -43,6 +45,7 @@ def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
         model = tx.make(gr.Textbox, label="chat.model", info="chat.model_info", value="default", elem_id="chat-model", scale=2)
         run = tx.make(gr.Dropdown, label="chat.run", choices=tuned_outputs(ctx), value=None, elem_id="chat-run", scale=2)
         adapter = tx.make(gr.Textbox, label="chat.adapter", elem_id="chat-adapter", scale=3)
+    note = gr.Markdown("", elem_id="chat-note")
     with tx.make(gr.Accordion, label="chat.settings", open=False):
         system = tx.make(gr.Textbox, label="chat.system", lines=2)
         with gr.Row():
@@ -57,10 +60,12 @@ def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
         with gr.Column(scale=1, min_width=120):
             send = tx.make(gr.Button, value="chat.send", variant="primary", elem_id="chat-send")
             clear = tx.make(gr.Button, value="chat.clear")
-    refs = ChatRefs(tx, model, run, adapter, system, temperature, top_p, max_new, base_bot, tuned_bot, prompt, send, clear)
+    refs = ChatRefs(tx, model, run, adapter, system, temperature, top_p, max_new, base_bot, tuned_bot, prompt, send, clear,
+                    note)
     ui = dict(api_visibility="undocumented")
     run.focus(lambda: gr.update(choices=tuned_outputs(ctx)), None, run, **ui)
     run.change(_on_run, run, [adapter, model], **ui)
+    adapter.change(tuned_note, [adapter, lang], note, **ui)
     inputs = [model, adapter, system, temperature, top_p, max_new, prompt, base_bot, tuned_bot, lang]
     for trigger in (send.click, prompt.submit):
         trigger(lambda *a: _on_send(ctx, *a), inputs, [base_bot, tuned_bot, prompt], concurrency_limit=1,
@@ -70,7 +75,7 @@ def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
 
 
 def _on_run(folder: str | None) -> list:
-    """Picking a run's adapter also picks the base model that run was trained from."""
+    """Picking a run's adapter (or an export) also picks the base model it was trained (exported) from."""
     if not folder:
         return [gr.skip(), gr.skip()]
     cfg_path = rundir_of(folder) / rundir.CONFIG
@@ -80,7 +85,44 @@ def _on_run(folder: str | None) -> list:
             base = C.load(cfg_path).model.name_or_path
         except C.ConfigError:
             pass
+    else:
+        src = _tuned_source(folder)
+        base = src.base if src is not None and src.base else base
     return [folder, base]
+
+
+def _tuned_source(path: str):
+    from studio.engine.chat import resolve_tuned  # reads a few small files; no torch
+    from studio.engine.models import ModelLoadError
+
+    try:
+        return resolve_tuned(path)
+    except ModelLoadError:
+        return None
+
+
+def tuned_note(path: str, lang: str) -> str:
+    """A merged folder, full run or GGUF is a second model in memory; say so before it is loaded."""
+    src = _tuned_source(path) if (path or "").strip() else None
+    if src is None or not src.separate:
+        return ""
+    return t("chat.separate", lang, kind=t(f"chat.kind.{src.kind}", lang))
+
+
+def picker_update(ctx: AppContext, path: str) -> dict:
+    """The tuned picker showing ``path`` (added to the choices when it lives outside runs/ and exports/)."""
+    choices = tuned_outputs(ctx)
+    if path not in [c[1] for c in choices]:
+        choices.append((Path(path).name, path))
+    return gr.update(choices=choices, value=path)
+
+
+def open_target(ctx: AppContext, path: str | None, lang: str) -> list:
+    """[picker, adapter box, base model box, memory note] for another tab's "Open in Chat"."""
+    if not path:
+        return [gr.skip()] * 4
+    adapter, base = _on_run(path)
+    return [picker_update(ctx, path), adapter, base, tuned_note(path, lang)]
 
 
 def rundir_of(folder: str) -> Path:

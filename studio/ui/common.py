@@ -43,12 +43,18 @@ def run_ids(ctx) -> list[str]:
 
 
 def tuned_outputs(ctx) -> list[tuple[str, str]]:
-    """(label, folder) for every run that left an adapter or merged weights: the Chat and Export pickers."""
+    """(label, path) for every run that left an adapter or merged weights, then every export under $STUDIO_HOME/exports
+    (its folder and each GGUF file in it): the Chat tab's tuned picker."""
+    from studio.engine.export_job import list_exports
+
     out = []
     for r in rundir.list_runs(ctx.runs_root):
         for sub in (rundir.ADAPTER, rundir.MODEL, "merged"):
             if (r.path / sub).is_dir():
                 out.append((f"{r.run_id}/{sub}", str(r.path / sub)))
+    for e in list_exports():
+        out.append((f"exports/{e['name']} ({e['output']})", e["path"]))
+        out += [(f"exports/{e['name']}/gguf/{Path(g).name}", g) for g in e["gguf"]]
     return out
 
 

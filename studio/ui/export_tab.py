@@ -1,35 +1,58 @@
-"""Export tab: pick a run (or any adapter folder), merge the adapter into its base model and save a plain Hugging Face
-folder. The work and its verification are ``studio.engine.export.merge_adapter``'s (imported when the button is pressed);
-this tab only collects the choices and shows the result.
+"""Export tab: merge a run's adapter into its base model, or combine several adapters with weights (linear, TIES, DARE,
+...), save a merged model or one combined adapter, optionally GGUF + an Ollama Modelfile, all verified.
+
+The tab builds the same ``studio export ...`` command a user can type (shown, with the exact argv it starts) and runs it
+as a background child (``studio.engine.export_job``), showing its progress, then the output folder and its size, the
+per-prompt logit check, the GGUF round trip, and an "Open in Chat" button. No torch is imported here.
 """
 
 from __future__ import annotations
 
+import html
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 
 from studio.engine import rundir
+from studio.engine.export import COMBINATIONS, DTYPES, NEEDS_DENSITY, PROMPTS
+from studio.engine.export_job import ExportJob, ExportRequest, default_out_dir, occupied, shell_command
+from studio.engine.gguf_export import QTYPES
 from studio.ui.common import fmt_size
 from studio.ui.context import AppContext
 from studio.ui.i18n import Texts, t
 
-DTYPES = ("float32", "bfloat16", "float16")  # the same list as studio.engine.export.DTYPES (kept here: no import at start)
 MERGED = "merged"
+POLL_S = 0.5
+CHECK_COLS = ("export.col.check", "export.col.prompt", "export.col.diff", "export.col.top1", "export.col.tol",
+              "export.col.result")
 
 
 @dataclass
 class ExportRefs:
     texts: Texts
-    run: gr.Dropdown
-    source: gr.Textbox
+    run: gr.Dropdown  # runs to export (several = a weighted merge)
+    source: gr.Textbox  # adapter / run folders, one per line
+    weights: gr.Textbox
+    combine: gr.Dropdown
+    density: gr.Slider
+    output: gr.Radio
     out_dir: gr.Textbox
     dtype: gr.Dropdown
+    gguf: gr.CheckboxGroup
     overwrite: gr.Checkbox
-    merge: gr.Button
+    merge: gr.Button  # "Export"
+    open_chat: gr.Button
+    progress: gr.HTML
     message: gr.Markdown
+    command: gr.Code
+    checks: gr.Dataframe
+    gguf_info: gr.Markdown
     result: gr.JSON
+    log: gr.Textbox
+    target: gr.State  # {"path", "base"} of the last successful export, for "Open in Chat"
 
 
 def exportable_runs(ctx: AppContext) -> list[str]:
@@ -41,33 +64,197 @@ def exportable_runs(ctx: AppContext) -> list[str]:
 def build(ctx: AppContext, lang: gr.State) -> ExportRefs:
     tx = Texts(ctx.lang)
     with gr.Row():
-        run = tx.make(gr.Dropdown, label="export.run", choices=exportable_runs(ctx), value=None, elem_id="export-run", scale=2)
-        source = tx.make(gr.Textbox, label="export.adapter", elem_id="export-source", scale=3)
+        run = tx.make(gr.Dropdown, label="export.run", info="export.run_info", choices=exportable_runs(ctx), value=[],
+                      multiselect=True, elem_id="export-run", scale=2)
+        source = tx.make(gr.Textbox, label="export.adapter", lines=2, elem_id="export-source", scale=3)
+    with tx.make(gr.Accordion, label="export.combine_title", open=False):
+        with gr.Row():
+            weights = tx.make(gr.Textbox, label="export.weights", info="export.weights_info", placeholder="0.7, 0.3",
+                              elem_id="export-weights")
+            combine = tx.make(gr.Dropdown, label="export.combine", info="export.combine_info", choices=list(COMBINATIONS),
+                              value="cat", elem_id="export-combine")
+            density = tx.make(gr.Slider, label="export.density", info="export.density_info", minimum=0.05, maximum=1.0,
+                              step=0.05, value=0.5)
+            output = gr.Radio(_output_choices(ctx.lang), value="model", label=t("export.as", ctx.lang))
     with gr.Row():
         out_dir = tx.make(gr.Textbox, label="export.out", elem_id="export-out", scale=3)
         dtype = tx.make(gr.Dropdown, label="export.dtype", choices=list(DTYPES), value="float32", scale=1)
-        overwrite = tx.make(gr.Checkbox, label="export.overwrite", value=False, scale=1)
-    merge = tx.make(gr.Button, value="export.merge", variant="primary", elem_id="export-merge")
+        gguf = tx.make(gr.CheckboxGroup, label="export.gguf", info="export.gguf_info", choices=list(QTYPES), value=[],
+                       elem_id="export-gguf", scale=2)
+        overwrite = tx.make(gr.Checkbox, label="export.overwrite", value=False, elem_id="export-overwrite", scale=1)
+    with gr.Row():
+        merge = tx.make(gr.Button, value="export.merge", variant="primary", elem_id="export-merge")
+        open_chat = tx.make(gr.Button, value="export.open_chat", visible=False, elem_id="export-open-chat")
+    progress = gr.HTML("", elem_id="export-progress")
     message = gr.Markdown("", elem_id="export-message")
-    result = tx.make(gr.JSON, label="export.result", value=None)
-    refs = ExportRefs(tx, run, source, out_dir, dtype, overwrite, merge, message, result)
-    ui = dict(api_visibility="undocumented")
-    run.focus(lambda: gr.update(choices=exportable_runs(ctx)), None, run, **ui)
-    run.change(lambda r: _on_run(ctx, r), run, [source, out_dir], **ui)
-    merge.click(lambda s, o, d, w, lg: on_merge(s, o, d, w, lg), [source, out_dir, dtype, overwrite, lang], [message, result],
-                concurrency_limit=1, **ui)
+    command = tx.make(gr.Code, label="export.command", language="shell", value=None, interactive=False)
+    checks = tx.make(gr.Dataframe, label="export.checks", value=None, interactive=False, elem_id="export-checks")
+    gguf_info = gr.Markdown("", elem_id="export-gguf-info")
+    with tx.make(gr.Accordion, label="export.details", open=False):
+        result = tx.make(gr.JSON, label="export.result", value=None)
+        log = tx.make(gr.Textbox, label="export.log", lines=8, max_lines=20, interactive=False)
+    target = gr.State(None)
+    refs = ExportRefs(tx, run, source, weights, combine, density, output, out_dir, dtype, gguf, overwrite, merge, open_chat,
+                      progress, message, command, checks, gguf_info, result, log, target)
+    _wire(ctx, refs, lang)
     return refs
 
 
-def _on_run(ctx: AppContext, run_id: str | None) -> list:
-    if not run_id:
-        return [gr.skip(), gr.skip()]
-    run = ctx.runs_root / run_id
-    return [str(run), str(run / MERGED)]
+def _wire(ctx: AppContext, refs: ExportRefs, lang: gr.State) -> None:
+    ui = dict(api_visibility="undocumented")
+    refs.run.focus(lambda: gr.update(choices=exportable_runs(ctx)), None, refs.run, **ui)
+    refs.run.change(lambda ids: _on_runs(ctx, ids), refs.run, [refs.source, refs.out_dir, refs.weights], **ui)
+    form = [refs.source, refs.weights, refs.combine, refs.density, refs.output, refs.out_dir, refs.dtype, refs.gguf,
+            refs.overwrite]
+    gr.on([c.change for c in form], lambda *a: preview_command(*a), form, refs.command, **ui)
+    outputs = [refs.progress, refs.message, refs.command, refs.checks, refs.gguf_info, refs.result, refs.log,
+               refs.open_chat, refs.target]
+    refs.merge.click(on_export, [*form, lang], outputs, concurrency_limit=1,
+                     concurrency_id="export", **ui)
+
+
+def _on_runs(ctx: AppContext, run_ids: list[str] | None) -> list:
+    """Picking runs fills the folders, a default output under $STUDIO_HOME/exports and (several runs) equal weights."""
+    run_ids = list(run_ids or [])
+    if not run_ids:
+        return [gr.skip()] * 3
+    folders = "\n".join(str(ctx.runs_root / r) for r in run_ids)
+    weights = ", ".join(["%g" % round(1 / len(run_ids), 4)] * len(run_ids)) if len(run_ids) > 1 else ""
+    return [folders, default_out_dir(run_ids), weights]
+
+
+def _output_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t("export.as_model", lang), "model"), (t("export.as_adapter", lang), "adapter")]
+
+
+# -- the form -> one ExportRequest ----------------------------------------------------------------------------------------
+
+
+def build_request(sources: str, weights: str, combine: str, density: float, output: str, out_dir: str, dtype: str,
+                  gguf: list[str] | None, overwrite: bool, lang: str = "en") -> tuple[ExportRequest | None, str]:
+    """The request the form describes, or (None, the reason it cannot run) for what is checkable without a model."""
+    folders = [s.strip() for s in (sources or "").splitlines() if s.strip()]
+    if not folders:
+        return None, t("export.pick", lang)
+    parsed = None
+    if (weights or "").strip():
+        try:
+            parsed = [float(w) for w in weights.replace(";", ",").split(",") if w.strip()]
+        except ValueError:
+            return None, t("export.weights_bad", lang, weights=weights)
+    if (len(folders) > 1 or parsed is not None) and len(parsed or []) != len(folders):
+        return None, t("export.weights_count", lang, n=len(folders), got=len(parsed or []))
+    out = (out_dir or "").strip() or default_out_dir([_source_name(f) for f in folders])
+    if occupied(out) and not overwrite:
+        return None, t("export.occupied", lang, out=out)
+    return ExportRequest(sources=folders, out_dir=out, weights=parsed, combine=combine or "cat", density=float(density),
+                         output=output or "model", dtype=dtype or "float32", gguf=list(gguf or []),
+                         overwrite=bool(overwrite)), ""
+
+
+def _source_name(folder: str) -> str:
+    """A run folder's id (also for its adapter/ or model/ inside), else the folder's own name."""
+    p = Path(folder).expanduser()
+    return p.parent.name if (p.parent / rundir.CONFIG).is_file() and not (p / rundir.CONFIG).is_file() else p.name
+
+
+def preview_command(*form) -> str:
+    req, _ = build_request(*form)
+    return shell_command(req) if req else ""
+
+
+# -- running it -----------------------------------------------------------------------------------------------------------
+
+
+def on_export(sources, weights, combine, density, output, out_dir, dtype, gguf, overwrite, lang):
+    """Generator: progress while the ``studio export`` child runs, then the result (see ``_view``)."""
+    req, problem = build_request(sources, weights, combine, density, output, out_dir, dtype, gguf, overwrite, lang)
+    if req is None:
+        yield ["", f"**{t('export.refused', lang)}** {problem}", gr.skip(), None, "", None, "", gr.update(visible=False),
+               None]
+        return
+    try:
+        job = ExportJob.start(req)
+    except OSError as exc:
+        yield ["", t("err.generic", lang, error=exc), shell_command(req), None, "", None, "", gr.update(visible=False), None]
+        return
+    state = job.poll()
+    yield [progress_bar(state, lang), "", state["command"], None, "", None, "", gr.update(visible=False), None]
+    while state["state"] == "running":
+        time.sleep(POLL_S)
+        state = job.poll()
+        yield [progress_bar(state, lang), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), state["log"], gr.skip(),
+               gr.skip()]
+    yield _view(state, lang)
+
+
+def _view(state: dict, lang: str) -> list:
+    """The final outputs: progress, message, command, check table, GGUF lines, raw result, log, Open in Chat, target."""
+    res = state.get("result") or {}
+    ok = state["state"] == "finished"
+    checks = check_table(res, lang) if res else None
+    if ok:
+        text = t("export.done", lang, out=res.get("out_dir"), size=fmt_size(res.get("size_bytes")),
+                 seconds=state["seconds"], diff=f"{res.get('max_abs_diff', 0):.3g}", tol=f"{res.get('tolerance', 0):.3g}")
+        target = {"path": res.get("out_dir"), "base": res.get("base") or ""}
+    else:
+        failed = res and res.get("ok") is False
+        text = f"**{t('export.check_failed' if failed else 'export.failed', lang)}** {state.get('error') or ''}"
+        target = None
+    cmd = f"{state['command']}\n# {t('export.runs_as', lang)}: {' '.join(state['argv'])}"
+    return [progress_bar(state, lang), text, cmd, checks, gguf_lines(res, lang), res or None, state["log"],
+            gr.update(visible=ok), target]
+
+
+def progress_bar(state: dict, lang: str) -> str:
+    pct = 100 * float(state.get("fraction") or 0)
+    css = {"running": "running", "finished": "finished", "failed": "failed"}[state["state"]]
+    label = t(f"export.state.{css}", lang)
+    text = f"{state.get('message') or ''} · {state.get('seconds', 0):.0f} s"
+    return (f"<div class='ts-progress' data-state='{css}'><div class='ts-progress-head'><b>export</b> · "
+            f"<span class='ts-state'>{html.escape(label)}</span></div><div class='ts-bar'><div class='ts-fill ts-{css}' "
+            f"style='width:{pct:.0f}%'></div></div><div class='ts-progress-text'>{html.escape(text)}</div></div>")
+
+
+def check_table(res: dict, lang: str) -> pd.DataFrame:
+    """One row per prompt and check: the saved folder vs its source, then each GGUF file vs the saved folder."""
+    rows = []
+    checks = [(t("export.check_saved", lang, dtype=res.get("dtype", "")), res)] if "verification" in res else []
+    checks += [(f"GGUF {g.get('qtype')}", g) for g in res.get("gguf") or [] if "verification" in g]
+    if "qtype" in res and "verification" in res:  # a failed GGUF check's own numbers
+        checks = [(f"GGUF {res['qtype']}", res)]
+    for name, check in checks:
+        v, tol = check["verification"], check.get("tolerance", check["verification"].get("tolerance"))
+        for i, row in enumerate(v.get("per_prompt") or []):
+            passed = row["max_abs_diff"] <= tol
+            rows.append([name, _short(row.get("prompt") or PROMPTS[i]), f"{row['max_abs_diff']:.3g}",
+                         f"{row['top1_agreement']:.1%}", f"{tol:.3g}", t("export.pass" if passed else "export.fail", lang)])
+        if v.get("merge_max_abs_diff") is not None:
+            rows.append([t("export.check_merge", lang), "*", f"{v['merge_max_abs_diff']:.3g}", "", "", ""])
+        rows.append([name, t("export.all", lang), f"{check['max_abs_diff']:.3g}", f"{check['top1_agreement']:.1%}",
+                     f"{tol:.3g}", t("export.pass" if check.get("ok") else "export.fail", lang)])
+    return pd.DataFrame(rows, columns=[t(c, lang) for c in CHECK_COLS])
+
+
+def gguf_lines(res: dict, lang: str) -> str:
+    lines = []
+    for g in (res or {}).get("gguf") or []:
+        lines.append(t("export.gguf_line", lang, qtype=g["qtype"], path=g["path"], size=fmt_size(g.get("size_bytes")),
+                       diff=f"{g.get('max_abs_diff', 0):.3g}", tol=f"{g.get('tolerance', 0):.3g}",
+                       top1=f"{g.get('top1_agreement', 0):.1%}",
+                       tok=t("export.tok_same" if g.get("tokenizer_match") else "export.tok_diff", lang),
+                       result=t("export.pass" if g.get("ok") else "export.fail", lang), modelfile=g.get("modelfile")))
+        lines += [f"  - ⚠ {w}" for w in g.get("warnings") or []]
+    return "\n".join(f"- {ln}" if not ln.startswith("  ") else ln for ln in lines)
+
+
+def _short(text: str, n: int = 48) -> str:
+    one = " ".join(text.split())
+    return one if len(one) <= n else one[: n - 1] + "…"
 
 
 def merge(source: str, out_dir: str = "", dtype: str = "float32", overwrite: bool = False, progress=None) -> dict:
-    """Call the export engine; raises ImportError/AttributeError when this version has no merge, ExportError on problems."""
+    """In-process merge of one source (the ``/merge`` API); raises ExportError/VerificationError on problems."""
     from studio.engine.export import merge_adapter
 
     src = Path(source).expanduser()
@@ -75,23 +262,5 @@ def merge(source: str, out_dir: str = "", dtype: str = "float32", overwrite: boo
     return merge_adapter(str(src), str(out), dtype=dtype, overwrite=overwrite, progress=progress)
 
 
-def on_merge(source: str, out_dir: str, dtype: str, overwrite: bool, lang: str, progress=gr.Progress()) -> list:
-    if not (source or "").strip():
-        return [t("export.pick", lang), None]
-    try:
-        result = merge(source.strip(), (out_dir or "").strip(), dtype, bool(overwrite), progress=lambda f, msg: progress(f, desc=msg))
-    except (ImportError, AttributeError) as exc:
-        return [t("export.unavailable", lang, why=exc), None]
-    except Exception as exc:  # ExportError/VerificationError/ModelLoadError: all are messages for the user
-        gr.Warning(str(exc))
-        return [t("err.generic", lang, error=exc), getattr(exc, "result", None)]
-    diff = result.get("max_abs_diff")
-    text = t("export.done", lang, out=result.get("out_dir"), size=fmt_size(result.get("size_bytes")),
-             diff="–" if diff is None else f"{diff:.2e}")
-    if result.get("ok") is False:
-        text += "\n\n" + t("export.not_ok", lang, diff=diff)
-    return [text, result]
-
-
 def relabel(ctx: AppContext, refs: ExportRefs, lang: str) -> dict:
-    return {}
+    return {refs.output: {"choices": _output_choices(lang), "label": t("export.as", lang)}}
