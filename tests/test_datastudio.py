@@ -344,3 +344,61 @@ def test_cli_import_with_mapping_prints_a_training_spec(tmp_path, studio_home):
     assert ds.open_dataset(folder).format == "pref_alpaca"
     res = studio_cli("data", "import", src, "--map", "question=nonsense")
     assert res.returncode == 2 and "unknown role 'nonsense'" in res.stderr
+
+
+def test_data_tab_handlers_map_edit_undo_and_mix(tmp_path, default_tokenizer_dir):
+    from studio.ui import data_mix_ui, data_tab
+    from studio.ui.context import AppContext
+
+    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    model = str(default_tokenizer_dir)
+    folder = data_tab._on_open(str(ASSETS), 10, "", "en")
+    assert folder[3]["choices"] and folder[3]["value"] == "demo_sft" and folder[3]["visible"] is True
+    entry = data_tab._on_open(f"{ASSETS}#demo_multiturn", 10, "", "en", spec_out=True)
+    assert "**sharegpt** format" in entry[0] and entry[-1] == f"{ASSETS}#demo_multiturn"
+    src = write(tmp_path / "orca.jsonl", ORCA)
+    opened = data_tab._on_open(str(src), 10, "", "en")
+    info, columns, roles = opened[0], opened[5], opened[6:6 + data_tab.N_MAP]
+    assert "**unknown** format" in info and "map the columns" in info.lower()
+    assert columns == list(ORCA[0]) and [r["label"] for r in roles[:4]] == list(ORCA[0])
+    out = data_tab._on_apply_mapping(str(src), columns, *[ORCA_MAP.get(c, "") for c in columns],
+                                     *[""] * (data_tab.N_MAP - len(columns)), 10, "en")
+    spec = out[0]
+    assert Path(spec).parent == ctx.uploads_root.parent / "datasets" and "**pref_alpaca** format" in out[1]
+    html, stats = data_tab._on_render(ctx, spec, 1, model, 1024, "en")
+    assert "<b>chosen</b>" in html and "<b>rejected</b>" in html and stats.count("trained on") == 2
+    before = Path(spec, "data.jsonl").read_bytes()
+    edit = [spec, 0, json.dumps(dict(ORCA[0], chatgpt="")), model, 1024, 1, 10, "en"]
+    refused = data_tab._on_edit(ctx, "update", *edit)
+    assert "row 0: 'chatgpt' is empty; nothing was saved" in refused[1]
+    assert Path(spec, "data.jsonl").read_bytes() == before  # refused: nothing written
+    bad_json = data_tab._on_edit(ctx, "update", spec, 0, "{not json", model, 1024, 1, 10, "en")
+    assert "not hold valid JSON" in bad_json[1]
+    edit[2] = json.dumps(dict(ORCA[0], chatgpt="Zero."))
+    saved = data_tab._on_edit(ctx, "update", *edit)
+    assert "Saved version 2 (edit: row 0)" in saved[1] and saved[5]["version"].tolist() == [2, 1]
+    replaced = data_tab._on_replace(ctx, spec, 0, "", model, 1024, 1, 10, "en", "no idea", "I do not know", "", False)
+    assert "Replaced 3 times in 3 rows; saved version 3" in replaced[1]
+    undone = data_tab._on_edit(ctx, "undo", *edit)
+    assert "Saved version 4 (undo" in undone[1] and "I do not know" not in Path(spec, "data.jsonl").read_text()
+    copy = data_tab._on_edit(ctx, "duplicate", str(write(tmp_path / "plain.jsonl", ROWS["alpaca"])), 1, "", model, 1024, 1, 10, "en")
+    assert "Working copy" in copy[1] and len(ds.open_dataset(copy[0])) == 5 and (tmp_path / "plain.jsonl").read_text().count("\n") == 4
+    table = pd.DataFrame([[copy[0], 3, 0.0], [str(tmp_path / "plain.jsonl"), 0, 0.0], ["", 0, 0.0]],
+                         columns=data_mix_ui.COLUMNS)
+    msg, frame = data_mix_ui.on_preview(table, 0, 0, "en")
+    assert "7 rows of sft data" in msg and len(frame) == 7
+    msg, _ = data_mix_ui.on_save(table, 0, 0, "en", "ui_mix")
+    assert "Mix saved as" in msg and len(load_dataset_spec(msg.split("`")[-2]).records) == 7
+
+
+def test_plain_text_mapping_is_kept_out_of_sft_training(tmp_path):
+    src = write(tmp_path / "corpus.jsonl", [{"body": "Once upon a time.", "id": "1"}, {"body": "The end.", "id": "2"}])
+    ws = Workspace.create(src, root=tmp_path / "ws", mapping={"body": "text"})
+    view = ws.view()
+    assert view.format == "text" and ds.normalize(view.row(1), view.formats[0]) == {"text": "The end."}
+    with pytest.raises(DataError, match="is text data: plain text for continued pre-training, not for sft"):
+        load_dataset_spec(f"{ws.spec}#{ws.name}")
+    ws.add_row({"body": "More.", "id": "3"})
+    with pytest.raises(DataError, match="'body' is only whitespace"):
+        ws.add_row({"body": "   ", "id": "4"})
+    assert len(ws.view()) == 3

@@ -135,10 +135,9 @@ def _resolve(ref: DatasetRef) -> tuple[list[str], str, list]:
             if name not in entries:
                 raise DataError(f"{info}: no entry '{name}' (entries: {', '.join(sorted(entries))})")
             entry = json.loads(info.read_text(encoding="utf-8-sig"))[name]
-            pairs = F.spec_from_dataset_info(info, name, kind=F.entry_kind(entry))
-            if entry.get("kind") == "text":  # studio plain-text entries (LLaMA-Factory reads them by stage)
-                pairs = [(p, F.spec_from_entry(entry)) for p, _ in pairs]
-            return entries, name, pairs
+            if F.entry_kind(entry) == "text":  # studio plain-text entries (LLaMA-Factory reads them by stage)
+                return entries, name, [(info.parent / entry["file_name"], F.spec_from_entry(entry))]
+            return entries, name, F.spec_from_dataset_info(info, name, kind=F.entry_kind(entry))
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
         if not files:
             raise DataError(f"{path}: folder has no dataset_info.json and no {', '.join(SUFFIXES)} files")
@@ -179,6 +178,24 @@ def detect_any(row: dict, path: Path | str = "") -> FormatSpec:
         return F.detect_format(row, path)
     except DataError as exc:
         raise DataError(f"{exc}; or map the columns to roles") from None
+
+
+_ROLE_HINTS = {"system": "system", "system_prompt": "system", "question": "prompt", "instruction": "prompt", "prompt": "prompt",
+               "query": "prompt", "input": "query", "context": "query", "answer": "response", "response": "response",
+               "output": "response", "completion": "response", "chosen": "chosen", "rejected": "rejected",
+               "label": "kto_tag", "kto_tag": "kto_tag", "text": "text", "content": "text", "conversations": "messages",
+               "messages": "messages", "history": "history"}
+
+
+def suggest_mapping(columns: list[str]) -> dict:
+    """A first guess of {column: role} from common column names (the user confirms or changes it)."""
+    out, used = {}, set()
+    for col in columns:
+        role = _ROLE_HINTS.get(col.strip().lower())
+        if role and role not in used:
+            out[col] = role
+            used.add(role)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
