@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from studio.commands import chat, export, train, webui
+from studio.commands import chat, data, export, train, webui
 
-COMMANDS = (train, chat, webui, export)
+COMMANDS = (train, chat, webui, export, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
