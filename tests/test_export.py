@@ -395,6 +395,8 @@ def test_chat_loads_a_merged_folder_and_a_gguf_export(small_vocab_model_dir, tmp
     assert merged.model_name == str(small_vocab_model_dir) and merged.tuned_separate and not by_adapter.tuned_separate
     expected = by_adapter.generate(convo, use_adapter=True, max_new_tokens=8)
     assert merged.generate(convo, use_adapter=True, max_new_tokens=8) == expected
+    assert merged._model is None  # the base loads only once it is asked for (studio chat holds one model)
+    assert merged.generate(convo, max_new_tokens=8) == by_adapter.generate(convo, max_new_tokens=8)
     from_gguf = ChatModel(adapter=str(gguf_file))
     assert from_gguf.tuned_separate and from_gguf.model_name == str(small_vocab_model_dir)
     ids = torch.tensor([[1, 5, 77, 300, 12, 2]])  # within the 400-token vocabulary

@@ -89,12 +89,40 @@ class ChatModel:
         if self.tuned and self.model_name == "default" and self.tuned.base:
             self.model_name = self.tuned.base  # the adapter (or export) knows its base; trust it over the default
         self._lock = threading.Lock()
-        self.tokenizer = load_tokenizer(self.model_name, trust_remote_code=trust_remote_code)
-        self.model = load_causal_lm(self.model_name, trust_remote_code=trust_remote_code).eval()
+        self._trust = trust_remote_code
+        self._model = self._tokenizer = None
+        if not self.tuned_separate:  # an adapter attaches to the base now; a separate tuned model needs it only for "base"
+            self._load_base()
         self.tuned_model = None
-        self.tuned_tokenizer = self.tokenizer
+        self.tuned_tokenizer = None
         if self.tuned:
             self._load_tuned(trust_remote_code)
+        if self.tuned_tokenizer is None:
+            self.tuned_tokenizer = self.tokenizer
+
+    def _load_base(self) -> None:
+        """The base model and tokenizer; with a merged/GGUF tuned side this waits until the base is first asked for, so
+        ``studio chat --adapter merged/`` holds one model, not two."""
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.model_name, trust_remote_code=self._trust)
+        if self._model is None:
+            self._model = load_causal_lm(self.model_name, trust_remote_code=self._trust).eval()
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            self._tokenizer = load_tokenizer(self.model_name, trust_remote_code=self._trust)
+        return self._tokenizer
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._load_base()
+        return self._model
+
+    @model.setter
+    def model(self, value) -> None:
+        self._model = value
 
     def _load_tuned(self, trust_remote_code: bool) -> None:
         src = self.tuned
