@@ -402,3 +402,22 @@ def test_plain_text_mapping_is_kept_out_of_sft_training(tmp_path):
     with pytest.raises(DataError, match="'body' is only whitespace"):
         ws.add_row({"body": "   ", "id": "4"})
     assert len(ws.view()) == 3
+
+
+def test_concurrent_edits_do_not_lose_rows(tmp_path):
+    import threading
+
+    ws = Workspace.create(write(tmp_path / "a.jsonl", ROWS["alpaca"]), root=tmp_path / "ws")
+
+    def add(tag):
+        for k in range(5):
+            Workspace(ws.root).add_row({"instruction": f"{tag}{k}", "input": "", "output": "ok"})
+
+    threads = [threading.Thread(target=add, args=(tag,)) for tag in "ab"]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    rows = ws.view().rows()
+    assert len(rows) == 14 and {r["instruction"] for r in rows[4:]} == {f"{t}{k}" for t in "ab" for k in range(5)}
+    assert [v.version for v in ws.history()] == list(range(1, 12))

@@ -19,6 +19,8 @@ Undo restores the version the current one was made from, as a new version: nothi
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import re
 import shutil
@@ -57,6 +59,15 @@ def list_workspaces(root: Path | None = None) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / META).is_file()) if root.is_dir() else []
 
 
+def _exclusive(method):
+    """Run an edit holding the workspace lock: two tabs (or a tab and a script) never interleave read-modify-write."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
 class Workspace:
     """One working copy. ``Workspace.create(spec)`` imports, ``Workspace(folder)`` opens an existing one."""
 
@@ -83,6 +94,7 @@ class Workspace:
         tmp = root / f".{folder.name}.creating"
         shutil.rmtree(tmp, ignore_errors=True)
         (tmp / VERSIONS).mkdir(parents=True)
+        (tmp / VERSIONS / ".lock").touch()
         file_name = "data" + src.suffix.lower()
         shutil.copyfile(src, tmp / file_name)
         entry = _entry_for(view, file_name)
@@ -103,6 +115,20 @@ class Workspace:
         """What training and ``open_dataset`` take: the folder (its dataset_info.json, else its one data file)."""
         return str(self.root)
 
+    @contextlib.contextmanager
+    def _lock(self):
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): single-user use
+            yield
+            return
+        with open(self.root / VERSIONS / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def view(self, mapping: dict | None = None) -> DatasetView:
         return open_dataset(self.spec, mapping)
 
@@ -120,6 +146,7 @@ class Workspace:
 
     # -- editing ----------------------------------------------------------------------------------------------------------
 
+    @_exclusive
     def add_row(self, row: dict, at: int | None = None, tokenizer=None, cutoff_len: int = 4096) -> Version:
         view = self.view()
         self._check(view, row, len(view) if at is None else at, tokenizer, cutoff_len)
@@ -127,6 +154,7 @@ class Workspace:
         items.insert(len(items) if at is None else max(0, min(int(at), len(items))), row)
         return self._commit(view, items, "add", f"row {len(view) if at is None else at}")
 
+    @_exclusive
     def update_row(self, index: int, row: dict, tokenizer=None, cutoff_len: int = 4096) -> Version:
         view = self.view()
         view.locate(index)
@@ -135,6 +163,7 @@ class Workspace:
         items[index] = row
         return self._commit(view, items, "edit", f"row {index}")
 
+    @_exclusive
     def delete_rows(self, indices: list[int]) -> Version:
         view = self.view()
         drop = set()
@@ -146,6 +175,7 @@ class Workspace:
         items = [i for i in range(len(view)) if i not in drop]
         return self._commit(view, items, "delete", "rows " + ", ".join(map(str, sorted(drop)[:20])))
 
+    @_exclusive
     def duplicate_row(self, index: int) -> Version:
         view = self.view()
         view.locate(index)
@@ -153,6 +183,7 @@ class Workspace:
         items.insert(index + 1, view.row(index))
         return self._commit(view, items, "duplicate", f"row {index}")
 
+    @_exclusive
     def replace_text(self, find: str, replace: str, column: str = "", regex: bool = False, case_sensitive: bool = True,
                      tokenizer=None, cutoff_len: int = 4096, dry_run: bool = False) -> dict:
         """Find and replace in every text value (or one column) of every row, e.g. ``{{NAME}}`` -> ``Nova``.
@@ -179,6 +210,7 @@ class Workspace:
             out["version"] = asdict(self._commit(view, items, "replace", f"{find!r} -> {replace!r} in {len(changed)} rows"))
         return out
 
+    @_exclusive
     def set_mapping(self, mapping: dict) -> dict:
         """Apply ``{source column: role}`` and save it as this workspace's dataset_info.json entry (checked on row 1)."""
         rows = RowFile(self.data_path)
@@ -190,6 +222,7 @@ class Workspace:
 
     # -- versions ---------------------------------------------------------------------------------------------------------
 
+    @_exclusive
     def undo(self) -> Version:
         """Go back to the version the current one was made from (saved as a new version, so undo is never lossy)."""
         versions = {v.version: v for v in self.history()}
@@ -199,6 +232,7 @@ class Workspace:
         target = versions[head.parent]
         return self._restore(target, "undo", parent=target.parent)
 
+    @_exclusive
     def restore(self, version: int) -> Version:
         versions = {v.version: v for v in self.history()}
         if version not in versions:
