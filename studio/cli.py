@@ -1,4 +1,4 @@
-"""The ``studio`` command line: ``studio train|chat|webui|export|...``; also ``python -m studio``.
+"""The ``studio`` command line: ``studio train|chat|webui|export|eval|...``; also ``python -m studio``.
 
 Each sub-command lives in ``studio/commands/<name>.py`` with ``add_parser(subparsers)`` and ``run(args) -> int``; this file
 only assembles them, so ``studio --help`` starts without importing torch.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from studio.commands import chat, data, export, train, webui
+from studio.commands import chat, data, eval as eval_cmd, export, train, webui
 
-COMMANDS = (train, chat, webui, export, data)
+COMMANDS = (train, chat, webui, export, eval_cmd, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

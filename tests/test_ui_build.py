@@ -58,7 +58,7 @@ def _triggers(demo: gr.Blocks) -> set[tuple[int, str]]:
 
 
 def test_every_tab_and_handler_is_present(refs):
-    assert list(refs.tabs) == ["train", "monitor", "data", "export", "chat"]
+    assert list(refs.tabs) == ["train", "monitor", "eval", "data", "export", "chat"]
     wired = _triggers(refs.demo)
     clicks = [refs.train.start, refs.train.stop, refs.train.show_cmd, refs.train.cancel, refs.monitor.refresh,
               refs.data.load, refs.data.use, refs.data.prev, refs.data.next, refs.data.render, refs.export.merge,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio.ui import api, chat_tab, data_tab, export_tab, identity_card, monitor_tab, train_tab
+from studio.ui import api, chat_tab, data_tab, eval_tab, export_tab, identity_card, monitor_tab, train_tab
 from studio.ui.common import tuned_outputs
 from studio.ui.context import AppContext
 from studio.ui.flags import AUTH_ENV, parse_args
@@ -53,6 +53,7 @@ class AppRefs:
     data: data_tab.DataRefs
     export: export_tab.ExportRefs
     chat: chat_tab.ChatRefs
+    evaluate: eval_tab.EvalRefs | None = None
 
 
 def build(ctx: AppContext) -> AppRefs:
@@ -72,6 +73,8 @@ def build(ctx: AppContext) -> AppRefs:
                 train = train_tab.build(ctx, lang)
             with head.make(gr.Tab, label="tab.monitor", id="monitor", elem_id="tab-monitor") as tabs["monitor"]:
                 monitor = monitor_tab.build(ctx, lang)
+            with head.make(gr.Tab, label="tab.eval", id="eval", elem_id="tab-eval") as tabs["eval"]:
+                evaluate = eval_tab.build(ctx, lang)
             with head.make(gr.Tab, label="tab.data", id="data", elem_id="tab-data") as tabs["data"]:
                 data = data_tab.build(ctx, lang)
             with head.make(gr.Tab, label="tab.export", id="export", elem_id="tab-export") as tabs["export"]:
@@ -79,7 +82,7 @@ def build(ctx: AppContext) -> AppRefs:
             with head.make(gr.Tab, label="tab.chat", id="chat", elem_id="tab-chat") as tabs["chat"]:
                 chat = chat_tab.build(ctx, lang)
         api.register(ctx)
-        refs = AppRefs(demo, lang, radio, head, tabs, tabs_block, train, monitor, data, export, chat)
+        refs = AppRefs(demo, lang, radio, head, tabs, tabs_block, train, monitor, data, export, chat, evaluate)
         _wire(ctx, refs)
     return refs
 
@@ -118,7 +121,8 @@ def _relabel_targets(refs: AppRefs) -> list:
 
 
 def _all_texts(refs: AppRefs) -> list[Texts]:
-    return [refs.header, refs.train.texts, refs.train.identity.texts, refs.monitor.texts, refs.data.texts, refs.export.texts, refs.chat.texts]
+    return [refs.header, refs.train.texts, refs.train.identity.texts, refs.monitor.texts, refs.data.texts, refs.export.texts, refs.chat.texts,
+            refs.evaluate.texts]
 
 
 def _on_lang(ctx: AppContext, refs: AppRefs, lang: str) -> dict:
@@ -127,7 +131,7 @@ def _on_lang(ctx: AppContext, refs: AppRefs, lang: str) -> dict:
         for component, kw in tx.update_map(lang).items():
             merged.setdefault(component, {}).update(kw)
     for module, tab_refs in ((train_tab, refs.train), (monitor_tab, refs.monitor), (data_tab, refs.data),
-                             (export_tab, refs.export), (chat_tab, refs.chat)):
+                             (export_tab, refs.export), (chat_tab, refs.chat), (eval_tab, refs.evaluate)):
         for component, kw in module.relabel(ctx, tab_refs, lang).items():
             merged.setdefault(component, {}).update(kw)
     out = {component: gr.update(**kw) for component, kw in merged.items()}

@@ -1,0 +1,128 @@
+"""Evaluations as background processes: the UI starts ``python -m studio eval ... --out DIR`` (the same command a user can
+type), and reads DIR's progress.json / results.json / eval.log while it runs. Nothing lives in the UI process, so a page
+reload re-attaches by reading the folder; stopping sends SIGTERM to the child's process group (the predictions written
+so far stay, and the next run into the same folder resumes from them).
+
+Pure standard library: importing this module never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from studio.engine import rundir
+from studio.engine.evaluate import LOG, PROGRESS, read_progress, read_results
+from studio.paths import repo_root, studio_home
+
+JOB = "job.json"  # {pid, argv, started_at}: written by whoever started the child
+
+
+def eval_argv(out_dir: str | Path, model: str = "default", adapter: str = "", data: str = "", split: str = "",
+              metrics: str = "em,f1,rougeL,bleu", custom_metrics: list[str] = (), compare: bool = False,
+              max_new_tokens: int = 128, temperature: float = 0.0, batch_size: int = 8, system: str = "",
+              lm_eval: str = "", lm_eval_limit: float | None = None, python: str = sys.executable) -> list[str]:
+    """The ``studio eval`` command line for these choices (argv list: never a shell string)."""
+    argv = [python, "-m", "studio", "eval", "--model", model or "default", "--out", str(out_dir)]
+    if adapter:
+        argv += ["--adapter", adapter]
+    if data:
+        argv += ["--data", data]
+    if split:
+        argv += ["--split", split]
+    if not lm_eval or data or split:
+        argv += ["--metrics", metrics, "--max-new-tokens", str(int(max_new_tokens)), "--temperature", str(float(temperature)),
+                 "--batch-size", str(int(batch_size))]
+        for c in custom_metrics:
+            argv += ["--custom-metric", c]
+        if system:
+            argv += ["--system", system]
+    if compare:
+        argv.append("--compare")
+    if lm_eval:
+        argv += ["--lm-eval", lm_eval]
+        if lm_eval_limit:
+            argv += ["--lm-eval-limit", str(lm_eval_limit)]
+    return argv
+
+
+def default_out_dir(adapter: str = "") -> Path:
+    """RUN/eval for a run (or its adapter/ / merged/ folder), else a fresh $STUDIO_HOME/evals/<time> folder."""
+    from studio.engine.evaluate import EVAL_DIR, resolve_run_dir
+
+    run = resolve_run_dir(adapter)
+    if run is not None:
+        return run / EVAL_DIR
+    return studio_home() / "evals" / time.strftime("%Y%m%d-%H%M%S")
+
+
+def start(argv: list[str], out_dir: str | Path) -> int:
+    """Start the child (its own session, output into DIR/eval.log); refuses a folder another evaluation is writing."""
+    out = Path(out_dir).expanduser()
+    if status(out).get("state") == "running":
+        raise RuntimeError(f"{out}: an evaluation is already running in this folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / PROGRESS).unlink(missing_ok=True)  # the previous job's final state must not show as this one's
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo_root()), env.get("PYTHONPATH", "")) if p)
+    with open(out / LOG, "ab") as log:
+        log.write(f"$ {shlex.join(argv)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    rundir.atomic_write_text(out / JOB, json.dumps({"pid": proc.pid, "argv": argv, "started_at": time.time()}))
+    return proc.pid
+
+
+def stop(out_dir: str | Path) -> bool:
+    """SIGTERM the evaluation writing into ``out_dir``; False when none is running."""
+    job = _job(out_dir)
+    if status(out_dir).get("state") != "running":  # finished (maybe still exiting), failed or stopped already
+        return False
+    try:
+        os.killpg(int(job["pid"]), signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return False
+    rundir.atomic_write_text(Path(out_dir) / JOB, json.dumps(dict(job, stopped_at=time.time())))
+    return True
+
+
+def _job(out_dir: str | Path) -> dict:
+    try:
+        return json.loads((Path(out_dir) / JOB).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def status(out_dir: str | Path) -> dict:
+    """progress.json corrected by the process's fate: running / finished / failed / stopped, plus the log tail."""
+    out = Path(out_dir).expanduser()
+    job, prog = _job(out), read_progress(out)
+    alive = rundir.pid_alive(job.get("pid"))
+    state = prog.get("state") or ("running" if alive else "")
+    if state == "running" and not alive and job:
+        state = "stopped" if job.get("stopped_at") else "failed"
+    elif alive and state != "finished":
+        state = "running"
+    info = dict(prog, state=state, pid=job.get("pid"), argv=job.get("argv"))
+    if state in ("failed", "stopped"):
+        info["log_tail"] = log_tail(out)
+    return info
+
+
+def log_tail(out_dir: str | Path, lines: int = 15) -> str:
+    path = Path(out_dir) / LOG
+    if not path.is_file():
+        return ""
+    text = path.read_bytes()[-32 * 1024:].decode("utf-8", errors="replace")
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-lines:])
+
+
+def results(out_dir: str | Path) -> dict | None:
+    return read_results(Path(out_dir).expanduser())
