@@ -257,6 +257,12 @@ def test_export_tab_offers_every_export_and_opens_it_in_chat(ctx, refs, monkeypa
                                                  "--gguf q8_0 --overwrite")
     req, problem = export_tab.build_request("a\nb", "1", "cat", 0.5, "model", "out", "float32", [], False)
     assert req is None and "2 folder(s) but 1 weight(s)" in problem
+    taken = ctx.runs_root.parent / "taken"
+    taken.mkdir(exist_ok=True)
+    (taken / "keep.txt").write_text("mine")
+    occupied_form = ("runs/a", "", "cat", 0.5, "model", str(taken), "float32", [], False)
+    assert "not empty" in export_tab.build_request(*occupied_form)[1]
+    assert export_tab.preview_command(*occupied_form).endswith(f"--out {taken}")  # the preview still shows the command
     req, problem = export_tab.build_request(str(ctx.runs_root / "r1" / "adapter"), "", "cat", 0.5, "model", "", "float32",
                                             [], False)
     assert problem == "" and req.out_dir == str(exports_dir() / "adapter") and req.weights is None

@@ -131,8 +131,10 @@ def _output_choices(lang: str) -> list[tuple[str, str]]:
 
 
 def build_request(sources: str, weights: str, combine: str, density: float, output: str, out_dir: str, dtype: str,
-                  gguf: list[str] | None, overwrite: bool, lang: str = "en") -> tuple[ExportRequest | None, str]:
-    """The request the form describes, or (None, the reason it cannot run) for what is checkable without a model."""
+                  gguf: list[str] | None, overwrite: bool, lang: str = "en",
+                  check_out: bool = True) -> tuple[ExportRequest | None, str]:
+    """The request the form describes, or (None, the reason it cannot run) for what is checkable without a model
+    (``check_out``: also refuse a non-empty output folder unless ``overwrite``)."""
     folders = [s.strip() for s in (sources or "").splitlines() if s.strip()]
     if not folders:
         return None, t("export.pick", lang)
@@ -145,7 +147,7 @@ def build_request(sources: str, weights: str, combine: str, density: float, outp
     if (len(folders) > 1 or parsed is not None) and len(parsed or []) != len(folders):
         return None, t("export.weights_count", lang, n=len(folders), got=len(parsed or []))
     out = (out_dir or "").strip() or default_out_dir([_source_name(f) for f in folders])
-    if occupied(out) and not overwrite:
+    if check_out and occupied(out) and not overwrite:
         return None, t("export.occupied", lang, out=out)
     return ExportRequest(sources=folders, out_dir=out, weights=parsed, combine=combine or "cat", density=float(density),
                          output=output or "model", dtype=dtype or "float32", gguf=list(gguf or []),
@@ -159,7 +161,7 @@ def _source_name(folder: str) -> str:
 
 
 def preview_command(*form) -> str:
-    req, _ = build_request(*form)
+    req, _ = build_request(*form, check_out=False)
     return shell_command(req) if req else ""
 
 
