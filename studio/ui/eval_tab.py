@@ -89,7 +89,8 @@ def build(ctx: AppContext, lang: gr.State) -> EvalRefs:
         start = tx.make(gr.Button, value="eval.start", variant="primary", elem_id="eval-start")
         stop = tx.make(gr.Button, value="eval.stop", variant="stop", elem_id="eval-stop")
         load = tx.make(gr.Button, value="eval.load", elem_id="eval-load")
-    command = tx.make(gr.Code, label="eval.command", language="shell", value="", interactive=False)
+    command = tx.make(gr.Code, label="eval.command", language="shell", value="", interactive=False, lines=2, max_lines=4,
+                      wrap_lines=True)
     progress = gr.HTML("", elem_id="eval-progress")
     message = gr.Markdown("", elem_id="eval-message")
     table = tx.make(gr.Dataframe, label="eval.table", value=None, interactive=False, elem_id="eval-table")
