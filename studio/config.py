@@ -19,6 +19,11 @@ import yaml
 
 STAGES = ("sft", "rm", "dpo", "kto", "ppo", "grpo", "rloo")
 FINETUNING_TYPES = ("lora", "qlora", "freeze", "full")
+PREFERENCE_STAGES = ("rm", "dpo", "kto")
+# what DPOConfig.loss_type accepts in trl 1.16 (reference-free SimPO/ORPO exist only in trl.experimental: CPO/ORPO trainers)
+DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
+              "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+
 
 
 class ConfigError(ValueError):
@@ -158,6 +163,24 @@ class IdentitySection:
 
 
 @dataclass
+class PreferenceSection:
+    beta: float = opt(0.1, "DPO/KTO beta: how far the tuned model may move from the reference (higher: closer). For IPO it is "
+                      "the regularisation tau.", gt=0.0, max=100.0, help_zh="DPO/KTO 的 beta：越大越贴近参考模型（IPO 中为 tau）")
+    loss_type: str = opt("sigmoid", "DPO loss: sigmoid (DPO), ipo, hinge (SLiC), robust (noisy labels), exo_pair, nca_pair, "
+                         "bco_pair, sppo_hard, aot, aot_unpaired, apo_zero, apo_down, discopop, sigmoid_norm.",
+                         choices=DPO_LOSSES, help_zh="DPO 损失类型：sigmoid（标准 DPO）、ipo、hinge 等")
+    label_smoothing: float = opt(0.0, "DPO robust/exo_pair: assumed probability that a preference label is flipped.",
+                                 min=0.0, max=0.49, help_zh="标签平滑（robust/exo_pair：偏好标签被标反的概率）", advanced=True)
+    desirable_weight: float = opt(1.0, "KTO: weight of the loss on desirable (label true) answers; raise it when they are "
+                                  "rarer than undesirable ones.", gt=0.0, max=100.0, help_zh="KTO：好回答的损失权重")
+    undesirable_weight: float = opt(1.0, "KTO: weight of the loss on undesirable (label false) answers.", gt=0.0, max=100.0,
+                                    help_zh="KTO：坏回答的损失权重")
+    center_rewards: float = opt(0.0, "Reward model: push the mean reward towards zero with this weight (0: off; 0.01 is "
+                                "typical), so RLHF sees centred rewards.", min=0.0, max=10.0, help_zh="奖励模型：奖励居中系数",
+                                advanced=True)
+
+
+@dataclass
 class RunConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -168,6 +191,7 @@ class RunConfig:
     training: TrainingSection = field(default_factory=TrainingSection)
     output: OutputSection = field(default_factory=OutputSection)
     identity: IdentitySection = field(default_factory=IdentitySection)
+    preference: PreferenceSection = field(default_factory=PreferenceSection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -327,8 +351,13 @@ def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
                 errors.append(f"{spec.key}={value!r}: must be {spec.describe_range()}")
     if require_data and not cfg.data.datasets and not cfg.identity.name_en.strip():
         errors.append("data.datasets: no dataset given (add at least one file or folder)")
-    if cfg.method.stage not in ("sft",):
-        errors.append(f"method.stage={cfg.method.stage!r}: not available in this version (available: sft)")
+    available = ("sft",) + PREFERENCE_STAGES
+    if cfg.method.stage not in available:
+        errors.append(f"method.stage={cfg.method.stage!r}: not available in this version (available: {', '.join(available)})")
+    if cfg.method.stage == "rm" and cfg.method.finetuning_type == "qlora":
+        errors.append("method.finetuning_type='qlora': not available for stage rm (the reward model is saved merged; use lora)")
+    if cfg.method.stage == "kto" and cfg.training.per_device_train_batch_size < 2:
+        errors.append("training.per_device_train_batch_size: KTO needs >= 2 (its KL estimate pairs rows within a batch)")
     if cfg.data.val_size >= 1 and not float(cfg.data.val_size).is_integer():
         errors.append(f"data.val_size={cfg.data.val_size}: a row count (>=1) must be a whole number")
     return errors

@@ -65,7 +65,7 @@ def test_dataset_info_folder_loads_as_is():
     one = load_dataset_spec(f"{ASSETS}#demo_multiturn")
     assert one.format == "sharegpt" and len(one.records) == 4
     assert [m["role"] for m in one.records[0]["messages"]] == ["user", "assistant", "user", "assistant"]
-    with pytest.raises(DataError, match="no entry 'nope'.*demo_multiturn, demo_sft"):
+    with pytest.raises(DataError, match="no entry 'nope'.*demo_multiturn, demo_preference, demo_sft"):
         load_dataset_spec(f"{ASSETS}#nope")
 
 

@@ -201,15 +201,41 @@ def test_monitor_shows_rewards_failures_and_config_diff(tmp_path):
     pick, table, status, reward_box, diff_note, diff, *plots, sig = out
     assert pick["value"] == [dpo.name, bad.name] and len(table) == 2
     assert reward_box["visible"] is True
-    charts = dict(zip(monitor_tab.metrics.BASE_CHARTS + monitor_tab.metrics.REWARD_CHARTS, plots))
-    assert charts["rewards"]["visible"] and len(charts["rewards"]["value"]) == 4
-    assert charts["eval_loss"]["visible"] is False and charts["loss"]["visible"] is True
+    base = dict(zip(monitor_tab.metrics.BASE_CHARTS, plots))
+    extra = {p["label"]: p for p in plots[len(base):] if p.get("visible")}
+    assert len(plots) == len(base) + monitor_tab.EXTRA_SLOTS
+    assert list(extra) == ["Rewards (chosen / rejected)", "KL divergence"]
+    assert len(extra["Rewards (chosen / rejected)"]["value"]) == 4
+    assert base["eval_loss"]["visible"] is False and base["loss"]["visible"] is True
     assert "exit code 1" in status and "RuntimeError: boom" in status
     assert diff.iloc[:, 0].tolist() == ["training.learning_rate"] and diff_note == ""
     # nothing changed on disk: the next tick sends nothing
     assert monitor_tab._on_tick(ctx, [dpo.name, bad.name], 0.6, "en", sig) == [gr.skip()] * len(out)
     # nothing picked: the newest run is shown
     assert monitor_tab._on_tick(ctx, [], 0.6, "zh", None)[0]["value"] == [bad.name]
+
+
+def test_monitor_charts_any_logged_metric_in_generic_slots(tmp_path):
+    """Preference and RL keys (and keys no one listed) get charts without UI changes; eval twins share a chart."""
+    import json
+
+    from studio.engine import rundir
+    from studio.ui import monitor_tab
+
+    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    run = ctx.runs_root / "20250101-000000-rl"
+    run.mkdir(parents=True)
+    rundir.write_status(run, state="running", step=2, max_steps=4, started_at=1.0)
+    keys = {"reward": 0.5, "kl": 0.1, "entropy": 2.0, "value_loss": 0.3, "response_length": 20.0, "rewards/margins": 0.2,
+            "accuracy": 0.7, "eval_accuracy": 0.6, "my_new_metric": 1.0, "num_tokens": 500}
+    (run / rundir.METRICS).write_text("".join(json.dumps({"step": s, "loss": 0.7, **keys}) + "\n" for s in (1, 2)))
+    pick, table, status, box, note, diff, *plots, sig = monitor_tab._on_tick(ctx, [run.name], 0.6, "zh", None)
+    shown = [p for p in plots[len(monitor_tab.metrics.BASE_CHARTS):] if p.get("visible")]
+    assert box["visible"] is True
+    assert [p["y_title"] for p in shown] == ["margins", "accuracies", "reward", "kl", "entropy", "value_loss",
+                                            "response_length", "my_new_metric"]  # num_tokens is a counter, not a curve
+    acc = next(p for p in shown if p["y_title"] == "accuracies")
+    assert set(acc["value"]["series"]) == {"accuracy", "eval_accuracy"} and acc["label"] == "奖励准确率"
 
 
 def test_chat_streams_base_then_tuned_side_by_side(ctx, monkeypatch):

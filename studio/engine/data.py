@@ -15,8 +15,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.engine.dataformats import (DataError, FormatSpec, detect_format, normalize_row, read_raw_rows,  # noqa: F401
-                                       spec_from_dataset_info)
+from studio.engine.dataformats import (DataError, FormatSpec, detect_format, detect_kto_format,  # noqa: F401
+                                       detect_preference_format, normalize_kto_row, normalize_preference_row,
+                                       normalize_row, read_raw_rows, spec_from_dataset_info)
 
 SUPPORTED_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
 
@@ -50,15 +51,17 @@ def parse_spec(spec: str) -> DatasetRef:
     return DatasetRef(Path(text).expanduser(), name.strip(), max_rows)
 
 
-def resolve_files(ref: DatasetRef) -> list[tuple[Path, FormatSpec | None]]:
-    """The files behind a spec, each with its declared format/columns (dataset_info.json) or None (detect)."""
+def resolve_files(ref: DatasetRef, kind: str = "sft") -> list[tuple[Path, FormatSpec | None]]:
+    """The files behind a spec, each with its declared format/columns (dataset_info.json) or None (detect).
+
+    ``kind`` ('sft', 'preference', 'kto') picks which dataset_info.json entries a folder without '#NAME' contributes."""
     path = ref.path
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
         info = path / "dataset_info.json"
         if info.is_file():
-            return spec_from_dataset_info(info, ref.name)
+            return spec_from_dataset_info(info, ref.name, kind)
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUPPORTED_SUFFIXES)
         if not files:
             raise DataError(f"{path}: folder has no dataset_info.json and no {', '.join(SUPPORTED_SUFFIXES)} files")
@@ -70,21 +73,31 @@ def resolve_files(ref: DatasetRef) -> list[tuple[Path, FormatSpec | None]]:
     return [(path, None)]
 
 
-def load_dataset_spec(spec: str, on_bad_row: str = "error", max_rows: int = 0) -> LoadedDataset:
-    """Load one dataset spec into normalised ``{"messages": [...]}`` records."""
+# kind -> (detect the format from a row, one raw row -> its records)
+_ROW_READERS = {
+    "sft": (detect_format, lambda row, fs: [{"messages": normalize_row(row, fs)}]),
+    "preference": (detect_preference_format, lambda row, fs: [normalize_preference_row(row, fs)]),
+    "kto": (detect_kto_format, normalize_kto_row),
+}
+
+
+def load_dataset_spec(spec: str, on_bad_row: str = "error", max_rows: int = 0, kind: str = "sft") -> LoadedDataset:
+    """Load one dataset spec into normalised records: ``{"messages": [...]}`` for SFT; for ``kind`` 'preference' / 'kto'
+    the pairs / labelled answers of ``dataformats.normalize_preference_row`` / ``normalize_kto_row``."""
+    detect, normalize = _ROW_READERS[kind]
     ref = parse_spec(spec)
     cap = min(x for x in (ref.max_rows, max_rows) if x) if (ref.max_rows or max_rows) else 0
     records, skipped, total, detected = [], [], 0, None
-    for path, fmt_spec in resolve_files(ref):
+    for path, fmt_spec in resolve_files(ref, kind):
         rows, _ = read_raw_rows(path)
         if not rows:
             raise DataError(f"{path}: the file has no rows")
-        fs = fmt_spec or detect_format(rows[0], path)
+        fs = fmt_spec or detect(rows[0], path)
         detected = detected or fs.format
         for i, row in enumerate(rows, start=1):
             total += 1
             try:
-                records.append({"messages": normalize_row(row, fs)})
+                records += normalize(row, fs)
             except DataError as exc:
                 msg = f"{path}: row {i}: {exc}"
                 if on_bad_row != "skip":

@@ -139,6 +139,10 @@ def _to_python(value):
 
 def detect_format(row: dict, path: Path | str = "") -> FormatSpec:
     keys = set(row)
+    if {"chosen", "rejected"} <= keys:  # before conversations: sharegpt preference rows have both
+        raise DataError(f"{path}: preference data (chosen/rejected) is for reward modelling or DPO, not SFT")
+    if "kto_tag" in keys or str(row.get("label")).lower() in ("true", "false"):  # a boolean label marks KTO rows
+        raise DataError(f"{path}: unpaired preference data (completion + label) is for KTO, not SFT")
     if isinstance(row.get("messages"), list):
         first = next((m for m in row["messages"] if isinstance(m, dict)), {})
         tags = OPENAI_TAGS if "role" in first else SHAREGPT_TAGS
@@ -147,8 +151,6 @@ def detect_format(row: dict, path: Path | str = "") -> FormatSpec:
         first = next((m for m in row["conversations"] if isinstance(m, dict)), {})
         tags = OPENAI_TAGS if "role" in first else SHAREGPT_TAGS
         return FormatSpec("sharegpt", dict(SHAREGPT_COLUMNS), dict(tags))
-    if {"chosen", "rejected"} <= keys:
-        raise DataError(f"{path}: preference data (chosen/rejected) is for reward modelling or DPO, not SFT")
     if "instruction" in keys and "output" in keys:
         return FormatSpec("alpaca", dict(ALPACA_COLUMNS))
     if isinstance(row.get("prompt"), list) and isinstance(row.get("completion"), list):
@@ -235,8 +237,20 @@ def _sharegpt(row: dict, cols: dict, tags: dict) -> list[dict]:
     return messages
 
 
-def spec_from_dataset_info(info_path: Path, name: str = "") -> list[tuple[Path, FormatSpec | None]]:
-    """Files + declared formats of a LLaMA-Factory dataset_info.json (one entry by name, or every SFT entry)."""
+def entry_kind(entry: dict) -> str:
+    """What a dataset_info.json entry holds: 'preference' (``ranking: true``), 'kto' (a ``kto_tag`` column) or 'sft'."""
+    if entry.get("ranking"):
+        return "preference"
+    return "kto" if "kto_tag" in (entry.get("columns") or {}) else "sft"
+
+
+# which entry kinds each training data kind can use (KTO unpairs preference pairs)
+USABLE_KINDS = {"sft": ("sft",), "preference": ("preference",), "kto": ("kto", "preference")}
+
+
+def spec_from_dataset_info(info_path: Path, name: str = "", kind: str = "sft") -> list[tuple[Path, FormatSpec | None]]:
+    """Files + declared formats of a LLaMA-Factory dataset_info.json: one entry by name, or every entry of ``kind``
+    ('sft', 'preference' or 'kto')."""
     try:
         info = json.loads(info_path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -245,20 +259,27 @@ def spec_from_dataset_info(info_path: Path, name: str = "") -> list[tuple[Path, 
         raise DataError(f"{info_path}: expected an object of dataset entries")
     if name and name not in info:
         raise DataError(f"{info_path}: no entry '{name}' (entries: {', '.join(sorted(info))})")
-    names = [name] if name else [n for n, e in info.items() if isinstance(e, dict) and not e.get("ranking")]
+    usable = USABLE_KINDS[kind]
+    names = [name] if name else [n for n, e in info.items() if isinstance(e, dict) and entry_kind(e) in usable]
+    if not names:
+        raise DataError(f"{info_path}: no {kind} entries (entries: {', '.join(sorted(info))})")
     out = []
     for n in names:
         entry = info[n]
         if not isinstance(entry, dict) or not entry.get("file_name"):
             raise DataError(f"{info_path}: entry '{n}' has no file_name (hub datasets cannot be fetched here)")
-        if entry.get("ranking"):
-            raise DataError(f"{info_path}: entry '{n}' is preference (ranking) data: use it with DPO or reward modelling")
+        if entry_kind(entry) not in usable:
+            raise DataError(f"{info_path}: entry '{n}' is {entry_kind(entry)} data: "
+                            f"{_KIND_USE[entry_kind(entry)]}, not for {kind}")
         fmt = entry.get("formatting", "alpaca")
         if fmt not in ("alpaca", "sharegpt"):
             raise DataError(f"{info_path}: entry '{n}': formatting '{fmt}' is not supported (alpaca, sharegpt)")
         base = dict(ALPACA_COLUMNS if fmt == "alpaca" else SHAREGPT_COLUMNS)
         columns = dict(base, **(entry.get("columns") or {}))
         tags = dict(SHAREGPT_TAGS, **(entry.get("tags") or {})) if fmt == "sharegpt" else {}
+        if entry_kind(entry) != "sft":  # pref_alpaca, pref_sharegpt, kto_alpaca, kto_sharegpt
+            fmt = ("pref_" if entry_kind(entry) == "preference" else "kto_") + fmt
+            columns = dict({"chosen": "chosen", "rejected": "rejected"}, **columns)
         target = info_path.parent / entry["file_name"]
         files = sorted(p for p in target.iterdir() if p.suffix.lower() in (".json", ".jsonl", ".csv", ".parquet")) \
             if target.is_dir() else [target]
@@ -266,3 +287,261 @@ def spec_from_dataset_info(info_path: Path, name: str = "") -> list[tuple[Path, 
             raise DataError(f"{info_path}: entry '{n}': file {target} not found")
         out += [(f, FormatSpec(fmt, columns, tags)) for f in files]
     return out
+
+
+_KIND_USE = {"sft": "use it with SFT", "preference": "use it with DPO or reward modelling", "kto": "use it with KTO"}
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Preference formats (reward model, DPO) and unpaired ones (KTO)
+#
+# Every preference row becomes TRL's conversational form with an explicit prompt:
+#   {"prompt": [system?, user, (assistant, user)...], "chosen": [assistant], "rejected": [assistant]}
+# and every KTO row  {"prompt": [...], "completion": [assistant], "label": True|False}.
+# Accepted rows (the format name is what ``detect_preference_format`` / ``detect_kto_format`` return):
+#   pref_prompt    {"prompt", "chosen", "rejected"[, "system"]}: each text or a list of messages
+#   pref_implicit  {"chosen": [messages], "rejected": [messages]}: two whole conversations, same up to the last answer
+#   pref_alpaca    {"instruction", "input", "chosen", "rejected"[, "system", "history"]}  (LLaMA-Factory ranking alpaca)
+#   pref_sharegpt  {"conversations": [...prompt turns], "chosen": {"from", "value"}, "rejected": {...}}  (ranking sharegpt)
+#   kto            {"prompt", "completion", "label"}: text or messages; label true (desirable) / false
+#   kto_alpaca     {"instruction", "input", "output", "kto_tag"};  kto_sharegpt {"conversations", "kto_tag"}
+# Messages may use role/content or from/value keys. A row that breaks these rules raises DataError(reason).
+
+PREFERENCE_FORMATS = ("pref_prompt", "pref_implicit", "pref_alpaca", "pref_sharegpt")
+KTO_FORMATS = ("kto", "kto_alpaca", "kto_sharegpt")
+_ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "system": "system",
+          "tool": "tool", "observation": "tool", "function_call": "assistant"}
+
+
+def detect_preference_format(row: dict, path: Path | str = "") -> FormatSpec:
+    """The preference format of a raw row (see the table above), or DataError naming the file and the columns seen."""
+    keys = set(row)
+    if not {"chosen", "rejected"} <= keys:
+        raise DataError(f"{path}: not preference data: expected 'chosen' and 'rejected' columns (with 'prompt', "
+                        f"'instruction' or 'conversations'), got {sorted(keys)}")
+    if "instruction" in keys:
+        return FormatSpec("pref_alpaca", dict(ALPACA_COLUMNS, chosen="chosen", rejected="rejected"))
+    if "conversations" in keys or "messages" in keys:
+        col = "conversations" if "conversations" in keys else "messages"
+        return FormatSpec("pref_sharegpt", dict(SHAREGPT_COLUMNS, messages=col, chosen="chosen", rejected="rejected"))
+    if "prompt" in keys:
+        return FormatSpec("pref_prompt", {"prompt": "prompt", "chosen": "chosen", "rejected": "rejected", "system": "system"})
+    return FormatSpec("pref_implicit", {"chosen": "chosen", "rejected": "rejected"})
+
+
+def detect_kto_format(row: dict, path: Path | str = "") -> FormatSpec:
+    """An unpaired (KTO) format, or a preference format (its pairs are split into one desirable + one undesirable row)."""
+    keys = set(row)
+    if {"chosen", "rejected"} <= keys:
+        return detect_preference_format(row, path)
+    label = "kto_tag" if "kto_tag" in keys else "label"
+    if label in keys and "instruction" in keys:
+        return FormatSpec("kto_alpaca", dict(ALPACA_COLUMNS, kto_tag=label))
+    if label in keys and ("conversations" in keys or "messages" in keys):
+        col = "conversations" if "conversations" in keys else "messages"
+        return FormatSpec("kto_sharegpt", dict(SHAREGPT_COLUMNS, messages=col, kto_tag=label))
+    if {"prompt", "completion", "label"} <= keys:
+        return FormatSpec("kto", {"prompt": "prompt", "completion": "completion", "kto_tag": "label", "system": "system"})
+    raise DataError(f"{path}: not KTO data: expected prompt/completion/label (or chosen/rejected pairs), got {sorted(keys)}")
+
+
+def normalize_preference_row(row: dict, fs: FormatSpec) -> dict:
+    """One raw preference row -> ``{"prompt": [...], "chosen": [...], "rejected": [...]}`` (TRL conversational)."""
+    c = fs.columns
+    if fs.format == "pref_implicit":
+        chosen = _as_messages(row.get(c["chosen"]), c["chosen"], "assistant")
+        rejected = _as_messages(row.get(c["rejected"]), c["rejected"], "assistant")
+        n = 0
+        while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+            n += 1
+        prompt, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
+        if not prompt or prompt[-1]["role"] != "user":
+            raise DataError("'chosen' and 'rejected' must be the same conversation up to a last user message, "
+                            "then differ in the answer")
+    else:
+        prompt = _preference_prompt(row, fs)
+        chosen = _as_messages(row.get(c["chosen"]), c["chosen"], "assistant")
+        rejected = _as_messages(row.get(c["rejected"]), c["rejected"], "assistant")
+    for name, answer in (("chosen", chosen), ("rejected", rejected)):
+        if not answer or any(m["role"] != "assistant" for m in answer) or not any(m["content"].strip() for m in answer):
+            raise DataError(f"'{name}' must be a non-empty assistant answer")
+    if chosen == rejected:
+        raise DataError("'chosen' and 'rejected' are identical: nothing to prefer")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
+def normalize_kto_row(row: dict, fs: FormatSpec) -> list[dict]:
+    """One raw row -> KTO rows ``{"prompt", "completion", "label"}``: one row, or two for a preference pair."""
+    if fs.format in PREFERENCE_FORMATS:
+        pair = normalize_preference_row(row, fs)
+        return [{"prompt": pair["prompt"], "completion": pair["chosen"], "label": True},
+                {"prompt": pair["prompt"], "completion": pair["rejected"], "label": False}]
+    c = fs.columns
+    label = parse_label(row.get(c["kto_tag"]), c["kto_tag"])
+    if fs.format == "kto":
+        prompt = _with_row_system(row, c, _as_messages(row.get(c["prompt"]), c["prompt"], "user"))
+        completion = _as_messages(row.get(c["completion"]), c["completion"], "assistant")
+    else:  # alpaca / sharegpt: the last assistant message is the completion, the rest the prompt
+        messages = _alpaca(row, c) if fs.format == "kto_alpaca" else _sharegpt(row, c, fs.tags or _tags_of(row, c))
+        if messages[-1]["role"] != "assistant":
+            raise DataError("the conversation must end with the assistant answer that is labelled")
+        prompt, completion = messages[:-1], messages[-1:]
+    if not prompt or prompt[-1]["role"] != "user":
+        raise DataError("the prompt must end with a user message")
+    if any(m["role"] != "assistant" for m in completion) or not any(m["content"].strip() for m in completion):
+        raise DataError(f"'{c.get('completion', 'output')}' must be a non-empty assistant answer")
+    return [{"prompt": prompt, "completion": completion, "label": label}]
+
+
+def parse_label(value, col: str = "label") -> bool:
+    """A KTO label: true/false, 1/0, yes/no (CSV cells arrive as text)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise DataError(f"'{col}' must be true (desirable) or false (undesirable), got {value!r}")
+
+
+def _preference_prompt(row: dict, fs: FormatSpec) -> list[dict]:
+    c = fs.columns
+    if fs.format == "pref_alpaca":  # the alpaca conversation built with a placeholder answer, minus that answer
+        messages = _alpaca({**row, "output": "-"}, dict(c, response="output"))[:-1]
+    elif fs.format == "pref_sharegpt":
+        turns = row.get(c["messages"])
+        if not isinstance(turns, list) or not turns:
+            raise DataError(f"'{c['messages']}' must be a non-empty list of messages (the prompt turns)")
+        messages = _with_row_system(row, c, _as_messages(turns, c["messages"], "user"))
+    else:
+        messages = _with_row_system(row, c, _as_messages(row.get(c["prompt"]), c["prompt"], "user"))
+    if not messages or messages[-1]["role"] != "user":
+        raise DataError("the prompt must end with a user message")
+    return messages
+
+
+def _with_row_system(row: dict, cols: dict, messages: list[dict]) -> list[dict]:
+    system = _text(row, cols.get("system", ""), False, "the system prompt") if cols.get("system") in row else ""
+    if system and messages and messages[0]["role"] != "system":
+        return [{"role": "system", "content": system}] + messages
+    return messages
+
+
+def _tags_of(row: dict, cols: dict) -> dict:
+    first = next((m for m in row.get(cols.get("messages", ""), None) or [] if isinstance(m, dict)), {})
+    return dict(OPENAI_TAGS if "role" in first else SHAREGPT_TAGS)
+
+
+def _as_messages(value, col: str, default_role: str) -> list[dict]:
+    """Text -> one message of ``default_role``; a message object or a list of them (role/content or from/value) -> messages."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError(f"'{col}' is empty")
+        return [{"role": default_role, "content": value}]
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise DataError(f"'{col}' must be text or a non-empty list of messages, got {type(value).__name__}")
+    out = []
+    for j, msg in enumerate(value, start=1):
+        if not isinstance(msg, dict):
+            raise DataError(f"'{col}': message {j} must be an object with role/content (or from/value)")
+        role = _ROLES.get(msg.get("role", msg.get("from")))
+        content = msg.get("content", msg.get("value"))
+        if role is None:
+            raise DataError(f"'{col}': message {j}: unknown role {msg.get('role', msg.get('from'))!r} "
+                            f"(expected one of {sorted(_ROLES)})")
+        if not isinstance(content, str):
+            raise DataError(f"'{col}': message {j}: the content must be text")
+        if role == "system" and out:
+            raise DataError(f"'{col}': message {j}: a system message may only come first")
+        out.append({"role": role, "content": content})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Plain text (continued pre-training) and column mapping (data studio)
+
+TEXT_COLUMNS = ("text", "content")
+# roles a source column can be mapped to; the names are LLaMA-Factory's dataset_info.json "columns" keys
+MAPPING_ROLES = ("system", "prompt", "query", "response", "history", "messages", "chosen", "rejected", "kto_tag", "text")
+
+
+def detect_text_format(row: dict) -> FormatSpec | None:
+    """Rows that are one piece of text (``{"text": ...}``): continued pre-training data; None for anything else."""
+    strings = [k for k, v in row.items() if isinstance(v, str)]
+    for col in TEXT_COLUMNS:
+        if col in strings and len(row) <= 2 and not set(row) & {"instruction", "output", "prompt", "response", "completion"}:
+            return FormatSpec("text", {"text": col})
+    return None
+
+
+def normalize_text(row: dict, fs: FormatSpec) -> str:
+    text = _text(row, fs.columns.get("text", "text"), True, "the text")
+    if not text.strip():
+        raise DataError(f"'{fs.columns.get('text', 'text')}' is only whitespace")
+    return text
+
+
+def entry_from_mapping(mapping: dict, file_name: str, sample: dict | None = None) -> dict:
+    """``{source column: role}`` -> a dataset_info.json entry (LLaMA-Factory style ``columns``, ``ranking``, ``tags``).
+
+    E.g. Intel/orca_dpo_pairs ``{"system": "system", "question": "prompt", "chatgpt": "chosen",
+    "llama2-13b-chat": "rejected"}`` -> ``{"file_name": ..., "ranking": true, "columns": {"prompt": "question", ...}}``.
+    Plain text gets ``"kind": "text"`` (LLaMA-Factory ignores the key; its pre-training stage reads ``columns.prompt``).
+    """
+    roles: dict[str, str] = {}
+    for col, role in mapping.items():
+        if not role or role == "ignore":
+            continue
+        if role not in MAPPING_ROLES:
+            raise DataError(f"column '{col}': unknown role '{role}' (roles: {', '.join(MAPPING_ROLES)})")
+        if role in roles:
+            raise DataError(f"role '{role}' is given to two columns: '{roles[role]}' and '{col}'")
+        if sample is not None and col not in sample:
+            raise DataError(f"column '{col}' is not in the data (columns: {', '.join(sample)})")
+        roles[role] = col
+    if "text" in roles:
+        if set(roles) - {"text"}:
+            raise DataError("a 'text' column (plain text) cannot be combined with other roles")
+        return {"file_name": file_name, "kind": "text", "columns": {"prompt": roles["text"]}}
+    entry: dict = {"file_name": file_name}
+    pair = {"chosen", "rejected"} & set(roles)
+    if pair and pair != {"chosen", "rejected"}:
+        raise DataError("preference data needs both a 'chosen' and a 'rejected' column")
+    if "messages" in roles:
+        entry["formatting"] = "sharegpt"
+        turns = (sample or {}).get(roles["messages"])
+        first = next((m for m in turns if isinstance(m, dict)), {}) if isinstance(turns, list) else {}
+        entry["tags"] = dict(OPENAI_TAGS if "role" in first else SHAREGPT_TAGS)
+    else:
+        entry["formatting"] = "alpaca"
+        needed = ("prompt",) if pair else ("prompt", "response")
+        missing = [r for r in needed if r not in roles]
+        if missing:
+            raise DataError(f"map a column to {' and '.join(repr(m) for m in missing)} "
+                            "(or map a conversation column to 'messages', or a single text column to 'text')")
+    if pair:
+        entry["ranking"] = True
+    entry["columns"] = dict(roles)
+    return entry
+
+
+def spec_from_entry(entry: dict) -> FormatSpec:
+    """The FormatSpec of one dataset_info.json entry (what ``spec_from_dataset_info`` gives for it)."""
+    if entry.get("kind") == "text":
+        return FormatSpec("text", {"text": (entry.get("columns") or {}).get("prompt", "text")})
+    fmt = entry.get("formatting", "alpaca")
+    if fmt not in ("alpaca", "sharegpt"):
+        raise DataError(f"formatting '{fmt}' is not supported (alpaca, sharegpt)")
+    columns = dict(ALPACA_COLUMNS if fmt == "alpaca" else SHAREGPT_COLUMNS, **(entry.get("columns") or {}))
+    tags = dict(SHAREGPT_TAGS, **(entry.get("tags") or {})) if fmt == "sharegpt" else {}
+    kind = entry_kind(entry)
+    if kind != "sft":
+        fmt = ("pref_" if kind == "preference" else "kto_") + fmt
+        columns = dict({"chosen": "chosen", "rejected": "rejected"}, **columns)
+    return FormatSpec(fmt, columns, tags)
+
+
+def spec_from_mapping(mapping: dict, sample: dict | None = None) -> FormatSpec:
+    return spec_from_entry(entry_from_mapping(mapping, "", sample))

@@ -2,8 +2,10 @@
 color="series")``.
 
 One row per (step, series) point, with the chart it belongs to: ``run, step, chart, series, value``. The loss gets a second,
-EMA-smoothed series (TensorBoard-style, bias-corrected). Preference and RL runs log reward keys (``rewards/chosen``,
-``rewards/margins``, ``kl``, ...); they are grouped into their own charts so the UI shows them only when a run has them.
+EMA-smoothed series (TensorBoard-style, bias-corrected). Every other numeric key a run logs is drawn too, without a list of
+known keys: ``chart_of`` groups related keys onto one chart (``rewards/chosen`` + ``rewards/rejected``; ``accuracy`` +
+``rewards/accuracies`` + their ``eval_`` twins; ``completions/mean_length`` -> response_length; ``a/b`` -> ``a``), and
+``extra_charts`` lists the charts beyond the base ones that a frame has (reward, margins, accuracies, kl, entropy, ...).
 
 Pure: reads files, returns data; no Gradio, no torch.
 """
@@ -20,34 +22,43 @@ from studio.engine import rundir
 COLUMNS = ["run", "step", "chart", "series", "value"]
 # charts every run has, in display order
 BASE_CHARTS = ("loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_s")
-# charts only preference / reward / RL runs have, in display order
-REWARD_CHARTS = ("rewards", "margins", "accuracies", "kl", "reward")
-NOT_CURVES = {"step", "epoch", "elapsed", "eta", "max_steps", "total_flos", "time", "timestamp"}
+# charts preference / reward / RL runs usually have, shown first (any other logged key gets a chart after them)
+REWARD_CHARTS = ("rewards", "margins", "accuracies", "reward", "kl", "entropy", "value_loss", "response_length")
+NOT_CURVES = {"step", "epoch", "elapsed", "eta", "max_steps", "total_flos", "time", "timestamp", "num_tokens",
+              "num_input_tokens_seen", "eval_runtime", "eval_samples_per_second", "eval_steps_per_second",
+              "eval_model_preparation_time", "eval_num_tokens", "train_runtime", "train_samples_per_second",
+              "train_steps_per_second", "step_time"}
 SMOOTHED = " (smoothed)"
 
 
 def chart_of(key: str) -> str:
-    """Which chart a metrics key is drawn on (its own name when it has no group)."""
+    """Which chart a metrics key is drawn on: a known group, else the part before '/', else the key itself."""
     k = key.lower()
     if k in ("loss", "train_loss"):
         return "loss"
-    if k.startswith("eval_") and k.endswith("loss"):
+    if k.startswith("eval_") and k.endswith("loss") and k != "eval_value_loss":
         return "eval_loss"
+    if k.startswith("eval_"):  # eval_rewards/margins is drawn next to rewards/margins
+        k = k[len("eval_"):]
     if k in ("learning_rate", "lr"):
         return "learning_rate"
     if k in ("tokens_per_s", "train_tokens_per_second"):
         return "tokens_per_s"
-    if k.startswith("rewards/margin"):
+    if k.startswith(("rewards/margin", "margin")):
         return "margins"
-    if k.startswith("rewards/accurac"):
+    if k.startswith(("rewards/accurac", "accurac")):
         return "accuracies"
     if k.startswith("rewards/"):
         return "rewards"
     if k == "kl" or k.endswith("/kl") or k.startswith("kl"):
         return "kl"
-    if k.startswith("reward"):
+    if k.startswith(("reward", "mean_reward", "min_reward", "max_reward")):
         return "reward"
-    return k
+    if k.startswith("entropy") or k.endswith("/entropy"):
+        return "entropy"
+    if "length" in k and (k.startswith(("completions/", "response")) or k == "completion_length"):
+        return "response_length"
+    return k.split("/", 1)[0] if "/" in k else k
 
 
 def ema(values: list[float], weight: float) -> list[float]:
@@ -110,9 +121,16 @@ def reward_columns(df: pd.DataFrame) -> list[str]:
 
 
 def charts_present(df: pd.DataFrame) -> list[str]:
-    """Chart names that have at least one point, in display order."""
+    """Chart names that have at least one point, in display order: base charts, then ``extra_charts``."""
     have = set(df["chart"].unique()) if not df.empty else set()
-    return [c for c in BASE_CHARTS + REWARD_CHARTS if c in have]
+    return [c for c in BASE_CHARTS if c in have] + extra_charts(df)
+
+
+def extra_charts(df: pd.DataFrame) -> list[str]:
+    """Charts beyond the base ones that the frame has points for: the usual reward/RL ones first, then the rest by name."""
+    have = set(df["chart"].unique()) if not df.empty else set()
+    rest = sorted(have - set(BASE_CHARTS) - set(REWARD_CHARTS))
+    return [c for c in REWARD_CHARTS if c in have] + rest
 
 
 def latest(run_dir: str | Path) -> dict:

@@ -164,13 +164,23 @@ def load_tokenizer(name_or_path: str, chat_template: str = "", trust_remote_code
 
 def load_causal_lm(name_or_path: str, dtype: str = "auto", trust_remote_code: bool = False, **kwargs):
     """Load a causal LM for training or generation, turning every loading failure into one clear ModelLoadError."""
-    import torch
     from transformers import AutoModelForCausalLM
 
+    return _load_auto(AutoModelForCausalLM, name_or_path, dtype, trust_remote_code, **kwargs)
+
+
+def load_sequence_classifier(name_or_path: str, dtype: str = "auto", trust_remote_code: bool = False, **kwargs):
+    """A causal LM's backbone with a one-output score head on the last token: a reward model (new head, random init)."""
+    from transformers import AutoModelForSequenceClassification
+
+    return _load_auto(AutoModelForSequenceClassification, name_or_path, dtype, trust_remote_code, num_labels=1, **kwargs)
+
+
+def _load_auto(auto_class, name_or_path: str, dtype: str, trust_remote_code: bool, **kwargs):
     path = resolve_model(name_or_path)
     torch_dtype = resolve_dtype(dtype)
     try:
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs)
+        return auto_class.from_pretrained(path, dtype=torch_dtype, trust_remote_code=trust_remote_code, **kwargs)
     except Exception as exc:
         raise ModelLoadError(f"cannot load the model '{name_or_path}': {_short(exc)}") from exc
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from studio.config import RunConfig
 from studio.engine import rundir
-from studio.engine.models import ModelLoadError, load_causal_lm, load_tokenizer
+from studio.engine.models import ModelLoadError, load_causal_lm, load_sequence_classifier, load_tokenizer
 
 
 def bf16_capable() -> bool:
@@ -45,19 +45,28 @@ def frozen_dtype(cfg: RunConfig):
 # Models per method
 
 
-def build_model(cfg: RunConfig, log=print):
-    """The model to train, with exactly the intended parameters trainable."""
+def build_model(cfg: RunConfig, log=print, task: str = "CAUSAL_LM", attach_lora: bool = True):
+    """The model to train, with exactly the intended parameters trainable.
+
+    ``task="SEQ_CLS"`` builds a reward model (the backbone with a new one-output score head, which always trains).
+    ``attach_lora=False`` prepares the base for LoRA but leaves the wrapping to the trainer, given ``lora_config(cfg)``:
+    DPO/KTO then use the same model with the adapter off as their reference, so memory holds one model.
+    """
     kind = cfg.method.finetuning_type
     if kind == "qlora":
         model = _load_quantized(cfg)
     else:
         dtype = cfg.model.dtype if kind in ("full", "freeze") else "float32"
-        model = load_causal_lm(cfg.model.name_or_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
+        load = load_sequence_classifier if task == "SEQ_CLS" else load_causal_lm
+        model = load(cfg.model.name_or_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
     model.config.use_cache = False  # a KV cache in training is waste, and it breaks padding-free masking
     if kind in ("lora", "qlora"):
-        model = _apply_lora(model, cfg, log)
+        model = _prepare_for_lora(model, cfg, task)
+        if not attach_lora:
+            return model
+        model = _wrap_lora(model, lora_config(cfg, task))
     elif kind == "freeze":
-        _apply_freeze(model, cfg)
+        _apply_freeze(model, cfg, extra=("score",) if task == "SEQ_CLS" else ())
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
     log(f"method={kind}: {n_train:,} trainable of {n_all:,} parameters ({100 * n_train / max(n_all, 1):.2f}%)")
@@ -84,32 +93,44 @@ def _load_quantized(cfg: RunConfig):
                              f"{getattr(bitsandbytes, '__version__', '?')}); use method.finetuning_type=lora instead") from exc
 
 
-def _apply_lora(model, cfg: RunConfig, log):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+def lora_config(cfg: RunConfig, task: str = "CAUSAL_LM"):
+    """The PEFT LoraConfig of ``cfg.lora`` (SEQ_CLS: peft also trains and saves the score head in full)."""
+    from peft import LoraConfig
 
     lc = cfg.lora
     targets = lc.target_modules.strip()
     target_modules = "all-linear" if targets in ("", "all-linear", "all") else [t.strip() for t in targets.split(",") if t.strip()]
+    return LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=target_modules,
+                      use_rslora=lc.use_rslora, use_dora=lc.use_dora, task_type=task)
+
+
+def _prepare_for_lora(model, cfg: RunConfig, task: str):
+    from peft import prepare_model_for_kbit_training
+
     if cfg.method.finetuning_type == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=_want_checkpointing(cfg))
-    else:
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=_want_checkpointing(cfg))
+    if task == "CAUSAL_LM":  # a reward model stays fp32: its fully trained score head would otherwise be bf16
         model.to(frozen_dtype(cfg))
-    peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=target_modules,
-                          use_rslora=lc.use_rslora, use_dora=lc.use_dora, task_type="CAUSAL_LM")
+    return model
+
+
+def _wrap_lora(model, peft_cfg):
+    from peft import get_peft_model
+
     try:
         # autocast_adapter_dtype keeps the LoRA weights in fp32 over a bf16 base: optimizer updates stay exact
         return get_peft_model(model, peft_cfg, autocast_adapter_dtype=True)
     except ValueError as exc:
-        raise ModelLoadError(f"lora.target_modules={targets!r}: {exc}") from None
+        raise ModelLoadError(f"lora.target_modules={peft_cfg.target_modules!r}: {exc}") from None
 
 
-def _apply_freeze(model, cfg: RunConfig) -> None:
+def _apply_freeze(model, cfg: RunConfig, extra: tuple = ()) -> None:
     fc = cfg.freeze
     n_layers = model.config.get_text_config().num_hidden_layers
     k = fc.trainable_layers
     layer_ids = set(range(max(0, n_layers - k), n_layers)) if k >= 0 else set(range(min(n_layers, -k)))
     wanted = [m.strip() for m in fc.trainable_modules.split(",") if m.strip() and m.strip() != "all"]
-    extra = [m.strip() for m in fc.extra_modules.split(",") if m.strip()]
+    extra = [m.strip() for m in fc.extra_modules.split(",") if m.strip()] + list(extra)
     layer_re = re.compile(r"\.layers\.(\d+)\.")
     chosen = 0
     for name, param in model.named_parameters():
@@ -136,9 +157,9 @@ def _want_checkpointing(cfg: RunConfig) -> bool:
 # Trainer
 
 
-def trainer_args(cfg: RunConfig, run_dir: Path, has_eval: bool):
+def common_args(cfg: RunConfig, run_dir: Path, has_eval: bool) -> dict:
+    """The TrainingArguments every method shares (SFTConfig, DPOConfig, KTOConfig, RewardConfig all take them)."""
     import torch
-    from trl import SFTConfig
 
     t = cfg.training
     on_gpu = torch.cuda.is_available()
@@ -147,8 +168,7 @@ def trainer_args(cfg: RunConfig, run_dir: Path, has_eval: bool):
         save_strategy, save_steps = eval_strategy, t.eval_steps or 500
     else:
         save_strategy, save_steps = ("steps", t.save_steps) if t.save_steps else ("no", 500)
-    padding_free = t.batching == "padding_free"
-    return SFTConfig(
+    return dict(
         output_dir=str(run_dir / rundir.CHECKPOINTS), learning_rate=t.learning_rate, num_train_epochs=t.num_train_epochs,
         max_steps=t.max_steps, per_device_train_batch_size=t.per_device_train_batch_size,
         per_device_eval_batch_size=t.per_device_train_batch_size, gradient_accumulation_steps=t.gradient_accumulation_steps,
@@ -159,29 +179,31 @@ def trainer_args(cfg: RunConfig, run_dir: Path, has_eval: bool):
         load_best_model_at_end=has_eval, metric_for_best_model="eval_loss" if has_eval else None, greater_is_better=False,
         activation_checkpointing=_want_checkpointing(cfg) and cfg.method.finetuning_type != "qlora",
         bf16=on_gpu and bf16_capable() and cfg.method.finetuning_type in ("full", "freeze") and cfg.model.dtype != "float32",
-        use_cpu=not on_gpu, report_to=[], padding_free=padding_free, max_length=None,
+        use_cpu=not on_gpu, report_to=[], dataloader_num_workers=0, disable_tqdm=False, save_only_model=False,
+    )
+
+
+def trainer_args(cfg: RunConfig, run_dir: Path, has_eval: bool):
+    from trl import SFTConfig
+
+    padding_free = cfg.training.batching == "padding_free"
+    return SFTConfig(
+        **common_args(cfg, run_dir, has_eval), padding_free=padding_free, max_length=None,
         train_sampling_strategy="random" if padding_free else "group_by_length",
-        dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False, dataloader_num_workers=0,
-        disable_tqdm=False, save_only_model=False, include_num_input_tokens_seen="no",
+        dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False, include_num_input_tokens_seen="no",
     )
 
 
 def train(cfg: RunConfig, run_dir: Path, resume: bool, callback, extra_specs: list[str] = (), log=print) -> dict:
     """Train one SFT run into ``run_dir``; returns what the runner records in status.json."""
-    import json
-
-    import torch
     from datasets import Dataset
     from trl import SFTTrainer
 
     from studio.engine.data import prepare_sft_data
 
-    if cfg.training.num_threads:
-        torch.set_num_threads(cfg.training.num_threads)
-    torch.manual_seed(cfg.training.seed)
-    tokenizer = load_tokenizer(cfg.model.name_or_path, cfg.model.chat_template, cfg.model.trust_remote_code)
+    tokenizer = start(cfg)
     data = prepare_sft_data(cfg.data, tokenizer, cfg.training.cutoff_len, cfg.training.seed, extra_specs)
-    (run_dir / rundir.DATA_REPORT).write_text(json.dumps(data.report, indent=2, ensure_ascii=False), encoding="utf-8")
+    write_data_report(run_dir, data.report)
     log(f"data: {data.report['train_rows']} train rows, {data.report['eval_rows']} eval rows, "
         f"{data.report['truncated_rows']} truncated at cutoff_len={cfg.training.cutoff_len}, "
         f"{data.report['dropped_fully_truncated']} dropped (nothing left to train on), {data.report['skipped_rows']} skipped")
@@ -189,16 +211,37 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool, callback, extra_specs: li
     args = trainer_args(cfg, run_dir, has_eval=bool(data.eval))
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(data.train),
                          eval_dataset=Dataset.from_list(data.eval) if data.eval else None, callbacks=[callback])
-    checkpoint = latest_checkpoint(run_dir) if resume else None
-    if resume and checkpoint is None:
-        raise FileNotFoundError(f"{run_dir / rundir.CHECKPOINTS}: no checkpoint to resume from")
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    result = fit(trainer, run_dir, resume)
     out = save_final(trainer, tokenizer, cfg, run_dir)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
     return {"output": str(out), "final_loss": losses[-1] if losses else None, "train_loss": result.training_loss,
             "best_eval_loss": min(evals) if evals else None, "step": trainer.state.global_step,
             "best_checkpoint": trainer.state.best_model_checkpoint}
+
+
+def start(cfg: RunConfig):
+    """Threads and seed for this process, then the tokenizer (with the configured chat template): every method's first step."""
+    import torch
+
+    if cfg.training.num_threads:
+        torch.set_num_threads(cfg.training.num_threads)
+    torch.manual_seed(cfg.training.seed)
+    return load_tokenizer(cfg.model.name_or_path, cfg.model.chat_template, cfg.model.trust_remote_code)
+
+
+def write_data_report(run_dir: Path, report: dict) -> None:
+    import json
+
+    (run_dir / rundir.DATA_REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def fit(trainer, run_dir: Path, resume: bool):
+    """``trainer.train()``, from the run's latest checkpoint when resuming."""
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        raise FileNotFoundError(f"{run_dir / rundir.CHECKPOINTS}: no checkpoint to resume from")
+    return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
 
 def save_final(trainer, tokenizer, cfg: RunConfig, run_dir: Path) -> Path:

@@ -2,7 +2,9 @@
 
 Everything is read from the run folders (``metrics.jsonl``, ``status.json``, ``config.yaml``) on a ``gr.Timer``, so a page
 reload or a studio restart shows the same thing: nothing lives in the UI process. A tick that finds no file changed sends
-nothing to the browser. Reward / KL charts appear only for runs that log them (preference and RL methods).
+nothing to the browser. Below the base charts, ``EXTRA_SLOTS`` plots take whatever other metrics the runs log, grouped by
+``metrics.extra_charts`` (rewards, margins, accuracies, reward, KL, entropy, value loss, response length, then any other
+key): a new method's metrics appear without a change here.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from studio import config as C
 from studio.engine import metrics, rundir
 from studio.ui.common import failure_note, fmt_num, fmt_time
 from studio.ui.context import AppContext
-from studio.ui.i18n import Texts, state_name, t
+from studio.ui.i18n import STRINGS, Texts, state_name, t
 
 TICK_S = 2.0
+EXTRA_SLOTS = 12  # plots for the metrics beyond the base charts; each tick assigns them a chart (or hides them)
 
 
 @dataclass
@@ -31,7 +34,8 @@ class MonitorRefs:
     smoothing: gr.Slider
     live: gr.Checkbox
     status: gr.Markdown
-    charts: dict[str, gr.LinePlot]  # chart name (metrics.BASE_CHARTS + REWARD_CHARTS) -> its plot
+    charts: dict[str, gr.LinePlot]  # base chart name (metrics.BASE_CHARTS) -> its plot
+    extra: list[gr.LinePlot]  # EXTRA_SLOTS plots, filled in order with metrics.extra_charts
     reward_box: gr.Column
     diff_note: gr.Markdown
     diff: gr.Dataframe
@@ -43,6 +47,16 @@ def _plot(tx: Texts, chart: str) -> gr.LinePlot:
     # no fixed height: it would clip the legend, which says which line is the smoothed one (or which run)
     return tx.make(gr.LinePlot, value=None, x="step", y="value", color="series",
                    label=f"mon.chart.{chart}", elem_id=f"chart-{chart}", x_title="step", y_title=chart)
+
+
+def _slot(i: int) -> gr.LinePlot:
+    return gr.LinePlot(value=None, x="step", y="value", color="series", label="", elem_id=f"chart-extra-{i}",
+                       x_title="step", y_title="value", visible=False)
+
+
+def chart_label(chart: str, lang: str) -> str:
+    """The chart's translated title where i18n has one (mon.chart.NAME), else its metric name."""
+    return t(f"mon.chart.{chart}", lang) if f"mon.chart.{chart}" in STRINGS else chart
 
 
 def build(ctx: AppContext, lang: gr.State) -> MonitorRefs:
@@ -61,20 +75,18 @@ def build(ctx: AppContext, lang: gr.State) -> MonitorRefs:
     with gr.Row():
         for chart in metrics.BASE_CHARTS[3:]:
             charts[chart] = _plot(tx, chart)
+    extra: list[gr.LinePlot] = []
     with gr.Column(visible=False) as reward_box:
         tx.make(gr.Markdown, value="mon.rl_title")
-        with gr.Row():
-            for chart in metrics.REWARD_CHARTS[:3]:
-                charts[chart] = _plot(tx, chart)
-        with gr.Row():
-            for chart in metrics.REWARD_CHARTS[3:]:
-                charts[chart] = _plot(tx, chart)
+        for row in range(0, EXTRA_SLOTS, 3):
+            with gr.Row():
+                extra += [_slot(i) for i in range(row, min(row + 3, EXTRA_SLOTS))]
     with tx.make(gr.Accordion, label="mon.runs", open=True):
         runs_table = gr.Dataframe(value=None, interactive=False, elem_id="mon-runs", max_height=320)
     with tx.make(gr.Accordion, label="mon.diff", open=False):
         diff_note = gr.Markdown("")
         diff = gr.Dataframe(value=None, interactive=False, elem_id="mon-diff")
-    refs = MonitorRefs(tx, runs_table, pick, refresh, smoothing, live, status, charts, reward_box, diff_note, diff,
+    refs = MonitorRefs(tx, runs_table, pick, refresh, smoothing, live, status, charts, extra, reward_box, diff_note, diff,
                        gr.Timer(TICK_S), gr.State(None))
     _wire(ctx, refs, lang)
     return refs
@@ -91,7 +103,8 @@ def _wire(ctx: AppContext, refs: MonitorRefs, lang: gr.State) -> None:
 
 
 def _outputs(refs: MonitorRefs) -> list:
-    return [refs.pick, refs.runs_table, refs.status, refs.reward_box, refs.diff_note, refs.diff, *refs.charts.values(), refs.sig]
+    return [refs.pick, refs.runs_table, refs.status, refs.reward_box, refs.diff_note, refs.diff, *refs.charts.values(),
+            *refs.extra, refs.sig]
 
 
 def default_pick(ctx: AppContext) -> list[str]:
@@ -125,10 +138,12 @@ def _on_tick(ctx: AppContext, picked: list[str] | None, smoothing: float, lang: 
     paths = [by_id[p].path for p in picked]
     new_sig = _signature(runs, paths, smoothing, lang) + (tuple(picked),)
     if new_sig == sig:
-        return [gr.skip()] * (7 + len(metrics.BASE_CHARTS + metrics.REWARD_CHARTS))
+        return [gr.skip()] * (7 + len(metrics.BASE_CHARTS) + EXTRA_SLOTS)
     df = metrics.overlay(paths, smoothing)
-    has_rewards = bool(metrics.reward_columns(df))
-    plots = [_chart_update(df, c) for c in metrics.BASE_CHARTS + metrics.REWARD_CHARTS]
+    extra = metrics.extra_charts(df)[:EXTRA_SLOTS]
+    has_rewards = bool(extra)
+    plots = [_chart_update(df, c) for c in metrics.BASE_CHARTS]
+    plots += [_slot_update(df, extra[i], lang) if i < len(extra) else gr.update(visible=False) for i in range(EXTRA_SLOTS)]
     diff_note, diff = _diff(paths, lang)
     pick = gr.update(choices=[r.run_id for r in runs], value=picked)
     return [pick, _runs_frame(runs, lang), _status_md(ctx, [by_id[p] for p in picked], lang), gr.update(visible=has_rewards),
@@ -140,6 +155,11 @@ def _chart_update(df: pd.DataFrame, chart: str) -> dict:
     frame = metrics.chart_frame(df, chart)[["step", "value", "series"]] if not df.empty else pd.DataFrame(
         columns=["step", "value", "series"])
     return gr.update(value=frame, visible=chart == "loss" or not frame.empty)
+
+
+def _slot_update(df: pd.DataFrame, chart: str, lang: str) -> dict:
+    frame = metrics.chart_frame(df, chart)[["step", "value", "series"]]
+    return gr.update(value=frame, visible=True, label=chart_label(chart, lang), y_title=chart)
 
 
 def _status_md(ctx: AppContext, infos: list[rundir.RunInfo], lang: str) -> str:
