@@ -391,7 +391,8 @@ def evaluate(req: EvalRequest, out_dir: str | Path, progress: Callable[[dict], N
             chat = ChatModel(req.model or "default", req.adapter or None)
         result = _evaluate_loaded(chat, req, rows, sides, metrics, custom, out_dir, prog)
     except BaseException as exc:  # the UI polls progress.json: it must learn that the job died, and why
-        prog.write({"state": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000], "elapsed": round(time.time() - prog.start, 1)})
+        prog.write({"state": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000],
+                    "elapsed": round(time.time() - prog.start, 1)})
         raise
     rundir.atomic_write_text(out_dir / RESULTS, json.dumps(result, indent=2, ensure_ascii=False))
     prog.write({"state": "finished", "phase": "done", "done": len(rows) * len(sides), "total": len(rows) * len(sides),

@@ -241,7 +241,8 @@ def progress_html(info: dict, out: str, lang: str) -> str:
     state = info.get("state") or "finished"
     done, total = int(info.get("done") or 0), int(info.get("total") or 0)
     pct = 100 if state == "finished" else (100 * done / total if total else 0)
-    parts = [t(f"eval.phase.{info['phase']}", lang) if f"eval.phase.{info.get('phase')}" in _PHASES else str(info.get("phase", ""))]
+    phase = f"eval.phase.{info.get('phase')}"
+    parts = [t(phase, lang) if phase in _PHASES else str(info.get("phase") or "")]
     if total:
         parts.append(t("eval.rows", lang, done=done, total=total))
     if info.get("elapsed") is not None:
