@@ -361,12 +361,15 @@ def test_data_tab_handlers_map_edit_undo_and_mix(tmp_path, default_tokenizer_dir
     info, columns, roles = opened[0], opened[5], opened[6:6 + data_tab.N_MAP]
     assert "**unknown** format" in info and "map the columns" in info.lower()
     assert columns == list(ORCA[0]) and [r["label"] for r in roles[:4]] == list(ORCA[0])
+    assert [r["value"] for r in roles[:4]] == ["system", "prompt", "", ""]  # guessed from the names; the user adds the rest
     out = data_tab._on_apply_mapping(str(src), columns, *[ORCA_MAP.get(c, "") for c in columns],
                                      *[""] * (data_tab.N_MAP - len(columns)), 10, "en")
     spec = out[0]
     assert Path(spec).parent == ctx.uploads_root.parent / "datasets" and "**pref_alpaca** format" in out[1]
     html, stats = data_tab._on_render(ctx, spec, 1, model, 1024, "en")
     assert "<b>chosen</b>" in html and "<b>rejected</b>" in html and stats.count("trained on") == 2
+    md, hist = data_tab._on_stats(ctx, spec, model, 1024, "en")
+    assert md.startswith("3 rows · 0 empty · 0 duplicates · 0 invalid") and hist["rows"].sum() == 3
     before = Path(spec, "data.jsonl").read_bytes()
     edit = [spec, 0, json.dumps(dict(ORCA[0], chatgpt="")), model, 1024, 1, 10, "en"]
     refused = data_tab._on_edit(ctx, "update", *edit)
