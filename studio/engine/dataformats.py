@@ -241,6 +241,8 @@ def entry_kind(entry: dict) -> str:
     """What a dataset_info.json entry holds: 'preference' (``ranking: true``), 'kto' (a ``kto_tag`` column) or 'sft'."""
     if entry.get("ranking"):
         return "preference"
+    if entry.get("kind") == "text":  # the data studio's plain-text (continued pre-training) entries
+        return "text"
     return "kto" if "kto_tag" in (entry.get("columns") or {}) else "sft"
 
 
@@ -289,7 +291,8 @@ def spec_from_dataset_info(info_path: Path, name: str = "", kind: str = "sft") -
     return out
 
 
-_KIND_USE = {"sft": "use it with SFT", "preference": "use it with DPO or reward modelling", "kto": "use it with KTO"}
+_KIND_USE = {"sft": "use it with SFT", "preference": "use it with DPO or reward modelling", "kto": "use it with KTO",
+             "text": "plain text for continued pre-training"}
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
