@@ -362,7 +362,10 @@ def test_evaluate_tab_builds_and_shows_results(tmp_path, run_dir):
     adapter = str(run_dir / "adapter")
     assert adapter in [value for _, value in refs.evaluate.run.choices]
     picked = eval_tab.on_run(adapter, "en")
-    assert picked[0] == adapter and picked[2] == "val" and picked[3] == str(run_dir / "eval") and "75%" in picked[4]
+    assert picked[0] == adapter and picked[2] == "val" and "75%" in picked[4]
+    assert eval_jobs.default_out_dir(adapter, "", "val") == run_dir / "eval" / "val"
+    assert eval_jobs.default_out_dir(str(run_dir), "/d/qa.jsonl#x@50", "all") == run_dir / "eval" / "qa-x-50"
+    assert eval_jobs.default_out_dir("", "/d/qa.jsonl", "all").parent.name == "evals"  # not a run: a fresh folder
     argv = eval_tab.form_argv("default", adapter, "val", "", ["f1", "ppl"], "m.py:fn", True, 64, 0.0, 4, "/tmp/o")
     assert argv[1:4] == ["-m", "studio", "eval"] and argv[argv.index("--split") + 1] == "val"
     assert argv[argv.index("--metrics") + 1] == "f1,ppl" and "--compare" in argv and "--data" not in argv

@@ -1,6 +1,6 @@
 """``studio eval``: predict a dataset with a base or tuned model, score it, compare base and tuned, run lm-eval benchmarks.
 
-    studio eval --adapter runs/RUN --split val --metrics em,f1,rougeL,bleu,ppl --compare       # -> runs/RUN/eval/
+    studio eval --adapter runs/RUN --split val --metrics em,f1,rougeL,bleu,ppl --compare       # -> runs/RUN/eval/val/
     studio eval --model default --data data/qa.jsonl@200 --metrics f1,bleu --out evals/qa
     studio eval --adapter runs/RUN --data test.jsonl --custom-metric metrics.py:triple_f1 --compare --out evals/t
     studio eval --adapter runs/RUN --lm-eval arc_easy --lm-eval-limit 50 --compare --out evals/bench   # needs lm-eval
@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default="default", help="base model: 'default', a local folder or a hub id")
     p.add_argument("--adapter", default="", help="tuned model: a run folder, a LoRA adapter folder or a merged folder")
     p.add_argument("--data", default="", metavar="SPEC", help="dataset PATH[#NAME][@MAX] (alpaca, sharegpt, messages, ...)")
-    p.add_argument("--split", default="", choices=("", "all", "val"),
+    p.add_argument("--split", default="", choices=("all", "val"),
                    help="all: every row of --data; val: the run's held-out rows (data.val_size). Default: val when "
                         "--adapter is a run and no --data is given, else all")
     p.add_argument("--metrics", default="em,f1,rougeL,bleu", help="comma-separated: em, f1, rougeL, bleu, ppl")
@@ -39,7 +39,8 @@ def add_parser(sub) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=8, help="rows generated (and scored for ppl) together")
-    p.add_argument("--out", default="", metavar="DIR", help="output folder (default: RUN/eval when --adapter is a run)")
+    p.add_argument("--out", default="", metavar="DIR",
+                   help="output folder (default with a run as --adapter: RUN/eval/val or RUN/eval/<dataset name>)")
     p.add_argument("--overwrite", action="store_true", help="discard the predictions already in --out")
     p.add_argument("--lm-eval", default="", metavar="TASKS", help="also run lm-evaluation-harness tasks (comma-separated)")
     p.add_argument("--lm-eval-limit", type=float, default=None, help="rows per task (int) or fraction")
@@ -58,15 +59,15 @@ def request_from_args(args):
                        custom_metrics=list(args.custom_metric), compare=args.compare, system=args.system, gen=gen)
 
 
-def out_dir_of(args) -> Path:
-    from studio.engine.evaluate import EVAL_DIR, EvalError, resolve_run_dir
+def out_dir_of(args, split: str) -> Path:
+    from studio.engine.evaluate import EvalError, default_out_dir
 
     if args.out:
         return Path(args.out).expanduser()
-    run = resolve_run_dir(args.adapter)
-    if run is None:
-        raise EvalError("give --out DIR (only a run folder as --adapter has a default: RUN/eval)")
-    return run / EVAL_DIR
+    out = default_out_dir(args.adapter, args.data, split)
+    if out is None:
+        raise EvalError("give --out DIR (only a run folder as --adapter has a default: RUN/eval/<val or dataset name>)")
+    return out
 
 
 def run(args) -> int:
@@ -82,8 +83,8 @@ def run(args) -> int:
     user_errors = (E.EvalError, DataError, MetricError, ModelLoadError, lm_harness.LmEvalMissing, lm_harness.LmEvalError,
                    FileNotFoundError)
     try:
-        out = out_dir_of(args)
         req = request_from_args(args)
+        out = out_dir_of(args, req.split)
         table: dict = {}
         if args.data or args.split or not args.lm_eval:
             result = E.evaluate(req, out, progress=_progress, overwrite=args.overwrite)

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from studio.engine import rundir
+from studio.engine import evaluate, rundir
 from studio.engine.evaluate import LOG, PROGRESS, read_progress, read_results
 from studio.paths import repo_root, studio_home
 
@@ -52,14 +52,9 @@ def eval_argv(out_dir: str | Path, model: str = "default", adapter: str = "", da
     return argv
 
 
-def default_out_dir(adapter: str = "") -> Path:
-    """RUN/eval for a run (or its adapter/ / merged/ folder), else a fresh $STUDIO_HOME/evals/<time> folder."""
-    from studio.engine.evaluate import EVAL_DIR, resolve_run_dir
-
-    run = resolve_run_dir(adapter)
-    if run is not None:
-        return run / EVAL_DIR
-    return studio_home() / "evals" / time.strftime("%Y%m%d-%H%M%S")
+def default_out_dir(adapter: str = "", data: str = "", split: str = "") -> Path:
+    """RUN/eval/<rows> for a run (or its adapter/ / merged/ folder), else a fresh $STUDIO_HOME/evals/<time> folder."""
+    return evaluate.default_out_dir(adapter, data, split) or studio_home() / "evals" / time.strftime("%Y%m%d-%H%M%S")
 
 
 def start(argv: list[str], out_dir: str | Path) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +159,21 @@ def resolve_run_dir(adapter: str) -> Path | None:
         if (cand / rundir.CONFIG).is_file():
             return cand
     return None
+
+
+def default_out_dir(adapter: str = "", data: str = "", split: str = "") -> Path | None:
+    """RUN/eval/<rows> for a run (``val`` or the dataset's name), so each dataset of a run resumes in its own folder;
+    None when the tuned side is not a run (the caller must choose a folder)."""
+    run = resolve_run_dir(adapter)
+    if run is None:
+        return None
+    if split == "val" or not data:
+        return run / EVAL_DIR / "val"
+    from studio.engine.data import parse_spec
+
+    ref = parse_spec(data)
+    name = "-".join(x for x in (ref.path.stem or ref.path.name, ref.name, str(ref.max_rows) if ref.max_rows else "") if x)
+    return run / EVAL_DIR / (re.sub(r"[^\w.-]+", "-", name).strip("-.") or "data")
 
 
 def load_rows(req: EvalRequest) -> list[EvalRow]:

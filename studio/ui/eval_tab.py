@@ -152,7 +152,7 @@ def on_run(folder: str | None, lang: str) -> list:
             base, source = cfg.model.name_or_path, ("val" if cfg.data.val_size > 0 else "data")
         except C.ConfigError:
             pass
-    return [folder, base, source, str(eval_jobs.default_out_dir(folder)), probe_markdown(run, lang)]
+    return [folder, base, source, "", probe_markdown(run, lang)]  # the folder follows the rows chosen: set at start
 
 
 def probe_markdown(run: Path | None, lang: str) -> str:
@@ -167,22 +167,31 @@ def probe_markdown(run: Path | None, lang: str) -> str:
         return f"```json\n{result.get('identity')}\n```"
 
 
+def rows_choice(adapter: str, source: str, data: str) -> tuple[str, str]:
+    """(split, data) for the form: the run's held-out split when asked and the adapter is a run, else the dataset."""
+    adapter, data = (adapter or "").strip(), (data or "").strip()
+    if source == "val" and resolve_run_dir(adapter) is not None:
+        return "val", ""
+    if not data:
+        raise FormIncomplete("eval.need_data")
+    return "all", data
+
+
 def form_argv(model, adapter, source, data, metrics, custom, compare, max_new, temperature, batch, out_dir) -> list[str]:
     """The ``studio eval`` argv for the form (FormIncomplete with a message key when the form lacks the rows)."""
-    adapter, data = (adapter or "").strip(), (data or "").strip()
-    use_val = source == "val" and resolve_run_dir(adapter) is not None
-    if not use_val and not data:
-        raise FormIncomplete("eval.need_data")
+    adapter = (adapter or "").strip()
+    split, data = rows_choice(adapter, source, data)
     customs = [c.strip() for c in (custom or "").splitlines() if c.strip()]
-    return eval_jobs.eval_argv(out_dir, model=(model or "default").strip(), adapter=adapter, data="" if use_val else data,
-                               split="val" if use_val else "all", metrics=",".join(metrics or []), custom_metrics=customs,
+    return eval_jobs.eval_argv(out_dir, model=(model or "default").strip(), adapter=adapter, data=data, split=split,
+                               metrics=",".join(metrics or []), custom_metrics=customs,
                                compare=bool(compare and adapter), max_new_tokens=int(max_new), temperature=float(temperature),
                                batch_size=int(batch))
 
 
 def on_start(model, adapter, source, data, metrics, custom, compare, max_new, temperature, batch, out_dir, lang) -> list:
-    out = (out_dir or "").strip() or str(eval_jobs.default_out_dir((adapter or "").strip()))
     try:
+        split, rows = rows_choice(adapter, source, data)
+        out = (out_dir or "").strip() or str(eval_jobs.default_out_dir((adapter or "").strip(), rows, split))
         argv = form_argv(model, adapter, source, data, metrics, custom, compare, max_new, temperature, batch, out)
         eval_jobs.start(argv, out)
     except FormIncomplete as exc:

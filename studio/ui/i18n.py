@@ -348,8 +348,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "eval.max_new": ("Max new tokens", "最大生成 token 数"),
     "eval.temperature": ("Temperature (0 = greedy)", "温度（0 为贪心解码）"),
     "eval.batch": ("Batch size", "批大小"),
-    "eval.out": ("Output folder (empty: RUN/eval, or a new folder under the studio home)",
-                 "输出目录（留空：RUN/eval，或工作室目录下的新目录）"),
+    "eval.out": ("Output folder (empty: RUN/eval/<val or dataset>, or a new folder under the studio home); "
+                 "rerunning into the same folder resumes",
+                 "输出目录（留空：RUN/eval/<val 或数据集名>，或工作室目录下的新目录）；再次评估到同一目录会续跑"),
     "eval.start": ("Evaluate", "开始评估"),
     "eval.stop": ("Stop", "停止"),
     "eval.load": ("Show results of the output folder", "显示输出目录中的结果"),
