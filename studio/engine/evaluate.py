@@ -357,12 +357,14 @@ def reference_losses(chat, rows: list[EvalRow], side: str, batch_size: int, prog
                 labels[b, length - len(x):] = torch.tensor([t if k else -100 for t, k in zip(x, m)])
                 att[b, length - len(x):] = 1
             position_ids = (att.cumsum(-1) - 1).clamp(min=0)
+            device = next(model.parameters()).device
+            inputs = {"input_ids": ids.to(device), "attention_mask": att.to(device), "position_ids": position_ids.to(device)}
             with torch.inference_mode():
                 try:
-                    logits = model(input_ids=ids, attention_mask=att, position_ids=position_ids, logits_to_keep=keep).logits
+                    logits = model(**inputs, logits_to_keep=keep).logits
                 except TypeError:  # a model without logits_to_keep: slice afterwards
-                    logits = model(input_ids=ids, attention_mask=att, position_ids=position_ids).logits[:, -keep:]
-            targets = labels[:, length - keep + 1:]
+                    logits = model(**inputs).logits[:, -keep:]
+            targets = labels[:, length - keep + 1:].to(device)
             nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                   ignore_index=-100, reduction="none").view(targets.shape)
             out += [(float(nll[b].sum()), int((targets[b] != -100).sum())) for b in range(len(chunk))]
