@@ -227,9 +227,7 @@ def page(view: DatasetView, number: int, size: int = 20, query: str = "", column
         rows = list(zip(range(lo, hi), view.rows(lo, hi)))
     else:
         rows = [(i, view.row(i)) for i in indices[lo:hi]]
-    frame = pd.DataFrame([{"#": i, **{k: cell(v) for k, v in r.items()}} for i, r in rows] or None, columns=None)
-    if frame.empty:
-        frame = pd.DataFrame({"#": []})
+    frame = pd.DataFrame([{"#": i, **{k: cell(v) for k, v in r.items()}} for i, r in rows]) if rows else pd.DataFrame({"#": []})
     return {"frame": frame, "page": number, "pages": pages, "total": total, "rows": len(view),
             "indices": [i for i, _ in rows]}
 
