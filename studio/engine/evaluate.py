@@ -249,6 +249,7 @@ class Progress:
         self.out_dir, self.callback = out_dir, callback
         self.start = time.time()
         self.phase_start, self.phase_done0 = self.start, 0
+        self.name, self.total = "loading", 0
 
     def phase(self, name: str, done: int, total: int) -> None:
         self.name, self.total = name, total
