@@ -125,6 +125,17 @@ def test_stats_counts_empty_duplicates_invalid_and_token_lengths(tmp_path, tok):
     assert st["tokens"]["min"] == lengths[0]
 
 
+def test_stats_token_sample_scales_the_truncated_count(tmp_path, tok):
+    rows = [{"instruction": "word " * (200 if i % 2 else 1), "input": "", "output": "ok"} for i in range(40)]
+    view = ds.open_dataset(write(tmp_path / "a.jsonl", rows))
+    full, sampled = ds.stats(view, tok, cutoff_len=100), ds.stats(view, tok, cutoff_len=100, token_sample=10)
+    assert full["truncated_rows"] == 20 and "sampled" not in full["tokens"]
+    assert sampled["tokens"]["sampled"] == 10 and sampled["tokens"]["count"] == 10
+    assert sampled["truncated_rows"] == 0  # every 4th row is sampled: all short ones (even indices)
+    odd = ds.stats(ds.open_dataset(write(tmp_path / "b.jsonl", rows[1:] + rows[:1])), tok, cutoff_len=100, token_sample=10)
+    assert odd["truncated_rows"] == 40  # all sampled rows long: scaled to every valid row
+
+
 def test_render_masks_exactly_the_assistant_tokens(tmp_path, tok):
     conv = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                          {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"},
@@ -252,6 +263,9 @@ def test_atomic_save_survives_a_crash_between_write_and_rename(tmp_path, monkeyp
     ("blank.jsonl", b"\n  \n", r"the file has no rows"),
     ("binary.json", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x01", r"binary file"),
     ("list.jsonl", b'{"instruction": "a", "output": "b"}\n[1, 2]\n', r"line 2: expected a JSON object"),
+    ("latin1.csv", "instruction,output\nok,fine\ncafé,x\n".encode("latin-1"), r"line 3: not UTF-8"),
+    ("fake.parquet", b"this is not a parquet file at all", r"cannot read as PARQUET"),
+    ("array.json", b'[{"instruction": "a", "output": "b"}, "oops"]', r"row 2: expected a JSON object"),
 ])
 def test_bad_files_are_named_and_nothing_is_created(tmp_path, name, content, message):
     path = tmp_path / name
