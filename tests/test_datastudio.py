@@ -438,3 +438,15 @@ def test_concurrent_edits_do_not_lose_rows(tmp_path):
     rows = ws.view().rows()
     assert len(rows) == 14 and {r["instruction"] for r in rows[4:]} == {f"{t}{k}" for t in "ab" for k in range(5)}
     assert [v.version for v in ws.history()] == list(range(1, 12))
+
+
+def test_cli_mix_with_caps_and_ratios(tmp_path):
+    a = write(tmp_path / "a.jsonl", [{"instruction": f"a{i}", "input": "", "output": "x"} for i in range(30)])
+    res = studio_cli("data", "mix", f"{a}@5", f"{ASSETS}#demo_multiturn", "--name", "cli_mix")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "5 of 30 rows" in res.stderr and "9 rows of sft data" in res.stderr
+    assert len(load_dataset_spec(res.stdout.strip().splitlines()[-1]).records) == 9
+    res = studio_cli("data", "mix", a, f"{ASSETS}#demo_multiturn", "--ratios", "1,1", "--total", "10", "--preview")
+    assert res.returncode == 0 and "5 of 30 rows" in res.stderr and "4 of 4 rows (1 short)" in res.stderr
+    res = studio_cli("data", "mix", a, f"{ASSETS}#demo_preference")
+    assert res.returncode == 2 and "cannot mix preference and sft" in res.stderr

@@ -1,9 +1,10 @@
-"""``studio data inspect|import``: look at a dataset exactly as training will, from the shell.
+"""``studio data inspect|import|mix``: look at a dataset exactly as training will, from the shell.
 
     studio data inspect data/train.jsonl --model default --cutoff-len 1024 --rows 3 --json
     studio data inspect assets/data --dataset demo_multiturn
     studio data inspect orca.parquet --map question=prompt --map chatgpt=chosen --map llama2-13b-chat=rejected
     studio data import orca.parquet --name orca --map system=system --map question=prompt ...   # prints the folder
+    studio data mix a.jsonl@500 assets/data#demo_sft --name my_mix                                # prints the folder
 
 ``inspect`` prints the detected format, row count, stats (token lengths under the model's chat template, rows the cutoff
 would truncate, empty / duplicate / invalid rows) and the first rows rendered with the trained part marked. A bad file
@@ -35,6 +36,14 @@ def add_parser(sub) -> None:
     imp.add_argument("--name", default="", help="workspace name (default: the file or entry name)")
     imp.add_argument("--map", action="append", default=[], metavar="COLUMN=ROLE", help="map a column to a role (repeatable)")
     imp.set_defaults(run=run_import)
+    mix = dsub.add_parser("mix", help="mix datasets (caps as SPEC@N, or --ratios with --total) into a new dataset")
+    mix.add_argument("specs", nargs="+", help="datasets, each PATH[#ENTRY][@CAP]")
+    mix.add_argument("--ratios", default="", help="comma-separated shares of --total, one per dataset (e.g. 3,1)")
+    mix.add_argument("--total", type=int, default=0, help="rows in the mix when --ratios is given")
+    mix.add_argument("--seed", type=int, default=0)
+    mix.add_argument("--name", default="mix", help="name of the new dataset folder")
+    mix.add_argument("--preview", action="store_true", help="print the plan and the first rows; save nothing")
+    mix.set_defaults(run=run_mix)
 
 
 def parse_mapping(items: list[str]) -> dict:
@@ -129,5 +138,34 @@ def run_import(args) -> int:
         return 2
     view = ws.view()
     print(f"{view.format}, {len(view)} rows" + (f" ({view.format_error})" if view.format_error else ""), file=sys.stderr)
+    print(ws.spec)
+    return 0
+
+
+def run_mix(args) -> int:
+    from studio.engine.data import parse_spec
+    from studio.engine.dataformats import DataError
+    from studio.engine.datamix import MixPart, plan_mix, preview_mix, save_mix
+
+    try:
+        ratios = [float(x) for x in args.ratios.split(",")] if args.ratios else [0.0] * len(args.specs)
+        if len(ratios) != len(args.specs):
+            raise ValueError(f"--ratios has {len(ratios)} values for {len(args.specs)} datasets")
+        parts = []
+        for spec, ratio in zip(args.specs, ratios):
+            ref = parse_spec(spec)
+            parts.append(MixPart(f"{ref.path}#{ref.name}" if ref.name else str(ref.path), cap=ref.max_rows, ratio=ratio))
+        plan = plan_mix(parts, total=args.total, seed=args.seed)
+        for p in plan["parts"]:
+            print(f"{p['spec']}: {p['taken']} of {p['rows']} rows" + (f" ({p['short_by']} short)" if p["short_by"] else ""),
+                  file=sys.stderr)
+        if args.preview:
+            print(preview_mix(plan).to_string(index=False, max_colwidth=80))
+            return 0
+        ws = save_mix(plan, args.name)
+    except (DataError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{plan['total']} rows of {plan['kind']} data", file=sys.stderr)
     print(ws.spec)
     return 0
