@@ -303,6 +303,14 @@ def test_huge_row_and_missing_columns(tmp_path, monkeypatch):
     assert ws.view().rows() == [{"q": "a", "a": "b"}]
 
 
+def test_parquet_column_of_mixed_types_is_refused_and_nothing_changes(tmp_path):
+    ws = Workspace.create(write(tmp_path / "k.parquet", ROWS["kto"]), root=tmp_path / "ws")
+    before = snapshot(ws.root)
+    with pytest.raises(DataError, match=r"data.parquet: cannot save as Parquet: .*keep each column one type"):
+        ws.add_row({"prompt": "q", "completion": "a", "label": "yes"})  # a valid KTO label, but text in a bool column
+    assert snapshot(ws.root) == before
+
+
 def test_mix_with_caps_and_ratios(tmp_path):
     a = write(tmp_path / "a.jsonl", [{"instruction": f"a{i}", "input": "", "output": "x"} for i in range(50)])
     b = write(tmp_path / "b.json", [{"messages": [{"role": "user", "content": f"b{i}"}, {"role": "assistant", "content": "y"}]}

@@ -222,7 +222,7 @@ def write_rows(target: Path, items, base: RowFile | None = None, snapshot: Path 
         if suffix == ".csv":
             data = frame.to_csv(index=False).encode("utf-8")
             return atomic_write(target, lambda fh: fh.write(data), snapshot)
-        return atomic_write(target, lambda fh: frame.to_parquet(fh, index=False), snapshot)
+        return atomic_write(target, lambda fh: _to_parquet(frame, fh, target), snapshot)
     raise DataError(f"{target}: unsupported file type '{suffix}'")
 
 
@@ -239,6 +239,14 @@ def _write_jsonl(fh, items, base: RowFile | None) -> None:
     finally:
         if src is not None:
             src.close()
+
+
+def _to_parquet(frame, fh, target: Path) -> None:
+    try:
+        frame.to_parquet(fh, index=False)
+    except (ValueError, TypeError) as exc:  # pyarrow: a column whose rows hold different types
+        raise DataError(f"{target}: cannot save as Parquet: {str(exc).splitlines()[0][:300]} "
+                        "(keep each column one type, e.g. all text)") from None
 
 
 def _frame(target: Path, rows: list[dict]):
