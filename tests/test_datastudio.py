@@ -77,6 +77,7 @@ def test_every_format_round_trips_through_edits(tmp_path, fmt, suffix):
     ws = Workspace.create(src, root=tmp_path / "ws")
     view = ws.view()
     assert view.format == fmt and len(view) == 4 and view.rows() == rows
+    assert sorted(ds.row_template(view.formats[0])) == sorted(rows[0])  # the editor's new-row template has the columns
     new = {k: str(v) for k, v in NEW[fmt].items()} if suffix == ".csv" else NEW[fmt]
     ws.update_row(1, new)
     ws.add_row(new, at=0)
@@ -378,12 +379,14 @@ def test_data_tab_handlers_map_edit_undo_and_mix(tmp_path, default_tokenizer_dir
     assert folder[3]["choices"] and folder[3]["value"] == "demo_sft" and folder[3]["visible"] is True
     entry = data_tab._on_open(f"{ASSETS}#demo_multiturn", 10, "", "en", spec_out=True)
     assert "**sharegpt** format" in entry[0] and entry[-1] == f"{ASSETS}#demo_multiturn"
+    assert json.loads(entry[-2]) == {"conversations": [{"from": "human", "value": ""}, {"from": "gpt", "value": ""}]}
     src = write(tmp_path / "orca.jsonl", ORCA)
     opened = data_tab._on_open(str(src), 10, "", "en")
     info, columns, roles = opened[0], opened[5], opened[6:6 + data_tab.N_MAP]
     assert "**unknown** format" in info and "map the columns" in info.lower()
     assert columns == list(ORCA[0]) and [r["label"] for r in roles[:4]] == list(ORCA[0])
     assert [r["value"] for r in roles[:4]] == ["system", "prompt", "", ""]  # guessed from the names; the user adds the rest
+    assert opened[-1] == "{}"  # no format yet: no row template for the editor
     out = data_tab._on_apply_mapping(str(src), columns, *[ORCA_MAP.get(c, "") for c in columns],
                                      *[""] * (data_tab.N_MAP - len(columns)), 10, "en")
     spec = out[0]

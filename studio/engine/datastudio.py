@@ -406,3 +406,27 @@ def validate_row(row: dict, fs: FormatSpec, tokenizer=None, cutoff_len: int = 10
     if tokenizer is not None:
         render_normalized(tokenizer, norm, cutoff_len)
     return norm
+
+
+def row_template(fs: FormatSpec | None) -> dict:
+    """An empty row of a format, with its real column names: what the Data tab's editor offers for a new row."""
+    if fs is None:
+        return {}
+    c = fs.columns
+    if fs.format == "text":
+        return {c.get("text", "text"): ""}
+    if fs.format in ("sharegpt", "messages", "pref_sharegpt", "kto_sharegpt"):
+        tags = fs.tags or F.OPENAI_TAGS
+        turn = [{tags["role_tag"]: tags["user_tag"], tags["content_tag"]: ""},
+                {tags["role_tag"]: tags["assistant_tag"], tags["content_tag"]: ""}]
+        row = {c.get("messages", "conversations"): turn if fs.format in ("sharegpt", "messages", "kto_sharegpt") else turn[:1]}
+    elif fs.format == "prompt_completion":
+        return {"prompt": [{"role": "user", "content": ""}], "completion": [{"role": "assistant", "content": ""}]}
+    else:
+        keys = ("prompt", "query", "response", "completion", "chosen", "rejected")
+        row = {c[k]: "" for k in keys if c.get(k) and not (k in ("response", "completion") and fs.format.startswith("pref_"))}
+    for k in ("chosen", "rejected") if fs.format.startswith("pref_") else ():
+        row[c.get(k, k)] = ""
+    if fs.format.startswith("kto"):
+        row[c.get("kto_tag", "label")] = True
+    return row

@@ -153,7 +153,8 @@ def _wire(ctx: AppContext, refs: DataRefs, lang: gr.State) -> None:
     refs.choose.change(lambda p: p or gr.skip(), refs.choose, refs.spec, **ui)
     refs.choose.focus(lambda: gr.update(choices=_choices(ctx)), None, refs.choose, **ui)  # new copies and mixes show up
     refs.upload.upload(lambda f, lg: _on_upload(ctx, f, lg), [refs.upload, lang], [refs.spec, refs.info, refs.choose], **ui)
-    opened = [refs.info, refs.rows, refs.page, refs.entry, refs.map_box, refs.map_columns, *refs.map_roles, refs.versions]
+    opened = [refs.info, refs.rows, refs.page, refs.entry, refs.map_box, refs.map_columns, *refs.map_roles, refs.versions,
+              refs.editor]
     open_in = [refs.spec, refs.page_size, refs.search, lang]
     refs.load.click(_on_open, open_in, opened, **ui)
     refs.spec.submit(_on_open, open_in, opened, **ui)
@@ -260,7 +261,7 @@ def _on_open(spec: str, size: int, query: str, lang: str, spec_out: bool = False
     except _errors():
         view = None
     if view is None:
-        return [info, frame, page, gr.update(visible=False), gr.update(visible=False), [], *hidden, None] + \
+        return [info, frame, page, gr.update(visible=False), gr.update(visible=False), [], *hidden, None, gr.skip()] + \
             ([spec] if spec_out else [])
     entry = gr.update(choices=view.entries, value=view.entry or None, visible=bool(view.entries))
     columns = view.columns[:N_MAP]
@@ -268,7 +269,8 @@ def _on_open(spec: str, size: int, query: str, lang: str, spec_out: bool = False
     roles = [gr.update(label=c, value=current.get(c, ""), visible=True) for c in columns] + \
         [gr.update(visible=False)] * (N_MAP - len(columns))
     map_box = gr.update(visible=True, open=bool(view.format_error))
-    out = [info, frame, page, entry, map_box, columns, *roles, _versions_frame(spec)]
+    template = json.dumps(ds.row_template(view.formats[0] if view.formats else None), ensure_ascii=False, indent=2)
+    out = [info, frame, page, entry, map_box, columns, *roles, _versions_frame(spec), template]
     return out + ([spec] if spec_out else [])
 
 
@@ -371,7 +373,7 @@ def _on_apply_mapping(spec: str, columns: list, *rest) -> list:
             ws.set_mapping(mapping)
     except _errors() as exc:
         gr.Warning(str(exc))
-        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * (N_MAP + 6)
+        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * (N_MAP + 7)
     gr.Info(t("data.mapped", lang, path=ws.root))
     return [ws.spec, *_on_open(ws.spec, size, "", lang)]
 
