@@ -409,8 +409,9 @@ def test_data_tab_handlers_map_edit_undo_and_mix(tmp_path, default_tokenizer_dir
     assert "Replaced 3 times in 3 rows; saved version 3" in replaced[1]
     undone = data_tab._on_edit(ctx, "undo", *edit)
     assert "Saved version 4 (undo" in undone[1] and "I do not know" not in Path(spec, "data.jsonl").read_text()
-    copy = data_tab._on_edit(ctx, "duplicate", str(write(tmp_path / "plain.jsonl", ROWS["alpaca"])), 1, "", model, 1024, 1, 10, "en")
-    assert "Working copy" in copy[1] and len(ds.open_dataset(copy[0])) == 5 and (tmp_path / "plain.jsonl").read_text().count("\n") == 4
+    plain = write(tmp_path / "plain.jsonl", ROWS["alpaca"])
+    copy = data_tab._on_edit(ctx, "duplicate", str(plain), 1, "", model, 1024, 1, 10, "en")
+    assert "Working copy" in copy[1] and len(ds.open_dataset(copy[0])) == 5 and plain.read_text().count("\n") == 4
     table = pd.DataFrame([[copy[0], 3, 0.0], [str(tmp_path / "plain.jsonl"), 0, 0.0], ["", 0, 0.0]],
                          columns=data_mix_ui.COLUMNS)
     msg, frame = data_mix_ui.on_preview(table, 0, 0, "en")

@@ -318,7 +318,8 @@ def _length_stats(lengths: list[int], cutoff_len: int, bins: int) -> dict:
     arr = np.asarray(lengths)
     counts, edges = np.histogram(arr, bins=min(bins, max(1, len(set(lengths)))))
     hist = [{"from": int(edges[j]), "to": int(edges[j + 1]), "rows": int(c)} for j, c in enumerate(counts)]
-    return {"tokens": {"count": int(arr.size), "total": int(arr.sum()), "min": int(arr.min()), "mean": round(float(arr.mean()), 1),
+    return {"tokens": {"count": int(arr.size), "total": int(arr.sum()), "min": int(arr.min()),
+                       "mean": round(float(arr.mean()), 1),
                        "p50": int(np.percentile(arr, 50)), "p95": int(np.percentile(arr, 95)), "max": int(arr.max())},
             "histogram": hist, "truncated_rows": int((arr > cutoff_len).sum())}
 

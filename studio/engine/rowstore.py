@@ -259,5 +259,6 @@ def _frame(target: Path, rows: list[dict]):
                 if isinstance(v, (list, dict)):
                     raise DataError(f"{target}: row {i}: column '{k}' holds a list or object, which CSV cannot store; "
                                     "use a JSON or JSONL dataset for conversations")
-        return pd.DataFrame([{c: ("" if r.get(c) is None else r.get(c)) for c in columns} for r in rows], columns=columns, dtype=str)
+        cells = [{c: ("" if r.get(c) is None else r.get(c)) for c in columns} for r in rows]
+        return pd.DataFrame(cells, columns=columns, dtype=str)
     return pd.DataFrame(rows, columns=columns)
