@@ -79,6 +79,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "section.training": ("Training", "训练参数"),
     "section.output": ("Output", "输出"),
     "section.identity": ("Self-cognition (identity)", "自我认知（身份）"),
+    "section.preference": ("Preference (reward model, DPO, KTO)", "偏好对齐（奖励模型、DPO、KTO）"),
     "section.rl": ("RLHF (PPO, GRPO, RLOO)", "强化学习（PPO、GRPO、RLOO）"),
     # -- monitor tab -------------------------------------------------------------------------------------------------
     "mon.runs": ("Runs", "运行记录"),
