@@ -93,7 +93,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
 
 def _wire(ctx: AppContext, refs: AppRefs) -> None:
     ui = dict(api_visibility="undocumented")
-    updates = _relabel_targets(refs)
+    updates = _relabel_targets(refs, ctx)
     refs.lang_radio.change(lambda lg: _on_lang(ctx, refs, lg), refs.lang_radio, [refs.lang, *updates], **ui)
     # a page (re)load re-attaches to whatever runs: the monitor picks the active run, the train tab shows its progress
     refs.demo.load(lambda lg: monitor_tab.on_load(ctx, lg), refs.lang, monitor_tab._outputs(refs.monitor), **ui)
@@ -111,12 +111,17 @@ def _wire(ctx: AppContext, refs: AppRefs) -> None:
         [refs.export.target, refs.lang], [refs.tabs_block, chat.run, chat.adapter, chat.model, chat.note], **ui)
 
 
-def _relabel_targets(refs: AppRefs) -> list:
+def _relabel_targets(refs: AppRefs, ctx: AppContext | None = None) -> list:
     seen: dict = {}
     for tx in _all_texts(refs):
         for component, _ in tx.items:
             seen[component._id] = component
     seen[refs.train.preset._id] = refs.train.preset
+    if ctx is not None:  # what each tab's relabel() updates must be an output too (else Gradio rejects the whole switch)
+        for module, tab_refs in ((train_tab, refs.train), (monitor_tab, refs.monitor), (data_tab, refs.data),
+                                 (export_tab, refs.export), (chat_tab, refs.chat), (eval_tab, refs.evaluate)):
+            for component in module.relabel(ctx, tab_refs, ctx.lang):
+                seen[component._id] = component
     return list(seen.values())
 
 
