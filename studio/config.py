@@ -19,11 +19,11 @@ import yaml
 
 STAGES = ("sft", "rm", "dpo", "kto", "ppo", "grpo", "rloo")
 FINETUNING_TYPES = ("lora", "qlora", "freeze", "full")
+RL_STAGES = ("ppo", "grpo", "rloo")
 PREFERENCE_STAGES = ("rm", "dpo", "kto")
 # what DPOConfig.loss_type accepts in trl 1.16 (reference-free SimPO/ORPO exist only in trl.experimental: CPO/ORPO trainers)
 DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
               "apo_zero", "apo_down", "discopop", "sigmoid_norm")
-
 
 
 class ConfigError(ValueError):
@@ -163,6 +163,41 @@ class IdentitySection:
 
 
 @dataclass
+class RlSection:
+    reward_model: str = opt("", "RLHF (ppo/grpo/rloo): a trained reward model: a reward-model run folder (its reward_model/) or "
+                            "the model folder itself; loaded from safetensors only.",
+                            help_zh="强化学习：奖励模型（奖励模型训练的运行目录或模型目录，仅加载 safetensors）")
+    reward_funcs: list = opt([], "Rule rewards added to the reward model's score, one per entry: language:zh|en (share of the "
+                             "answer in that language), contains:WORD, length:N (characters).",
+                             help_zh="规则奖励，每行一个：language:zh|en（回答中该语言所占比例）、contains:词、length:字符数")
+    kl_coef: float = opt(0.05, "Weight of the KL penalty to the reference (the base model, adapter off); GRPO/RLOO beta.",
+                         min=0.0, max=10.0, help_zh="相对参考模型的 KL 惩罚系数（GRPO/RLOO 的 beta）")
+    target_kl: float = opt(0.0, "PPO: adapt kl_coef so the KL per answer tracks this target (0: fixed kl_coef).", min=0.0,
+                           max=100.0, help_zh="PPO 自适应 KL 的目标值（0 表示固定系数）", advanced=True)
+    rollout_batch_size: int = opt(8, "Prompts per rollout batch (one optimizer phase of PPO, one step of GRPO/RLOO).", min=1,
+                                  max=4096, help_zh="每批采样的提示数")
+    num_generations: int = opt(4, "GRPO/RLOO: answers sampled per prompt (the group the rewards are compared within).",
+                               min=2, max=256, help_zh="GRPO/RLOO：每个提示采样的回答数")
+    max_new_tokens: int = opt(48, "Longest sampled answer, in tokens.", min=1, max=32768, help_zh="采样回答的最大长度（token）")
+    temperature: float = opt(1.0, "Sampling temperature of the rollouts.", gt=0.0, max=10.0, help_zh="采样温度")
+    top_k: int = opt(0, "Sample only from the k most likely tokens (0: off).", min=0, max=100000, help_zh="top-k 采样（0 关闭）",
+                     advanced=True)
+    top_p: float = opt(1.0, "Nucleus sampling: the smallest set of tokens holding this probability (1: off).", gt=0.0, max=1.0,
+                       help_zh="top-p 采样（1 关闭）", advanced=True)
+    ppo_epochs: int = opt(2, "PPO (and GRPO/RLOO num_iterations): optimisation passes over each rollout batch.", min=1, max=100,
+                          help_zh="每批采样数据的优化轮数")
+    cliprange: float = opt(0.2, "Clip range of the policy ratio (PPO epsilon).", gt=0.0, max=10.0, help_zh="策略比率裁剪范围")
+    cliprange_value: float = opt(0.2, "PPO: clip range of the value update around the rollout values.", gt=0.0, max=1000.0,
+                                 help_zh="PPO 价值裁剪范围", advanced=True)
+    vf_coef: float = opt(0.1, "PPO: weight of the value loss.", min=0.0, max=100.0, help_zh="PPO 价值损失权重", advanced=True)
+    gamma: float = opt(1.0, "PPO: discount factor of the per-token rewards.", min=0.0, max=1.0, help_zh="PPO 折扣因子",
+                       advanced=True)
+    lam: float = opt(0.95, "PPO: GAE lambda (bias/variance trade-off of the advantages).", min=0.0, max=1.0,
+                     help_zh="PPO GAE lambda", advanced=True)
+    whiten: bool = opt(True, "PPO: normalise advantages to mean 0, std 1 in each batch.", help_zh="PPO 优势归一化", advanced=True)
+
+
+@dataclass
 class PreferenceSection:
     beta: float = opt(0.1, "DPO/KTO beta: how far the tuned model may move from the reference (higher: closer). For IPO it is "
                       "the regularisation tau.", gt=0.0, max=100.0, help_zh="DPO/KTO 的 beta：越大越贴近参考模型（IPO 中为 tau）")
@@ -191,6 +226,7 @@ class RunConfig:
     training: TrainingSection = field(default_factory=TrainingSection)
     output: OutputSection = field(default_factory=OutputSection)
     identity: IdentitySection = field(default_factory=IdentitySection)
+    rl: RlSection = field(default_factory=RlSection)
     preference: PreferenceSection = field(default_factory=PreferenceSection)
 
     def to_dict(self) -> dict:
@@ -351,15 +387,27 @@ def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
                 errors.append(f"{spec.key}={value!r}: must be {spec.describe_range()}")
     if require_data and not cfg.data.datasets and not cfg.identity.name_en.strip():
         errors.append("data.datasets: no dataset given (add at least one file or folder)")
-    available = ("sft",) + PREFERENCE_STAGES
+    available = ("sft",) + PREFERENCE_STAGES + RL_STAGES
     if cfg.method.stage not in available:
         errors.append(f"method.stage={cfg.method.stage!r}: not available in this version (available: {', '.join(available)})")
+    if cfg.method.stage in RL_STAGES:
+        errors += _rl_errors(cfg)
     if cfg.method.stage == "rm" and cfg.method.finetuning_type == "qlora":
         errors.append("method.finetuning_type='qlora': not available for stage rm (the reward model is saved merged; use lora)")
     if cfg.method.stage == "kto" and cfg.training.per_device_train_batch_size < 2:
         errors.append("training.per_device_train_batch_size: KTO needs >= 2 (its KL estimate pairs rows within a batch)")
     if cfg.data.val_size >= 1 and not float(cfg.data.val_size).is_integer():
         errors.append(f"data.val_size={cfg.data.val_size}: a row count (>=1) must be a whole number")
+    return errors
+
+
+def _rl_errors(cfg: RunConfig) -> list[str]:
+    from studio.engine.rewards import check_specs  # standard library only: keeps this module light
+
+    errors = check_specs(cfg.rl)
+    if cfg.method.finetuning_type not in ("lora", "qlora"):
+        errors.append(f"method.finetuning_type={cfg.method.finetuning_type!r}: {cfg.method.stage} trains a LoRA adapter "
+                      "(the reference is the same model with the adapter off): use lora or qlora")
     return errors
 
 

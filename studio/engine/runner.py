@@ -170,6 +170,14 @@ def _dispatch(cfg: C.RunConfig, run_dir: Path, resume: bool, callback) -> dict:
         from studio.engine import dpo
 
         result = dpo.train(cfg, run_dir, resume, callback)
+    elif cfg.method.stage == "ppo":
+        from studio.engine import ppo
+
+        result = ppo.train(cfg, run_dir, resume, callback)
+    elif cfg.method.stage in ("grpo", "rloo"):
+        from studio.engine import grpo
+
+        result = grpo.train(cfg, run_dir, resume, callback)
     else:  # validate() refuses unknown stages before anything heavy starts; this is a guard for direct callers
         raise C.ConfigError(f"method.stage={cfg.method.stage!r} is not available")
     if cfg.identity.name_en.strip() and cfg.identity.probe and not callback.aborted and is_main_process():
