@@ -1,8 +1,8 @@
 """RLHF: PPO math on hand-made tensors, rewards, prompt loading, and PPO / GRPO / RLOO runs on a tiny random Llama.
 
-The learning tests use a reward a tiny random model can learn in a few steps: 1 when the answer opens with a line break.
-Sampled cold (temperature 0.05) under the chat template's long default system prompt, the untrained model does so about a
-third of the time whatever the question, so the reward has signal from the first batch and only one token has to move.
+The PPO learning test uses a reward a tiny random model can learn in a few steps: the share of the answer made of the 5
+tokens the untrained model samples most. Sampled cold (temperature 0.05) the tiny model falls into loops of one token,
+so those tokens fill some answers from the first batch on, and reinforcing the loops is quick.
 """
 
 from __future__ import annotations
@@ -226,7 +226,8 @@ def test_ppo_raises_a_simple_reward_with_bounded_kl(tmp_path, tiny_model_dir):
     cfg = rl_config(tmp_path, tiny_model_dir, "ppo", steps=10)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    result = ppo.train(cfg, run_dir, False, run_folder_callback(run_dir), log=lambda *a: None, reward_funcs=[frequent_tokens_reward(cfg)])
+    reward = frequent_tokens_reward(cfg)
+    result = ppo.train(cfg, run_dir, False, run_folder_callback(run_dir), log=lambda *a: None, reward_funcs=[reward])
     lines = [r for r in rundir.read_metrics(run_dir) if r.get("kind") == "train"]
     assert [r["step"] for r in lines] == list(range(1, 11))
     for key in ("reward", "reward_std", "kl", "entropy", "value_loss", "policy_loss", "response_length", "clip_fraction",
@@ -235,7 +236,6 @@ def test_ppo_raises_a_simple_reward_with_bounded_kl(tmp_path, tiny_model_dir):
     rewards = [r["reward"] for r in lines]
     first, last = sum(rewards[:2]) / 2, sum(rewards[-3:]) / 3
     assert lines[0]["kl"] == pytest.approx(0.0, abs=1e-5)  # the first rollout: policy == reference
-    print("PPO rewards", [round(r, 3) for r in rewards], "kl", [round(r["kl"], 2) for r in lines])
     assert last > first + 0.2, rewards
     assert max(r["kl"] for r in lines) < 20, [r["kl"] for r in lines]
     assert result["first_reward"] == rewards[0] and result["final_reward"] == rewards[-1]
@@ -293,18 +293,19 @@ def test_grpo_and_rloo_run_with_a_rule_reward(tmp_path, tiny_model_dir, stage):
 
     cfg = rl_config(tmp_path, tiny_model_dir, stage, steps=3 if stage == "grpo" else 2)
     cfg.rl.rollout_batch_size, cfg.rl.num_generations, cfg.rl.ppo_epochs = 2, 4, 1
-    cfg.rl.reward_funcs, cfg.training.learning_rate = ["length:30"], 5e-3
+    cfg.rl.reward_funcs, cfg.training.learning_rate = ["length:70"], 5e-3
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     result = grpo.train(C.check(cfg), run_dir, False, run_folder_callback(run_dir), log=lambda *a: None)
     lines = [r for r in rundir.read_metrics(run_dir) if r.get("kind") == "train"]
     assert [r["step"] for r in lines] == list(range(1, cfg.training.max_steps + 1))
     for key in ("reward", "reward_std", "kl", "entropy", "response_length", "completions/mean_length",
-                "rewards/length_30/mean", "clip_fraction", "eta"):
+                "rewards/length_70/mean", "clip_fraction", "eta"):
         assert key in lines[-1], key
     assert all(0.0 <= r["reward"] <= 1.0 for r in lines)
     assert lines[0]["kl"] == pytest.approx(0.0, abs=1e-4) and all(abs(r["kl"]) < 20 for r in lines)
-    assert any(r["kl"] != 0 for r in lines[1:]) or all(r["reward_std"] == 0 for r in lines)  # the policy moved
+    assert any(r["reward_std"] > 0 for r in lines[:-1])  # the rule reward told the answers apart...
+    assert lines[-1]["kl"] > 0  # ...so the policy moved away from the reference
     assert (run_dir / rundir.ADAPTER / "adapter_model.safetensors").is_file()
     assert not (run_dir / rundir.ADAPTER / "ref").exists()  # the reference is the adapter switched off, not a saved copy
     assert result["final_reward"] == lines[-1]["reward"] and result["step"] == cfg.training.max_steps

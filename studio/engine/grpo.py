@@ -52,7 +52,7 @@ def trainer_args(cfg: RunConfig, run_dir: Path):
         warmup_steps=t.warmup_steps, weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else None,
         seed=t.seed, data_seed=t.seed, logging_steps=t.logging_steps, logging_first_step=True,
         save_strategy="steps" if t.save_steps else "no", save_steps=t.save_steps or 500, save_total_limit=t.save_total_limit,
-        use_cpu=not torch.cuda.is_available(), bf16=False, gradient_checkpointing=False, disable_dropout=True,
+        use_cpu=not torch.cuda.is_available(), bf16=False, activation_checkpointing=False, disable_dropout=True,
         report_to=[], remove_unused_columns=False, dataloader_num_workers=0, log_completions=False, **extra,
     )
 
@@ -115,7 +115,8 @@ def base_and_lora(cfg: RunConfig, log=print):
         model.to(frozen_dtype(cfg))
     lc = cfg.lora
     targets = lc.target_modules.strip()
-    target_modules = "all-linear" if targets in ("", "all-linear", "all") else [m.strip() for m in targets.split(",") if m.strip()]
+    names = [m.strip() for m in targets.split(",") if m.strip()]
+    target_modules = "all-linear" if targets in ("", "all-linear", "all") else names
     peft_cfg = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=target_modules,
                           use_rslora=lc.use_rslora, use_dora=lc.use_dora, task_type="CAUSAL_LM")
     log(f"method={cfg.method.finetuning_type}: LoRA r={lc.r} alpha={lc.alpha} on {targets or 'all-linear'}")

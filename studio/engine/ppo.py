@@ -211,7 +211,8 @@ def ppo_update(model, head, optimizer, scheduler, ro: Rollout, kl_coef: float, c
         advantages = masked_whiten(advantages, ro.mask)
     params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
     size = min(t.per_device_train_batch_size, len(ro.scores))
-    stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "loss", "clip_fraction", "entropy", "grad_norm")}
+    names = ("policy_loss", "value_loss", "loss", "clip_fraction", "entropy", "grad_norm")
+    stats: dict[str, list[float]] = {k: [] for k in names}
     for _ in range(rl.ppo_epochs):
         order = torch.randperm(len(ro.scores))
         for start in range(0, len(order), size):
