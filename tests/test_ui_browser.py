@@ -137,3 +137,32 @@ def test_self_cognition_card_previews_the_filled_rows(page):
     text = page.locator("#ident-rows").inner_text()
     assert "小新" in text and "{{" not in text  # Chinese rows keep the Chinese name
     assert "212" in page.locator("#ident-message").inner_text()
+
+
+def test_data_form_edits_a_conversation_in_its_format(page, tmp_path, tiny_model_dir):
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"conversations": [{"from": "human", "value": "Q1"}, {"from": "gpt", "value": "A1"}],
+                                "system": "S", "id": 7}) + "\n", encoding="utf-8")
+    page.get_by_role("tab", name="Data").click()
+    page.locator("#data-spec textarea, #data-spec input").first.fill(str(data))
+    page.locator("#data-load").click()
+    page.wait_for_function("() => (document.querySelector('#data-rows')?.innerText || '').includes('Q1')", timeout=60_000)
+    page.get_by_label("Tokenizer / chat template of model").fill(str(tiny_model_dir))
+    page.locator("#data-edit").get_by_text("Edit rows").click()
+    page.locator("#data-rows [data-testid='cell-0-1']").first.click()  # Gradio's table: cells are found by test id
+    page.wait_for_function("() => (document.querySelector('#data-form-title')?.innerText || '').includes('sharegpt')",
+                           timeout=60_000)
+    assert page.locator("#data-form-turns").is_visible() and not page.locator("#data-form-instruction").is_visible()
+    page.locator("#data-form-system textarea").fill("Be kind.")
+    page.locator("#data-form-save").click()
+    page.wait_for_function("() => (document.querySelector('#data-edit-msg')?.innerText || '').includes('Saved version 2')",
+                           timeout=60_000)
+    page.wait_for_function("() => (document.querySelector('#data-editor')?.innerText || '').includes('Be kind.')",
+                           timeout=30_000)
+    assert json.loads(data.read_text())["system"] == "S"  # the original is never written
+    copy = page.locator("#data-edit-msg").inner_text().split("Working copy ")[1].split()[0]
+    from studio.engine.datastudio import open_dataset
+
+    assert open_dataset(copy).row(0) == {"conversations": [{"from": "human", "value": "Q1"}, {"from": "gpt", "value": "A1"}],
+                                         "system": "Be kind.", "id": 7}  # same format, the other keys kept
+    _shot(page, "data-form")

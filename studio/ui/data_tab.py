@@ -1,7 +1,8 @@
 """Data tab: the data studio in the browser. Open or upload a dataset (a file, or a dataset_info.json folder and entry) and
 see its detected format; map unknown columns to roles; page and search its rows; compute stats; render any row through
 the model's chat template with the trained tokens highlighted; edit rows (add, save, duplicate, delete, find-and-replace)
-in an editable copy with versions and undo; build a mix of several datasets.
+in an editable copy with versions and undo, through a form fitted to the row's format (``data_form_ui``) or as raw JSON;
+build a mix of several datasets.
 
 Every handler is a thin call into ``studio.engine.datastudio`` / ``dataworkspace`` / ``datamix`` (imported inside the
 handlers; no torch: a tokenizer is loaded only to render, validate or count tokens). The mix builder is ``data_mix_ui``.
@@ -18,7 +19,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from studio.ui import data_mix_ui
+from studio.ui import data_form_ui, data_mix_ui
 from studio.ui.context import AppContext
 from studio.ui.i18n import Texts, t
 
@@ -73,6 +74,7 @@ class DataRefs:
     restore: gr.Button = None
     edit_msg: gr.Markdown = None
     mix: data_mix_ui.MixRefs = None
+    form: data_form_ui.FormRefs = None
 
 
 def build(ctx: AppContext, lang: gr.State) -> DataRefs:
@@ -128,6 +130,8 @@ def build(ctx: AppContext, lang: gr.State) -> DataRefs:
 
 def _build_editor(tx: Texts, refs: DataRefs) -> None:
     with tx.make(gr.Accordion, label="data.edit", open=False, elem_id="data-edit"):
+        refs.form = data_form_ui.build(tx)  # fields that fit the selected row's format; the JSON below is the raw fallback
+        tx.make(gr.Markdown, value="data.raw_json")
         refs.editor = tx.make(gr.Code, label="data.editor", language="json", value="", elem_id="data-editor")
         with gr.Row():
             refs.save_row = tx.make(gr.Button, value="data.save_row", variant="primary", elem_id="data-save-row")
@@ -167,21 +171,36 @@ def _wire(ctx: AppContext, refs: DataRefs, lang: gr.State) -> None:
     refs.page.submit(_on_page, page_in, page_outs, **ui)
     refs.search.submit(lambda s, p, n, lg, q: _on_page(s, 1, n, lg, q), page_in, page_outs, **ui)
     refs.page_size.change(lambda s, p, n, lg, q: _on_page(s, 1, n, lg, q) if s else [gr.skip()] * 3, page_in, page_outs, **ui)
-    refs.rows.select(_on_row_select, [refs.spec, refs.page, refs.page_size], [refs.row, refs.editor], **ui)
+    form_outs = [refs.form.title, refs.form.loaded, *refs.form.components, refs.form.save, refs.form.add]
+    refs.rows.select(_on_row_select, [refs.spec, refs.page, refs.page_size], [refs.row, refs.editor], **ui).then(
+        data_form_ui.fill, [refs.spec, refs.row, lang], form_outs, **ui)
     refs.render.click(lambda s, r, m, c, lg: _on_render(ctx, s, r, m, c, lg), [refs.spec, refs.row, refs.model, refs.cutoff, lang],
                       [refs.rendered, refs.render_info], **ui)
     refs.stats_btn.click(lambda s, m, c, lg: _on_stats(ctx, s, m, c, lg), [refs.spec, refs.model, refs.cutoff, lang],
                          [refs.stats_md, refs.histogram], **ui)
     refs.apply_map.click(_on_apply_mapping, [refs.spec, refs.map_columns, *refs.map_roles, refs.page_size, lang],
                          [refs.spec, *opened], **ui)
-    edited = [refs.spec, refs.edit_msg, refs.info, refs.rows, refs.page, refs.versions]
+    saved = gr.State(False)  # whether the last edit saved: only then the form is refilled (a refused save keeps the form)
+    refill = dict(fn=lambda s, r, lg, ok: data_form_ui.fill(s, r, lg) if ok else [gr.skip()] * len(form_outs),
+                  inputs=[refs.spec, refs.row, lang, saved], outputs=form_outs, **ui)
+    edited = [refs.spec, refs.edit_msg, refs.info, refs.rows, refs.page, refs.versions, saved]
     common = [refs.spec, refs.row, refs.editor, refs.model, refs.cutoff, refs.page, refs.page_size, lang]
     for button, action in ((refs.save_row, "update"), (refs.add_row, "add"), (refs.duplicate, "duplicate"),
                            (refs.delete, "delete"), (refs.undo, "undo"), (refs.copy, "copy")):
-        button.click(lambda *a, _act=action: _on_edit(ctx, _act, *a), common, edited, **ui)
-    refs.replace_btn.click(lambda *a: _on_replace(ctx, *a), [*common, refs.find, refs.replace, refs.column, refs.regex],
-                           edited, **ui)
-    refs.restore.click(lambda *a: _on_edit(ctx, "restore", *a), [*common, refs.restore_v], edited, **ui)
+        button.click(lambda *a, _act=action: _saved(_on_edit(ctx, _act, *a)), common, edited, **ui).then(**refill)
+    refs.replace_btn.click(lambda *a: _saved(_on_replace(ctx, *a)), [*common, refs.find, refs.replace, refs.column,
+                                                                     refs.regex], edited, **ui).then(**refill)
+    refs.restore.click(lambda *a: _saved(_on_edit(ctx, "restore", *a)), [*common, refs.restore_v], edited, **ui).then(**refill)
+    form = refs.form
+    form_in = [refs.spec, refs.row, refs.model, refs.cutoff, refs.page, refs.page_size, lang, form.loaded, *form.components]
+    for button, action in ((form.save, "update"), (form.add, "add")):
+        button.click(lambda *a, _act=action: _on_form_save(ctx, _act, *a), form_in, [*edited, refs.editor],
+                     **ui).then(**refill)
+
+
+def _saved(outputs: list) -> list:
+    """An edit handler's outputs + whether it saved (a refused edit answers gr.skip() for the spec)."""
+    return [*outputs, isinstance(outputs[0], str)]
 
 
 def _errors() -> tuple:
@@ -399,6 +418,17 @@ def _on_edit(ctx: AppContext, action: str, spec, row, editor, model, cutoff, pag
         return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * 4
     msg = note + t("data.saved", lang, v=version.version, action=version.action, detail=version.detail)
     return [ws.spec, msg, *_refresh(ws, page, size, lang)]
+
+
+def _on_form_save(ctx: AppContext, action: str, spec, row, model, cutoff, page, size, lang, loaded, *values) -> list:
+    """Save the form: its row (the selected row with the form's edits, same format) goes through ``_on_edit``."""
+    try:
+        new = data_form_ui.row_from_form(spec, row, loaded, list(values), lang)
+    except _errors() as exc:
+        gr.Warning(str(exc))
+        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * 4 + [False, gr.skip()]
+    text = json.dumps(new, ensure_ascii=False, indent=2)
+    return [*_saved(_on_edit(ctx, action, spec, row, text, model, cutoff, page, size, lang)), text]
 
 
 def _apply(ws, action: str, row, editor: str, tok, cutoff: int, version):
