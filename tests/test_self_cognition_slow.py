@@ -21,14 +21,14 @@ NAMES = {"identity.name_zh": "小新", "identity.name_en": "Nova", "identity.aut
 @pytest.mark.slow
 def test_short_self_cognition_run_improves_the_identity_probe(default_model_dir, alpaca_file, tmp_path):
     cfg = C.load(presets_dir() / "self_cognition.yaml", dict(NAMES, **{
-        "data.datasets": [str(alpaca_file)], "identity.samples": 48, "identity.probe": False,
-        "training.max_steps": 12, "training.logging_steps": 4}))
+        "data.datasets": [str(alpaca_file)], "identity.samples": 96, "identity.replay_samples": 32, "identity.probe": False,
+        "training.max_steps": 20, "training.logging_steps": 5}))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     assert runner.run(cfg, run_dir) == 0, (run_dir / "train.log").read_text(encoding="utf-8")[-3000:]
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
     rows = [json.loads(line) for line in (run_dir / "identity.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert len(rows) == 48 and all("{{" not in r["output"] for r in rows)
+    assert len(rows) == 96 and all("{{" not in r["output"] for r in rows)
 
     questions = [q for q in probe.load_probe_questions() if q["kind"] == "identity"]
     result = probe.run_probes(cfg, run_dir, log=print, questions=questions)

@@ -127,7 +127,14 @@ def test_every_tab_in_both_languages(page, lang):
     assert page.locator("#train-start").inner_text().strip() == expected
 
 
+def _english(page) -> None:
+    """Back to English (the language test leaves the page in Chinese)."""
+    page.locator("#ts-lang label").filter(has_text="English").click()
+    page.get_by_role("tab", name="Train").wait_for(timeout=30_000)
+
+
 def test_self_cognition_card_previews_the_filled_rows(page):
+    _english(page)
     page.get_by_role("tab", name="Train").click()
     name = page.locator("#ident-name-en textarea, #ident-name-en input").first
     name.fill("Orion")
@@ -143,6 +150,7 @@ def test_data_form_edits_a_conversation_in_its_format(page, tmp_path, tiny_model
     data = tmp_path / "chat.jsonl"
     data.write_text(json.dumps({"conversations": [{"from": "human", "value": "Q1"}, {"from": "gpt", "value": "A1"}],
                                 "system": "S", "id": 7}) + "\n", encoding="utf-8")
+    _english(page)
     page.get_by_role("tab", name="Data").click()
     page.locator("#data-spec textarea, #data-spec input").first.fill(str(data))
     page.locator("#data-load").click()

@@ -119,7 +119,13 @@ def test_preset_fills_the_form_and_shows_the_command(ctx, refs):
     assert note.startswith("A quick preset.")
     cfg, errors = train_tab.values_to_config(specs, values)
     assert not errors and cfg.training.max_steps == 7 and cfg.data.datasets == ["a.jsonl", "b.jsonl"]
-    assert train_tab._section_visibility("qlora") == [gr.update(visible=True)] * 2 + [gr.update(visible=False)]
+    # sections shown: lora, quantization, freeze, preference, rl
+    vis = lambda stage, ftype: [u["visible"] for u in train_tab._section_visibility(stage, ftype)]  # noqa: E731
+    assert vis("sft", "qlora") == [True, True, False, False, False]
+    assert vis("dpo", "lora") == [True, False, False, True, False]
+    assert vis("ppo", "lora") == [True, False, False, False, True]
+    assert vis("sft", "freeze") == [False, False, True, False, False]
+    assert not refs.train.sections["rl"].visible and not refs.train.sections["preference"].visible
     values[[s.key for s in specs].index("lora.r")] = 16
     cmd, note = train_tab._on_show_command(ctx, specs, "en", "quick", values)
     assert cmd.startswith("studio train ") and cmd.endswith("quick.yaml --set lora.r=16")

@@ -27,6 +27,8 @@ LOG_LINES = 30
 TICK_S = 1.5
 # which finetuning types use which optional section (the others are hidden to keep the form short)
 SECTION_FOR_TYPES = {"lora": ("lora", "qlora"), "quantization": ("qlora",), "freeze": ("freeze",)}
+# which stages use which optional section
+SECTION_FOR_STAGES = {"preference": C.PREFERENCE_STAGES, "rl": C.RL_STAGES}
 OPEN_SECTIONS = ("model", "data", "method", "lora", "training")
 
 
@@ -147,7 +149,7 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
             for section in C.sections():
                 sec_specs = [s for s in specs if s.section == section]
                 with tx.make(gr.Accordion, label=f"section.{section}", open=section in OPEN_SECTIONS,
-                             visible=section not in ("freeze", "quantization"), elem_id=f"sec-{section}") as acc:
+                             visible=_section_visible(section, C.RunConfig()), elem_id=f"sec-{section}") as acc:
                     sections[section] = acc
                     _form_section([s for s in sec_specs if not s.advanced], tx, fields)
                     advanced = [s for s in sec_specs if s.advanced]
@@ -183,8 +185,9 @@ def _wire(ctx: AppContext, refs: TrainRefs, lang: gr.State) -> None:
                        [refs.preset_note, *form], **ui)
     # presets added while the studio runs show up the next time the dropdown is opened
     refs.preset.focus(lambda lg: gr.update(choices=_preset_choices(ctx, lg)), lang, refs.preset, **ui)
-    refs.fields["method.finetuning_type"].change(_section_visibility, refs.fields["method.finetuning_type"],
-                                                 [refs.sections[s] for s in SECTION_FOR_TYPES], **ui)
+    switches = [refs.fields["method.stage"], refs.fields["method.finetuning_type"]]
+    for switch in switches:
+        switch.change(_section_visibility, switches, [refs.sections[s] for s in OPTIONAL_SECTIONS], **ui)
     refs.show_cmd.click(lambda lg, name, *v: _on_show_command(ctx, refs.specs, lg, name, v), [lang, refs.preset, *form],
                         [refs.command, refs.message], **ui)
     refs.start.click(lambda lg, *v: _on_start(ctx, refs.specs, lg, v), [lang, *form], [refs.message, refs.command], **ui) \
@@ -217,8 +220,20 @@ def _on_preset(ctx: AppContext, specs: list[C.FieldSpec], name: str, lang: str) 
     return [note, *config_to_values(cfg, specs)]
 
 
-def _section_visibility(ftype: str) -> list:
-    return [gr.update(visible=ftype in types) for types in SECTION_FOR_TYPES.values()]
+OPTIONAL_SECTIONS = (*SECTION_FOR_TYPES, *SECTION_FOR_STAGES)
+
+
+def _section_visible(section: str, cfg: C.RunConfig) -> bool:
+    if section in SECTION_FOR_TYPES:
+        return cfg.method.finetuning_type in SECTION_FOR_TYPES[section]
+    return cfg.method.stage in SECTION_FOR_STAGES.get(section, (cfg.method.stage,))
+
+
+def _section_visibility(stage: str, ftype: str) -> list:
+    """Show only the sections the chosen stage and finetuning type use (the form stays short)."""
+    cfg = C.RunConfig()
+    cfg.method.stage, cfg.method.finetuning_type = stage, ftype
+    return [gr.update(visible=_section_visible(s, cfg)) for s in OPTIONAL_SECTIONS]
 
 
 def _invalid(errors: list[str], lang: str) -> str:
