@@ -362,7 +362,7 @@ def test_export_tab_runs_a_weighted_merge_as_the_cli(tiny_model_dir, tmp_path):
     b = make_adapter(tiny_model_dir, tmp_path / "b", seed=18)
     out = tmp_path / "ab"
     outs = list(export_tab.on_export(f"{a}\n{b}", "1, 0", "linear", 0.5, "model", str(out), "float32", [], False, "en"))
-    progress, message, command, checks, _, result, _, open_chat, target = outs[-1]
+    progress, message, command, checks, _, result, _, open_chat, target = outs[-1][:9]
     assert len(outs) > 2 and "data-state='running'" in outs[1][0]  # progress streamed while the child ran
     assert "data-state='finished'" in progress and message.startswith(f"Saved **{out.resolve()}** (")
     assert result["ok"] and result["combine"] == "linear" and result["weights"] == [1.0, 0.0] and result["size_bytes"] > 0

@@ -16,12 +16,13 @@ import json
 import os
 import re
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from studio.paths import exports_dir, repo_root
@@ -94,86 +95,226 @@ def occupied(out_dir: str) -> bool:
     return p.exists() and (not p.is_dir() or any(p.iterdir()))
 
 
-class ExportJob:
-    """One running ``studio export`` child. ``poll()`` never blocks; reader threads drain its pipes."""
+JOB_FILE, ERR_FILE, OUT_FILE, EXIT_FILE, CANCEL_FILE = "job.json", "stderr.log", "stdout.log", "exit", "cancel.json"
+RECENT_S = 1800  # a finished export is re-shown after a page reload for this long
+KEEP_JOBS = 20
+TERM_GRACE_S = 5.0
 
-    def __init__(self, request: ExportRequest, argv: list[str], process: subprocess.Popen):
-        self.request, self.argv, self.process = request, argv, process
-        self.started = time.time()
-        self.fraction, self.message = 0.0, "starting"
-        self.log: deque[str] = deque(maxlen=200)
-        self.stdout: list[str] = []
-        self._readers = [threading.Thread(target=self._read_err, daemon=True),
-                         threading.Thread(target=self._read_out, daemon=True)]
-        for r in self._readers:
-            r.start()
+
+def jobs_dir() -> Path:
+    """``$STUDIO_HOME/exports/.jobs``: one folder per started export (its command, pid, output and exit code)."""
+    return exports_dir() / ".jobs"
+
+
+class ExportJob:
+    """One ``studio export`` child whose whole state lives in a job folder, so any process can re-attach to it.
+
+    The child writes its progress lines and JSON result straight into ``stderr.log``/``stdout.log`` there (files, not
+    pipes: it keeps running and reporting when the page that started it is gone); a waiter thread of the starting
+    process records the exit code in ``exit``. ``ExportJob.attach(folder)`` / ``ExportJob.latest()`` read it back."""
+
+    def __init__(self, folder: Path, process: subprocess.Popen | None = None):
+        self.folder, self.process = Path(folder), process
+        self.meta = json.loads((self.folder / JOB_FILE).read_text(encoding="utf-8"))
+        self.request = ExportRequest(**self.meta["request"])
+        self.argv, self.pid, self.started = self.meta["argv"], int(self.meta["pid"]), float(self.meta["started"])
 
     @classmethod
-    def start(cls, request: ExportRequest, python: str = sys.executable) -> "ExportJob":
+    def start(cls, request: ExportRequest, python: str = sys.executable, root: Path | None = None) -> "ExportJob":
         argv = child_argv(request, python)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         # the child must import this checkout even when the studio is not pip-installed
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(repo_root()), env.get("PYTHONPATH", "")) if p)
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, encoding="utf-8", errors="replace", env=env, start_new_session=True)
-        return cls(request, argv, process)
+        root = Path(root) if root else jobs_dir()
+        _prune(root)
+        folder = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
+        folder.mkdir(parents=True)
+        out = Path(request.out_dir).expanduser().resolve()
+        # what the export will create: removed again on cancel (a folder the user had is never deleted)
+        created = [str(p) for p in (out, *out.parents) if not p.exists()]
+        with open(folder / OUT_FILE, "wb") as out_f, open(folder / ERR_FILE, "wb") as err_f:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out_f, stderr=err_f, env=env,
+                                       start_new_session=True)
+        meta = {"request": asdict(request), "argv": argv, "pid": process.pid, "started": time.time(), "out": str(out),
+                "created": created}
+        _write_json(folder / JOB_FILE, meta)
+        job = cls(folder, process)
+        threading.Thread(target=job._reap, daemon=True).start()
+        return job
 
-    def _read_err(self) -> None:
-        for line in self.process.stderr:
-            line = line.rstrip()
-            m = PROGRESS_LINE.match(line)
-            if m:
-                self.fraction, self.message = int(m.group(1)) / 100, m.group(2)
-            if line.strip():
-                self.log.append(line)
+    @classmethod
+    def attach(cls, folder: str | os.PathLike) -> "ExportJob":
+        return cls(Path(folder))
 
-    def _read_out(self) -> None:
-        for line in self.process.stdout:
-            self.stdout.append(line.rstrip("\n"))
+    @classmethod
+    def latest(cls, root: Path | None = None, recent_s: float = RECENT_S) -> "ExportJob | None":
+        """The newest export still running or ended less than ``recent_s`` ago (what a reloaded page shows again)."""
+        for folder in _job_folders(Path(root) if root else jobs_dir()):
+            try:
+                job = cls(folder)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if job.running() or time.time() - job.ended_at() < recent_s:
+                return job
+        return None
+
+    def _reap(self) -> None:
+        code = self.process.wait()
+        (self.folder / EXIT_FILE).write_text(str(code), encoding="utf-8")
+
+    def running(self) -> bool:
+        if self.process is not None:
+            return self.process.poll() is None
+        if (self.folder / EXIT_FILE).exists():
+            return False
+        return _alive(self.pid)
+
+    def ended_at(self) -> float:
+        files = [self.folder / n for n in (EXIT_FILE, CANCEL_FILE, ERR_FILE, OUT_FILE)]
+        return max((f.stat().st_mtime for f in files if f.exists()), default=self.started)
+
+    def exit_code(self) -> int | None:
+        if self.process is not None and self.process.poll() is not None:
+            return self.process.returncode
+        try:
+            return int((self.folder / EXIT_FILE).read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return None
 
     def poll(self) -> dict:
-        """{state: running|finished|failed, fraction, message, seconds, command, exit_code, result, error, log}."""
-        code = self.process.poll()
-        if code is not None:
-            for r in self._readers:
-                r.join(timeout=10)
-        report = {"state": "running" if code is None else "finished" if code == 0 else "failed",
-                  "fraction": self.fraction, "message": self.message, "seconds": round(time.time() - self.started, 1),
-                  "command": shell_command(self.request), "argv": self.argv, "exit_code": code, "result": None,
-                  "error": None, "log": "\n".join(self.log)}
-        if code is not None:
-            report.update(self._outcome(code))
+        """{state: running|finished|failed|cancelled, fraction, message, seconds, command, argv, exit_code, result,
+        error, log, job}. Never blocks."""
+        running = self.running()
+        code = None if running else self.exit_code()
+        log = _tail_lines(self.folder / ERR_FILE)
+        fraction, message = 0.0, "starting"
+        for line in log:
+            m = PROGRESS_LINE.match(line)
+            if m:
+                fraction, message = int(m.group(1)) / 100, m.group(2)
+        end = time.time() if running else self.ended_at()
+        report = {"state": "running", "fraction": fraction, "message": message,
+                  "seconds": round(end - self.started, 1), "command": shell_command(self.request), "argv": self.argv,
+                  "exit_code": code, "result": None, "error": None, "log": "\n".join(log[-200:]), "job": str(self.folder)}
+        if not running:
+            report.update(self._outcome(code, log))
         return report
 
-    def _outcome(self, code: int) -> dict:
+    def _outcome(self, code: int | None, log: list[str]) -> dict:
+        cancel = _read_json(self.folder / CANCEL_FILE)
+        if cancel is not None:
+            return {"state": "cancelled", "error": cancel.get("message"), "removed": cancel.get("removed", [])}
         parsed = None
-        for line in self.stdout:
+        for line in _tail_lines(self.folder / OUT_FILE):
             if line.startswith("{"):
                 try:
                     parsed = json.loads(line)
                 except ValueError:
                     pass
+        if code is None:  # the studio that started it was restarted: the JSON result alone tells how it ended
+            code = 0 if parsed is not None and "error" not in parsed else -1
         if code == 0 and parsed is not None:
-            return {"result": parsed, "fraction": 1.0}
+            return {"state": "finished", "result": parsed, "fraction": 1.0}
         if parsed is not None:  # the CLI's own error report: a one-line reason and the failed check's numbers
-            return {"error": parsed.get("error"), "result": parsed.get("result")}
-        last = next((ln for ln in reversed(self.log) if ln.strip()), "")
-        return {"error": f"studio export exited with code {code}" + (f": {last}" if last else "")}
+            return {"state": "failed", "error": parsed.get("error"), "result": parsed.get("result")}
+        last = next((ln for ln in reversed(log) if ln.strip()), "")
+        return {"state": "failed", "error": f"studio export exited with code {code}" + (f": {last}" if last else "")}
 
-    def wait(self, timeout: float | None = None) -> dict:
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pass
+    def wait(self, timeout: float | None = None, interval: float = 0.2) -> dict:
+        deadline = None if timeout is None else time.time() + timeout
+        while self.running() and (deadline is None or time.time() < deadline):
+            time.sleep(interval)
+        if self.process is not None and not self.running():
+            time.sleep(0.05)  # let the waiter thread record the exit code
         return self.poll()
 
-    def cancel(self) -> None:
-        """Stop the child (its work folder is hidden and never replaces the output: nothing half-written is kept)."""
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, 15)
-            except (ProcessLookupError, PermissionError):
-                pass
+    def cancel(self, grace_s: float = TERM_GRACE_S) -> dict:
+        """Stop the child (SIGTERM to its process group, SIGKILL after ``grace_s``) and remove what it created: its
+        hidden work folder, and the output folder (with parents it made) only when it did not exist before.
+        Returns {cancelled: bool, removed: [paths]}; an export that already ended is left as it is."""
+        if not self.running():
+            return {"cancelled": False, "removed": []}
+        _signal_group(self.pid, signal.SIGTERM)
+        deadline = time.time() + grace_s
+        while self.running() and time.time() < deadline:
+            time.sleep(0.1)
+        if self.running():
+            _signal_group(self.pid, signal.SIGKILL)
+            while self.running() and time.time() < deadline + 5:
+                time.sleep(0.05)
+        out = Path(self.meta["out"])
+        removed = []
+        work = out.parent / f".{out.name}.export-{self.pid}"
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+            removed.append(str(work))
+        for p in map(Path, self.meta.get("created", [])):  # deepest first; only what this export made
+            if p == out and p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(str(p))
+            elif p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+                removed.append(str(p))
+        _write_json(self.folder / CANCEL_FILE, {"at": time.time(), "removed": removed, "message": "cancelled"})
+        return {"cancelled": True, "removed": removed}
+
+
+def _job_folders(root: Path) -> list[Path]:
+    """Job folders, newest first."""
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if (p / JOB_FILE).is_file()), key=lambda p: p.name, reverse=True)
+
+
+def _prune(root: Path) -> None:
+    """Keep the newest ``KEEP_JOBS`` job folders (the exports themselves are never touched)."""
+    for old in _job_folders(root)[KEEP_JOBS:]:
+        try:
+            if ExportJob(old).running():
+                continue
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """A live (not zombie) process: pid reuse after a restart is guarded by its command line naming the export."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and b"studio" in cmdline and b"export" in cmdline
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)  # started with start_new_session: the group is the child and whatever it started
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tail_lines(path: Path, limit: int = 256 * 1024) -> list[str]:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - limit))
+            data = f.read()
+    except OSError:
+        return []
+    return [ln.rstrip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def list_exports(root: Path | None = None) -> list[dict]:

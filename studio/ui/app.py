@@ -97,6 +97,7 @@ def _wire(ctx: AppContext, refs: AppRefs) -> None:
     refs.lang_radio.change(lambda lg: _on_lang(ctx, refs, lg), refs.lang_radio, [refs.lang, *updates], **ui)
     # a page (re)load re-attaches to whatever runs: the monitor picks the active run, the train tab shows its progress
     refs.demo.load(lambda lg: monitor_tab.on_load(ctx, lg), refs.lang, monitor_tab._outputs(refs.monitor), **ui)
+    export_tab.wire_load(refs.demo, refs.export, refs.lang)  # and the Export tab the newest export
     # the Data tab's "Use in training" appends the dataset to the Train form
     datasets = refs.train.fields["data.datasets"]
     refs.data.use.click(_on_use_dataset, [refs.data.spec, datasets, refs.lang], [datasets, refs.data.info], **ui)

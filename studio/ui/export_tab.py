@@ -4,6 +4,10 @@
 The tab builds the same ``studio export ...`` command a user can type (shown, with the exact argv it starts) and runs it
 as a background child (``studio.engine.export_job``), showing its progress, then the output folder and its size, the
 per-prompt logit check, the GGUF round trip, and an "Open in Chat" button. No torch is imported here.
+
+The export's state lives in its job folder ($STUDIO_HOME/exports/.jobs/<id>), not in this process: a reloaded page
+re-attaches to the newest running (or just-ended) export, and "Cancel" stops the child from any page. The job a browser
+tab follows is kept in its own ``gr.State``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class ExportRefs:
     gguf: gr.CheckboxGroup
     overwrite: gr.Checkbox
     merge: gr.Button  # "Export"
+    cancel: gr.Button  # stops the running export (shown while one runs)
     open_chat: gr.Button
     progress: gr.HTML
     message: gr.Markdown
@@ -53,6 +58,7 @@ class ExportRefs:
     result: gr.JSON
     log: gr.Textbox
     target: gr.State  # {"path", "base"} of the last successful export, for "Open in Chat"
+    job: gr.State  # the job folder this browser tab follows (for Cancel)
 
 
 def exportable_runs(ctx: AppContext) -> list[str]:
@@ -84,6 +90,7 @@ def build(ctx: AppContext, lang: gr.State) -> ExportRefs:
         overwrite = tx.make(gr.Checkbox, label="export.overwrite", value=False, elem_id="export-overwrite", scale=1)
     with gr.Row():
         merge = tx.make(gr.Button, value="export.merge", variant="primary", elem_id="export-merge")
+        cancel = tx.make(gr.Button, value="export.cancel", variant="stop", visible=False, elem_id="export-cancel")
         open_chat = tx.make(gr.Button, value="export.open_chat", visible=False, elem_id="export-open-chat")
     progress = gr.HTML("", elem_id="export-progress")
     message = gr.Markdown("", elem_id="export-message")
@@ -93,9 +100,9 @@ def build(ctx: AppContext, lang: gr.State) -> ExportRefs:
     with tx.make(gr.Accordion, label="export.details", open=False):
         result = tx.make(gr.JSON, label="export.result", value=None)
         log = tx.make(gr.Textbox, label="export.log", lines=8, max_lines=20, interactive=False)
-    target = gr.State(None)
-    refs = ExportRefs(tx, run, source, weights, combine, density, output, out_dir, dtype, gguf, overwrite, merge, open_chat,
-                      progress, message, command, checks, gguf_info, result, log, target)
+    target, job = gr.State(None), gr.State(None)
+    refs = ExportRefs(tx, run, source, weights, combine, density, output, out_dir, dtype, gguf, overwrite, merge, cancel,
+                      open_chat, progress, message, command, checks, gguf_info, result, log, target, job)
     _wire(ctx, refs, lang)
     return refs
 
@@ -107,10 +114,18 @@ def _wire(ctx: AppContext, refs: ExportRefs, lang: gr.State) -> None:
     form = [refs.source, refs.weights, refs.combine, refs.density, refs.output, refs.out_dir, refs.dtype, refs.gguf,
             refs.overwrite]
     gr.on([c.change for c in form], lambda *a: preview_command(*a), form, refs.command, **ui)
-    outputs = [refs.progress, refs.message, refs.command, refs.checks, refs.gguf_info, refs.result, refs.log,
-               refs.open_chat, refs.target]
-    refs.merge.click(on_export, [*form, lang], outputs, concurrency_limit=1,
-                     concurrency_id="export", **ui)
+    refs.merge.click(on_export, [*form, lang], _outputs(refs), concurrency_limit=1, concurrency_id="export", **ui)
+    refs.cancel.click(on_cancel, [refs.job, lang], [refs.message, refs.cancel], concurrency_limit=None, **ui)
+
+
+def _outputs(refs: ExportRefs) -> list:
+    return [refs.progress, refs.message, refs.command, refs.checks, refs.gguf_info, refs.result, refs.log, refs.open_chat,
+            refs.target, refs.cancel, refs.job]
+
+
+def wire_load(demo: gr.Blocks, refs: ExportRefs, lang: gr.State) -> None:
+    """A page (re)load shows the newest running or just-ended export again, following it until it ends."""
+    demo.load(on_load, lang, _outputs(refs), concurrency_limit=None, api_visibility="undocumented")
 
 
 def _on_runs(ctx: AppContext, run_ids: list[str] | None) -> list:
@@ -169,25 +184,62 @@ def preview_command(*form) -> str:
 
 
 def on_export(sources, weights, combine, density, output, out_dir, dtype, gguf, overwrite, lang):
-    """Generator: progress while the ``studio export`` child runs, then the result (see ``_view``)."""
+    """Generator: progress while the ``studio export`` child runs, then the result (``_view``, then the Cancel button
+    and the followed job folder)."""
     req, problem = build_request(sources, weights, combine, density, output, out_dir, dtype, gguf, overwrite, lang)
+    hidden = gr.update(visible=False)
     if req is None:
-        yield ["", f"**{t('export.refused', lang)}** {problem}", gr.skip(), None, "", None, "", gr.update(visible=False),
-               None]
+        yield ["", f"**{t('export.refused', lang)}** {problem}", gr.skip(), None, "", None, "", hidden, None, hidden,
+               gr.skip()]
         return
     try:
         job = ExportJob.start(req)
     except OSError as exc:
-        yield ["", t("err.generic", lang, error=exc), shell_command(req), None, "", None, "", gr.update(visible=False), None]
+        yield ["", t("err.generic", lang, error=exc), shell_command(req), None, "", None, "", hidden, None, hidden,
+               gr.skip()]
         return
+    yield from follow(job, lang)
+
+
+def follow(job: ExportJob, lang: str, message: str = ""):
+    """Generator: the job's progress (Cancel shown) until it ends, then its result."""
     state = job.poll()
-    yield [progress_bar(state, lang), "", state["command"], None, "", None, "", gr.update(visible=False), None]
+    running = state["state"] == "running"
+    yield [progress_bar(state, lang), message, state["command"], None, "", None, state["log"], gr.update(visible=False),
+           None, gr.update(visible=running), str(job.folder)]
     while state["state"] == "running":
         time.sleep(POLL_S)
         state = job.poll()
         yield [progress_bar(state, lang), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), state["log"], gr.skip(),
-               gr.skip()]
-    yield _view(state, lang)
+               gr.skip(), gr.skip(), gr.skip()]
+    yield [*_view(state, lang), gr.update(visible=False), str(job.folder)]
+
+
+def on_load(lang: str):
+    """Page (re)load: re-attach to the newest running or just-ended export (nothing changes when there is none)."""
+    job = ExportJob.latest()
+    if job is None:
+        yield [gr.skip()] * 11
+        return
+    yield from follow(job, lang, t("export.reattached", lang))
+
+
+def on_cancel(job_dir: str | None, lang: str) -> list:
+    """Stop the followed export and remove what it created; the following generator then shows it as cancelled."""
+    if not job_dir:
+        return [t("export.nothing_running", lang), gr.update(visible=False)]
+    try:
+        done = ExportJob.attach(job_dir).cancel()
+    except (OSError, ValueError, KeyError) as exc:
+        return [t("err.generic", lang, error=exc), gr.skip()]
+    if not done["cancelled"]:
+        return [t("export.nothing_running", lang), gr.update(visible=False)]
+    return [cancel_text(done["removed"], lang), gr.update(visible=False)]
+
+
+def cancel_text(removed: list[str], lang: str) -> str:
+    return f"**{t('export.cancelled', lang)}** " + (t("export.removed", lang, paths=", ".join(f"`{p}`" for p in removed))
+                                                   if removed else t("export.removed_none", lang))
 
 
 def _view(state: dict, lang: str) -> list:
@@ -199,6 +251,8 @@ def _view(state: dict, lang: str) -> list:
         text = t("export.done", lang, out=res.get("out_dir"), size=fmt_size(res.get("size_bytes")),
                  seconds=state["seconds"], diff=f"{res.get('max_abs_diff', 0):.3g}", tol=f"{res.get('tolerance', 0):.3g}")
         target = {"path": res.get("out_dir"), "base": res.get("base") or ""}
+    elif state["state"] == "cancelled":
+        text, target = cancel_text(state.get("removed") or [], lang), None
     else:
         failed = res and res.get("ok") is False
         text = f"**{t('export.check_failed' if failed else 'export.failed', lang)}** {state.get('error') or ''}"
@@ -210,8 +264,8 @@ def _view(state: dict, lang: str) -> list:
 
 def progress_bar(state: dict, lang: str) -> str:
     pct = 100 * float(state.get("fraction") or 0)
-    css = {"running": "running", "finished": "finished", "failed": "failed"}[state["state"]]
-    label = t(f"export.state.{css}", lang)
+    css = {"running": "running", "finished": "finished", "failed": "failed", "cancelled": "failed"}[state["state"]]
+    label = t(f"export.state.{state['state']}", lang)
     text = f"{state.get('message') or ''} · {state.get('seconds', 0):.0f} s"
     return (f"<div class='ts-progress' data-state='{css}'><div class='ts-progress-head'><b>export</b> · "
             f"<span class='ts-state'>{html.escape(label)}</span></div><div class='ts-bar'><div class='ts-fill ts-{css}' "
