@@ -155,6 +155,67 @@ def test_export_endpoint_merges_a_run_and_reports_the_check(studio, finished_run
         client.predict(sources=[started["run_dir"]], out_dir=str(out), api_name="/export")
 
 
+def test_evaluate_endpoint_compares_base_and_tuned(studio, tiny_model_dir, tmp_path):
+    """``/evaluate`` runs ``studio eval`` as a child (as the Evaluate tab does); its table is what predictions.jsonl scores."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from studio.engine.metrics_text import score
+
+    client, _ = studio
+    torch.manual_seed(1)  # a random non-zero adapter: the tiny base model answers nothing, the tuned one does
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "o_proj"],
+                                           init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"Say the number {i}.", "input": "", "output": f"It is {i}."}) + "\n"
+                            for i in range(7)))
+    # random weights rarely hit a reference word: a metric on the answer itself makes the comparison below bite
+    (tmp_path / "mine.py").write_text("def answer_chars(prediction, reference):\n    return float(len(prediction))\n")
+    out = tmp_path / "eval"
+    result = client.predict(model=str(tiny_model_dir), adapter=str(tmp_path / "adapter"), data=str(data),
+                            metrics="em,f1,rougeL", custom_metrics=[f"{tmp_path / 'mine.py'}:answer_chars"], compare=True,
+                            max_new_tokens=6, batch_size=4, out_dir=str(out), api_name="/evaluate")
+    assert result["out_dir"] == str(out) and result["rows"] == 7 and result["models"] == ["base", "tuned"]
+    assert result["command"].startswith(f"studio eval --model {tiny_model_dir} --out {out} --adapter ")
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(preds) == 14
+    answers = {}
+    for side in ("base", "tuned"):
+        mine = sorted((p for p in preds if p["model"] == side), key=lambda p: p["row"])
+        answers[side] = [p["prediction"] for p in mine]
+        summary, _ = score(answers[side], [p["reference"] for p in mine], ["em", "f1", "rougeL"])
+        summary["answer_chars"] = sum(len(a) for a in answers[side]) / len(mine)
+        for name, value in summary.items():
+            assert result["table"][name][side] == pytest.approx(value, abs=1e-6), (name, side)
+    assert result["table"]["answer_chars"]["tuned"] > 0
+    for row in result["table"].values():
+        assert row["delta"] == pytest.approx(row["tuned"] - row["base"], abs=1e-5)
+    changed = result["changed_most"]
+    assert 1 <= len(changed) <= 5 and changed[0]["metric"] == "answer_chars"
+    for r in changed:
+        assert r["tuned"] == answers["tuned"][r["row"]] and r["tuned_score"] == len(r["tuned"])
+
+
+def test_evaluate_endpoint_names_bad_input(studio, tmp_path):
+    from gradio_client.exceptions import AppError
+
+    client, _ = studio
+    data = tmp_path / "qa.jsonl"
+    data.write_text(json.dumps({"instruction": "Hi", "input": "", "output": "Hello"}) + "\n")
+    with pytest.raises(AppError, match="unknown metric 'bogus'"):
+        client.predict(data=str(data), metrics="f1,bogus", out_dir=str(tmp_path / "e1"), api_name="/evaluate")
+    with pytest.raises(AppError, match="missing.jsonl"):
+        client.predict(data=str(tmp_path / "missing.jsonl"), out_dir=str(tmp_path / "e2"), api_name="/evaluate")
+    with pytest.raises(AppError, match="nothing to evaluate"):
+        client.predict(out_dir=str(tmp_path / "e3"), api_name="/evaluate")
+    assert not (tmp_path / "e1").exists()  # refused before any child or folder
+    with pytest.raises(AppError, match=r"the evaluation failed: .*no-such-model"):  # found by the child: its reason comes back
+        client.predict(model=str(tmp_path / "no-such-model"), data=str(data), out_dir=str(tmp_path / "e4"), api_name="/evaluate")
+
+
 # -- the launcher itself ---------------------------------------------------------------------------------------------------
 
 

@@ -88,6 +88,31 @@ def stop(out_dir: str | Path) -> bool:
     return True
 
 
+def wait(out_dir: str | Path, timeout: float | None = None, poll_s: float = 0.3) -> dict:
+    """Block until the evaluation writing into ``out_dir`` is no longer running (or ``timeout`` passes); its status."""
+    end = None if timeout is None else time.time() + timeout
+    while True:
+        pid = _job(out_dir).get("pid")
+        try:  # reap our own child, so it does not linger as a zombie (a foreign pid raises ChildProcessError)
+            if pid:
+                os.waitpid(int(pid), os.WNOHANG)
+        except (ChildProcessError, OSError):
+            pass
+        info = status(out_dir)
+        if info.get("state") != "running" or (end is not None and time.time() >= end):
+            return info
+        time.sleep(poll_s)
+
+
+def error_of(out_dir: str | Path, info: dict) -> str:
+    """Why an evaluation ended without results: the error it recorded, else the ``studio eval: ...`` line it printed."""
+    if info.get("error"):
+        return str(info["error"])
+    lines = log_tail(out_dir, 40).splitlines()
+    said = [ln for ln in lines if ln.startswith("studio eval: ")]
+    return said[-1][len("studio eval: "):] if said else (lines[-1] if lines else "the evaluation ended without results")
+
+
 def _job(out_dir: str | Path) -> dict:
     try:
         return json.loads((Path(out_dir) / JOB).read_text(encoding="utf-8"))

@@ -12,6 +12,8 @@ the reason (gradio_client raises it as ``AppError``).
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -133,6 +135,44 @@ class StudioApi:
             raise gr.Error(state["error"] or "the export failed")
         return dict(state["result"], command=state["command"])
 
+    def evaluate(self, model: str = "default", adapter: str = "", data: str = "", split: str = "",
+                 metrics: str = "em,f1,rougeL,bleu", custom_metrics: list[str] | None = None, compare: bool = False,
+                 max_new_tokens: int = 128, temperature: float = 0.0, batch_size: int = 8, system: str = "",
+                 out_dir: str = "", changed_rows: int = 5) -> dict:
+        """Everything ``studio eval`` does (same arguments), run as that command in a child as the Evaluate tab does;
+        waits for it and returns the metrics table, the output folder and the rows that changed most."""
+        from studio.engine import eval_jobs
+        from studio.engine import evaluate as E
+        from studio.engine.data import DataError
+        from studio.engine.metrics_text import MetricError
+
+        adapter, data = (adapter or "").strip(), (data or "").strip()
+        split = split or ("val" if not data and E.resolve_run_dir(adapter) else "all")
+        req = E.EvalRequest(model=model or "default", adapter=adapter, data=data, split=split, metrics=metrics,
+                            compare=bool(compare))
+        try:  # the child would say the same, but only after loading torch: name bad input at once
+            if not E.parse_metrics(metrics) and not custom_metrics:
+                raise E.EvalError("no metric chosen: give metrics (em, f1, rougeL, bleu, ppl) or custom_metrics")
+            E.sides_for(req)
+            if split != "val":
+                E.load_rows(req)
+            out = Path(out_dir).expanduser() if out_dir else eval_jobs.default_out_dir(adapter, data, split)
+            argv = eval_jobs.eval_argv(out, model=req.model, adapter=adapter, data=data, split=split, metrics=metrics,
+                                       custom_metrics=list(custom_metrics or []), compare=bool(compare),
+                                       max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
+                                       system=system)
+            eval_jobs.start(argv, out)
+        except (E.EvalError, DataError, MetricError, RuntimeError, OSError) as exc:
+            raise gr.Error(str(exc)) from None
+        info = eval_jobs.wait(out)
+        res = eval_jobs.results(out)
+        if info.get("state") != "finished" or res is None:
+            raise gr.Error(f"the evaluation failed: {eval_jobs.error_of(out, info)} (log: {out / E.LOG})")
+        return {"table": res["table"], "out_dir": str(out), "predictions": str(out / E.PREDICTIONS), "rows": res["rows"],
+                "models": res["models"], "metrics": res["metrics"], "seconds": res["seconds"],
+                "changed_most": (res.get("changed_most") or [])[:max(0, int(changed_rows))], "probe": res.get("probe"),
+                "command": shlex.join(["studio", *argv[3:]])}
+
     def _run_dir(self, run_id: str):
         path = self.ctx.jobs.find(run_id)
         if path is None:
@@ -141,8 +181,8 @@ class StudioApi:
 
 
 ENDPOINTS = ("list_presets", "start_run", "stop_run", "cancel_run", "run_status", "list_runs", "chat_compare", "merge",
-             "export")
-SLOW = ("chat_compare", "merge", "export")  # one at a time: each loads a model
+             "export", "evaluate")
+SLOW = ("chat_compare", "merge", "export", "evaluate")  # one at a time: each loads a model
 
 
 def register(ctx: AppContext) -> StudioApi:
