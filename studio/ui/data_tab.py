@@ -397,16 +397,22 @@ def _on_apply_mapping(spec: str, columns: list, *rest) -> list:
     return [ws.spec, *_on_open(ws.spec, size, "", lang)]
 
 
-def _on_edit(ctx: AppContext, action: str, spec, row, editor, model, cutoff, page, size, lang, version=None) -> list:
-    """One edit on the editable copy (created on the first edit: the original is never written)."""
+def _editable(spec: str, lang: str):
+    """The editable copy of ``spec`` (made on the first edit: the original is never written) and a note when it is new."""
     from studio.engine.dataworkspace import Workspace
 
+    ws = _workspace(spec)
+    if ws is not None:
+        return ws, ""
+    ws = Workspace.create(spec)
+    return ws, t("data.copied", lang, path=ws.root, src=spec) + "\n\n"
+
+
+def _on_edit(ctx: AppContext, action: str, spec, row, editor, model, cutoff, page, size, lang, version=None) -> list:
+    """One edit on the editable copy (created on the first edit: the original is never written)."""
     spec = (spec or "").strip()
     try:
-        ws, note = _workspace(spec), ""
-        if ws is None:
-            ws = Workspace.create(spec)
-            note = t("data.copied", lang, path=ws.root, src=spec) + "\n\n"
+        ws, note = _editable(spec, lang)
         if action == "copy":
             return [ws.spec, note or t("data.copied", lang, path=ws.root, src=ws.meta["source"]), *_refresh(ws, page, size, lang)]
         tok = ctx.tokenizer(model or "default") if action in ("update", "add") else None
@@ -452,14 +458,9 @@ def _refresh(ws, page, size, lang) -> list:
 
 
 def _on_replace(ctx: AppContext, spec, row, editor, model, cutoff, page, size, lang, find, replace, column, regex) -> list:
-    from studio.engine.dataworkspace import Workspace
-
     spec = (spec or "").strip()
     try:
-        ws, note = _workspace(spec), ""
-        if ws is None:
-            ws = Workspace.create(spec)
-            note = t("data.copied", lang, path=ws.root, src=spec) + "\n\n"
+        ws, note = _editable(spec, lang)
         out = ws.replace_text(find or "", replace or "", column=(column or "").strip(), regex=bool(regex),
                               tokenizer=ctx.tokenizer(model or "default"), cutoff_len=int(cutoff or 1024))
     except _errors() as exc:
