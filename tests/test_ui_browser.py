@@ -174,3 +174,18 @@ def test_data_form_edits_a_conversation_in_its_format(page, tmp_path, tiny_model
     assert open_dataset(copy).row(0) == {"conversations": [{"from": "human", "value": "Q1"}, {"from": "gpt", "value": "A1"}],
                                          "system": "Be kind.", "id": 7}  # same format, the other keys kept
     _shot(page, "data-form")
+
+
+def test_chat_streams_answers_from_both_sides(page, tiny_model_dir):
+    _english(page)
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#chat-model textarea, #chat-model input").first.fill(str(tiny_model_dir))
+    page.locator("#chat-prompt textarea").fill("Hello there")
+    page.locator("#chat-send").click()
+    # the user's message shows, then the "Loading…" placeholder is replaced by the model's answer (no error bubble)
+    page.wait_for_function("() => (document.querySelector('#chat-base')?.innerText || '').includes('Hello there')",
+                           timeout=120_000)
+    page.wait_for_function("() => !(document.querySelector('#chat-base')?.innerText || '').includes('Loading')",
+                           timeout=300_000)
+    assert "Error" not in page.locator("#chat-base").inner_text()
+    assert "pick a run" in page.locator("#chat-tuned").inner_text()  # no adapter chosen: the tuned side says so

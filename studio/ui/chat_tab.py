@@ -67,9 +67,11 @@ def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
     run.change(_on_run, run, [adapter, model], **ui)
     adapter.change(tuned_note, [adapter, lang], note, **ui)
     inputs = [model, adapter, system, temperature, top_p, max_new, prompt, base_bot, tuned_bot, lang]
+    def on_send(*args):  # a generator function itself: gradio streams only when the handler is one (a lambda is not)
+        yield from _on_send(ctx, *args)
+
     for trigger in (send.click, prompt.submit):
-        trigger(lambda *a: _on_send(ctx, *a), inputs, [base_bot, tuned_bot, prompt], concurrency_limit=1,
-                concurrency_id="chat", **ui)
+        trigger(on_send, inputs, [base_bot, tuned_bot, prompt], concurrency_limit=1, concurrency_id="chat", **ui)
     clear.click(lambda: ([], []), None, [base_bot, tuned_bot], **ui)
     return refs
 
