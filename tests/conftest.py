@@ -73,6 +73,23 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def write_rows(path: Path, rows: list[dict]) -> Path:
+    """Rows in the file type the suffix names: .jsonl, .json, .csv, else Parquet."""
+    import json
+
+    import pandas as pd
+
+    if path.suffix == ".jsonl":
+        return write_jsonl(path, rows)
+    if path.suffix == ".json":
+        path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
+    elif path.suffix == ".csv":
+        pd.DataFrame(rows).to_csv(path, index=False)
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
 @pytest.fixture
 def alpaca_file(tmp_path) -> Path:
     rows = [{"instruction": f"Say the number {i}.", "input": "", "output": f"The number is {i}."} for i in range(24)]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import write_rows
 
 from studio.engine.data import DataError, load_dataset_spec, prepare_sft_data, render_example
 from studio.config import DataSection
@@ -23,15 +24,7 @@ EXPECTED = [
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    elif path.suffix == ".json":
-        path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    elif path.suffix == ".csv":
-        pd.DataFrame(rows).to_csv(path, index=False)
-    else:
-        pd.DataFrame(rows).to_parquet(path)
-    return path
+    return write_rows(path, rows)
 
 
 @pytest.mark.parametrize("suffix", [".json", ".jsonl", ".parquet"])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import write_rows
 
 from studio.engine import dataformats as F
 from studio.engine import datastudio as ds
@@ -42,15 +43,7 @@ FLAT = ("alpaca", "pref_prompt", "text")  # CSV holds only flat text columns
 
 
 def write(path: Path, rows: list[dict]) -> Path:
-    if path.suffix == ".jsonl":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    elif path.suffix == ".json":
-        path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    elif path.suffix == ".csv":
-        pd.DataFrame(rows).to_csv(path, index=False)
-    else:
-        pd.DataFrame(rows).to_parquet(path)
-    return path
+    return write_rows(path, rows)
 
 
 def snapshot(folder: Path) -> dict:
