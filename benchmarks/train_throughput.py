@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 def make_data(out: Path, rows: int) -> Path:
     """Prompt/completion chat rows: TRL computes completion-only loss on them, like the studio's assistant-only loss."""
-    from studio.engine.identity import fill_placeholders, load_identity_templates
+    from studio.engine.selfcog.identity import fill_placeholders, load_identity_templates
 
     filled = fill_placeholders(load_identity_templates(), "小星", "Nova", "星辰实验室", "Star Lab")
     filled = (filled * (rows // len(filled) + 1))[:rows]

@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated STUDIO_HOME per test session and a tiny random Llama with the default model's tokenizer.
+"""Shared fixtures (helpers to import live in tests/helpers.py): an isolated STUDIO_HOME per test session and a tiny random Llama with the default model's tokenizer.
 
 The tiny model keeps the real SmolLM2 tokenizer and chat template (so data rendering is exercised for real) but has two
 layers of width 32, so a training step takes milliseconds.
@@ -15,6 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from tests.helpers import write_jsonl  # noqa: E402  (after the checkout is on sys.path)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -64,30 +66,6 @@ def default_model_dir(studio_home) -> Path:
     from studio.engine.models import ensure_default_model
 
     return ensure_default_model()
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    import json
-
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
-
-
-def write_rows(path: Path, rows: list[dict]) -> Path:
-    """Rows in the file type the suffix names: .jsonl, .json, .csv, else Parquet."""
-    import json
-
-    import pandas as pd
-
-    if path.suffix == ".jsonl":
-        return write_jsonl(path, rows)
-    if path.suffix == ".json":
-        path.write_text(json.dumps(rows, ensure_ascii=False), encoding="utf-8")
-    elif path.suffix == ".csv":
-        pd.DataFrame(rows).to_csv(path, index=False)
-    else:
-        pd.DataFrame(rows).to_parquet(path)
-    return path
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def run(args) -> int:
     from studio.engine.models import ModelLoadError, skip_bitsandbytes
 
     skip_bitsandbytes()  # chat never quantizes; saves the bitsandbytes import (torch.compile warm-up)
-    from studio.engine.chat import ChatModel, build_messages
+    from studio.engine.generate import ChatModel, build_messages
 
     try:
         prompts = _prompts(args)
@@ -62,7 +62,7 @@ def run(args) -> int:
 
 
 def _interactive(chat, args, gen) -> int:
-    from studio.engine.chat import build_messages
+    from studio.engine.generate import build_messages
 
     who = "tuned" if gen["use_adapter"] else "base"
     print(f"Chatting with the {who} model ({chat.model_name}). /reset clears the history, /quit leaves.", file=sys.stderr)

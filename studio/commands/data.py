@@ -63,7 +63,7 @@ def _spec(args) -> str:
 def inspect(spec: str, model: str = "default", cutoff_len: int = 1024, rows: int = 3, mapping: dict | None = None,
             sample: int = 0) -> dict:
     """Everything ``inspect`` prints, as plain data (the UI and tests can call it too)."""
-    from studio.engine import datastudio as ds
+    from studio.engine.data import view as ds
 
     view = ds.open_dataset(spec, mapping or None)
     tok = None
@@ -87,7 +87,7 @@ def inspect(spec: str, model: str = "default", cutoff_len: int = 1024, rows: int
 
 
 def run_inspect(args) -> int:
-    from studio.engine.dataformats import DataError
+    from studio.engine.data.formats import DataError
     from studio.engine.models import ModelLoadError
 
     try:
@@ -128,8 +128,8 @@ def _human(r: dict) -> str:
 
 
 def run_import(args) -> int:
-    from studio.engine.dataformats import DataError
-    from studio.engine.dataworkspace import Workspace
+    from studio.engine.data.formats import DataError
+    from studio.engine.data.workspace import Workspace
 
     try:
         ws = Workspace.create(_spec(args), name=args.name, mapping=parse_mapping(args.map) or None)
@@ -143,9 +143,9 @@ def run_import(args) -> int:
 
 
 def run_mix(args) -> int:
-    from studio.engine.data import parse_spec
-    from studio.engine.dataformats import DataError
-    from studio.engine.datamix import MixPart, plan_mix, preview_mix, save_mix
+    from studio.engine.data.load import parse_spec
+    from studio.engine.data.formats import DataError
+    from studio.engine.data.mix import MixPart, plan_mix, preview_mix, save_mix
 
     try:
         ratios = [float(x) for x in args.ratios.split(",")] if args.ratios else [0.0] * len(args.specs)

@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
 
 
 def request_from_args(args):
-    from studio.engine.evaluate import EvalRequest, GenSettings, resolve_run_dir
+    from studio.engine.evaluate.predict import EvalRequest, GenSettings, resolve_run_dir
 
     split = args.split or ("val" if not args.data and resolve_run_dir(args.adapter) else "all")
     gen = GenSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
@@ -60,7 +60,7 @@ def request_from_args(args):
 
 
 def out_dir_of(args, split: str) -> Path:
-    from studio.engine.evaluate import EvalError, default_out_dir
+    from studio.engine.evaluate.predict import EvalError, default_out_dir
 
     if args.out:
         return Path(args.out).expanduser()
@@ -74,10 +74,10 @@ def run(args) -> int:
     from studio.engine.models import skip_bitsandbytes
 
     skip_bitsandbytes()  # evaluation never quantizes; saves the bitsandbytes import
-    from studio.engine import evaluate as E
-    from studio.engine import lm_harness
-    from studio.engine.data import DataError
-    from studio.engine.metrics_text import MetricError
+    from studio.engine.evaluate import predict as E
+    from studio.engine.evaluate import lm_harness
+    from studio.engine.data.load import DataError
+    from studio.engine.evaluate.scores import MetricError
     from studio.engine.models import ModelLoadError
 
     user_errors = (E.EvalError, DataError, MetricError, ModelLoadError, lm_harness.LmEvalMissing, lm_harness.LmEvalError,
@@ -103,8 +103,8 @@ def run(args) -> int:
 
 
 def _lm_eval(args, out: Path) -> dict:
-    from studio.engine import lm_harness
-    from studio.engine.evaluate import RESULTS, Progress, read_results
+    from studio.engine.evaluate import lm_harness
+    from studio.engine.evaluate.predict import RESULTS, Progress, read_results
     from studio.engine.rundir import atomic_write_text
 
     kw = dict(limit=args.lm_eval_limit, batch_size=args.batch_size, num_fewshot=args.lm_eval_fewshot,

@@ -5,7 +5,7 @@
     studio export --adapter runs/A --adapter runs/B --weights 0.5,0.5 --as adapter --out exports/ab-lora
 
 --adapter takes a run folder, a PEFT LoRA folder or a model folder (a freeze/full run's weights are re-saved and checked).
-Every export is verified (logits of the saved folder vs. the adapter model); see studio/engine/export.py.
+Every export is verified (logits of the saved folder vs. the adapter model); see studio/engine/export/merge.py.
 Progress goes to stderr (``[ 45%] message`` lines), the summary to stdout, and the last line of stdout is the output
 folder. A user error prints one line and exits 2; a failed verification exits 1. With ``--json`` the summary is one JSON
 line instead: the result dict (as in export.json), or on failure ``{"ok": false, "error": ..., "exit_code": ...,
@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 
-from studio.engine.export import COMBINATIONS, DTYPES
+from studio.engine.export.merge import COMBINATIONS, DTYPES
 
 
 def add_parser(sub) -> None:
@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from studio.config import ConfigError
-    from studio.engine.export import ExportError, VerificationError, merge_adapter, merge_adapters
+    from studio.engine.export.merge import ExportError, VerificationError, merge_adapter, merge_adapters
     from studio.engine.models import ModelLoadError
 
     gguf = [q.strip() for q in args.gguf.split(",") if q.strip()]
@@ -80,7 +80,7 @@ def _fail(exc: Exception, code: int, as_json: bool) -> int:
 
 
 def _weights(text: str, n: int) -> list[float] | None:
-    from studio.engine.export import ExportError
+    from studio.engine.export.merge import ExportError
 
     if not text.strip():
         if n > 1:

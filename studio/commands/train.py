@@ -36,8 +36,8 @@ def _check_model_path(name: str) -> None:
 
 def run(args) -> int:
     from studio import config as C
-    from studio.engine.runner import RunDirError, prepare_run_dir
-    from studio.engine.runner import run as run_training
+    from studio.engine.train.runner import RunDirError, prepare_run_dir
+    from studio.engine.train.runner import run as run_training
 
     output_dir = args.output_dir
     if args.resume and not output_dir and args.config and Path(args.config).name == "config.yaml":

@@ -199,3 +199,12 @@ def resolve_dtype(name: str):
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:400]
+
+
+def model_fingerprint(model_path: str) -> str:
+    """Changes when the model folder's weights change; a hub id is its own fingerprint."""
+    path = Path(model_path)
+    if not path.is_dir():
+        return model_path
+    stats = sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in path.glob("*.safetensors"))
+    return f"{path.resolve()}|{stats}"

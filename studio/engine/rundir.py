@@ -19,11 +19,13 @@ Pure standard library: the UI process reads run folders without importing torch.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from studio.engine.jobs import child
+from studio.engine.jobs.child import atomic_write_text  # noqa: F401  (re-exported: the run folder's writers use it)
 
 CONFIG = "config.yaml"
 COMMAND = "command.txt"
@@ -32,11 +34,12 @@ METRICS = "metrics.jsonl"
 LOG = "train.log"
 DATA_REPORT = "data_report.json"
 STOP = "STOP"
+CHILD_OUTPUT = "stdout.log"  # what the child printed before (or besides) its own train.log: an import crash lands here
 CHECKPOINTS = "checkpoints"
 ADAPTER = "adapter"
 MODEL = "model"
 
-STATES = ("queued", "running", "finished", "failed", "aborted")
+STATES = ("queued", "running", "finished", "failed", "aborted", "unreadable")
 ACTIVE_STATES = ("queued", "running")
 
 
@@ -55,29 +58,26 @@ def new_run_dir(runs_root: Path, name: str = "") -> Path:
     raise RuntimeError(f"cannot create a run folder under {runs_root}")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temp file, fsync, rename: a reader never sees half a file and a crash keeps the old one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def read_status(run_dir: Path) -> dict:
-    try:
-        return json.loads((Path(run_dir) / STATUS).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
+    """status.json as a dict; {} when it is missing, and {"state": "unreadable", ...} when it is corrupt (half a file
+    from a full disk, or edited by hand): that run is shown as unreadable, every other run as usual."""
+    path = Path(run_dir) / STATUS
+    if not path.is_file():
         return {}
+    data = child.read_json(path)
+    if data is None:
+        return {"state": "unreadable", "error": f"{path}: not a JSON object (corrupt or edited?)"}
+    return data
 
 
 def write_status(run_dir: Path, **fields) -> dict:
     """Merge ``fields`` into status.json (atomically) and return the new status."""
     status = read_status(run_dir)
+    if status.get("state") == "unreadable":  # a corrupt file is replaced, not merged into
+        status = {}
     status.update(fields)
     status["updated_at"] = time.time()
-    atomic_write_text(Path(run_dir) / STATUS, json.dumps(status, indent=2, ensure_ascii=False))
+    child.write_json(Path(run_dir) / STATUS, status)
     return status
 
 
@@ -101,39 +101,24 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 
 def tail_log(run_dir: Path, lines: int = 40) -> str:
-    path = Path(run_dir) / LOG
-    if not path.is_file():
-        return ""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 64 * 1024))
-        text = fh.read().decode("utf-8", errors="replace")
-    # progress bars rewrite one line with carriage returns: keep only the last state of each line
-    cleaned = [ln.rsplit("\r", 1)[-1] for ln in text.splitlines()]
-    return "\n".join(cleaned[-lines:])
+    """The last non-blank lines of train.log (what the child printed before its log existed: ``stdout.log``)."""
+    for name in (LOG, CHILD_OUTPUT):
+        found = child.tail_lines(Path(run_dir) / name, lines)
+        if found:
+            return "\n".join(found)
+    return ""
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of this process is dead too
-        with open(f"/proc/{int(pid)}/stat", encoding="utf-8") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+def trainer_alive(run_dir: Path, status: dict | None = None) -> bool:
+    """The run's training process is still the one status.json names (pid, start time; see jobs/child.py)."""
+    status = read_status(run_dir) if status is None else status
+    return child.is_job(status, str(Path(run_dir).name))
 
 
 def effective_status(run_dir: Path) -> dict:
     """status.json, corrected when it says running but its process is gone (killed, machine restarted)."""
     status = read_status(run_dir)
-    if status.get("state") == "running" and not pid_alive(status.get("pid")):
+    if status.get("state") == "running" and not trainer_alive(run_dir, status):
         status = dict(status, state="failed", exit_code=status.get("exit_code"),
                       error=status.get("error") or "the training process ended without reporting (killed?)")
     return status
@@ -161,8 +146,20 @@ class RunInfo:
     extra: dict = field(default_factory=dict)
 
 
+def _int(value) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def _time(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def list_runs(runs_root: Path) -> list[RunInfo]:
-    """Every run folder under ``runs_root``, newest first."""
+    """Every run folder under ``runs_root``, newest first. A run whose status.json is corrupt or holds odd values is
+    listed (state "unreadable", or the values it could read); it never hides the others."""
     root = Path(runs_root)
     if not root.is_dir():
         return []
@@ -171,10 +168,14 @@ def list_runs(runs_root: Path) -> list[RunInfo]:
         if not path.is_dir() or not (path / STATUS).is_file() and not (path / CONFIG).is_file():
             continue
         st = effective_status(path)
-        infos.append(RunInfo(run_id=path.name, path=path, state=st.get("state", "unknown"), name=st.get("name", ""),
-                             stage=st.get("stage", ""), finetuning_type=st.get("finetuning_type", ""),
-                             step=int(st.get("step") or 0), max_steps=int(st.get("max_steps") or 0),
-                             started_at=st.get("started_at"), ended_at=st.get("ended_at"), exit_code=st.get("exit_code"),
-                             final_loss=st.get("final_loss"), output=st.get("output", ""), extra=st))
+        text = {k: st.get(k) if isinstance(st.get(k), str) else "" for k in ("state", "name", "stage", "finetuning_type",
+                                                                              "output")}
+        code = st.get("exit_code")
+        loss = st.get("final_loss")
+        infos.append(RunInfo(run_id=path.name, path=path, state=text["state"] or "unknown", name=text["name"],
+                             stage=text["stage"], finetuning_type=text["finetuning_type"], step=_int(st.get("step")),
+                             max_steps=_int(st.get("max_steps")), started_at=_time(st.get("started_at")),
+                             ended_at=_time(st.get("ended_at")), exit_code=code if isinstance(code, int) else None,
+                             final_loss=loss if isinstance(loss, (int, float)) else None, output=text["output"], extra=st))
     infos.sort(key=lambda r: (r.started_at or r.path.stat().st_mtime, r.run_id), reverse=True)
     return infos

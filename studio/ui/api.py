@@ -19,8 +19,9 @@ from typing import Any
 import gradio as gr
 
 from studio import config as C
-from studio.engine import jobs as jobs_mod
-from studio.engine import metrics, rundir
+from studio.engine.jobs import export as export_job
+from studio.engine.jobs import training as jobs_mod
+from studio.engine import curves as metrics, rundir
 from studio.ui.context import AppContext
 
 
@@ -96,41 +97,39 @@ class StudioApi:
     def chat_compare(self, prompt: str, adapter: str = "", model: str = "default", system: str = "",
                      temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 128) -> dict:
         """One prompt answered by the base model and by the tuned one (adapter, run folder or merged folder)."""
-        from studio.ui.chat_tab import compare
-
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         base = tuned = None
         try:
-            for base, tuned in compare(self.ctx, model, adapter, msgs, msgs, temperature, top_p, max_new_tokens):
+            for base, tuned in self.ctx.compare(model, adapter, msgs, msgs, temperature, top_p, max_new_tokens):
                 pass
         except Exception as exc:  # model/adapter loading problems are the caller's to fix
             raise gr.Error(str(exc)) from None
         return {"base": base, "tuned": tuned, "model": model, "adapter": adapter}
 
     def merge(self, source: str, out_dir: str = "", dtype: str = "float32", overwrite: bool = False) -> dict:
-        """Merge an adapter (run folder or adapter folder) into its base model and save it (verified by logits)."""
-        from studio.ui.export_tab import merge as do_merge
-
+        """Merge an adapter (run folder or adapter folder) into its base model and save it (verified by logits); runs
+        ``studio export`` as a child, like ``/export`` and the Export tab (this process never loads a model for it)."""
         try:
-            return do_merge(source, out_dir, dtype, overwrite)
-        except (ImportError, AttributeError) as exc:
-            raise gr.Error(f"merging is not available in this version ({exc})") from None
-        except Exception as exc:  # ExportError, VerificationError, ModelLoadError: messages for the caller
+            req = export_job.merge_request(source, out_dir, dtype, overwrite)
+        except export_job.RequestError as exc:
             raise gr.Error(str(exc)) from None
+        return self._run_export(req)
 
     def export(self, sources: list[str], out_dir: str = "", weights: list[float] | None = None, combine: str = "cat",
                density: float = 0.5, output: str = "model", dtype: str = "float32", gguf: list[str] | None = None,
                overwrite: bool = False) -> dict:
         """Everything ``studio export`` does, run as that command in a child: merge one source, or combine several with
         weights (``combine``: cat, linear, ties, dare_linear, ...; ``output``: model or adapter), optional GGUF types."""
-        from studio.engine.export_job import ExportJob
-        from studio.ui.export_tab import build_request
+        try:
+            req = export_job.build_request(list(sources or []), weights, combine, density, output, out_dir, dtype, gguf,
+                                           overwrite)
+        except export_job.RequestError as exc:
+            raise gr.Error(str(exc)) from None
+        return self._run_export(req)
 
-        req, problem = build_request("\n".join(sources or []), ",".join(f"{w:g}" for w in weights or []) if weights else "",
-                                     combine, density, output, out_dir, dtype, gguf, overwrite)
-        if req is None:
-            raise gr.Error(problem)
-        state = ExportJob.start(req).wait()
+    @staticmethod
+    def _run_export(req) -> dict:
+        state = export_job.ExportJob.start(req).wait()
         if state["state"] != "finished":
             raise gr.Error(state["error"] or "the export failed")
         return dict(state["result"], command=state["command"])
@@ -141,10 +140,10 @@ class StudioApi:
                  out_dir: str = "", changed_rows: int = 5) -> dict:
         """Everything ``studio eval`` does (same arguments), run as that command in a child as the Evaluate tab does;
         waits for it and returns the metrics table, the output folder and the rows that changed most."""
-        from studio.engine import eval_jobs
-        from studio.engine import evaluate as E
-        from studio.engine.data import DataError
-        from studio.engine.metrics_text import MetricError
+        from studio.engine.jobs import evaluation as eval_jobs
+        from studio.engine.evaluate import predict as E
+        from studio.engine.data.load import DataError
+        from studio.engine.evaluate.scores import MetricError
 
         adapter, data = (adapter or "").strip(), (data or "").strip()
         split = split or ("val" if not data and E.resolve_run_dir(adapter) else "all")

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio.ui import api, chat_tab, data_tab, eval_tab, export_tab, identity_card, monitor_tab, train_tab
+from studio.ui import api
+from studio.ui.tabs import chat as chat_tab, data as data_tab, evaluate as eval_tab, export as export_tab, monitor as monitor_tab, train as train_tab
+from studio.ui.panels import identity_card
 from studio.ui.common import tuned_outputs
 from studio.ui.context import AppContext
 from studio.ui.flags import AUTH_ENV, parse_args
@@ -96,7 +98,7 @@ def _wire(ctx: AppContext, refs: AppRefs) -> None:
     updates = _relabel_targets(refs, ctx)
     refs.lang_radio.change(lambda lg: _on_lang(ctx, refs, lg), refs.lang_radio, [refs.lang, *updates], **ui)
     # a page (re)load re-attaches to whatever runs: the monitor picks the active run, the train tab shows its progress
-    refs.demo.load(lambda lg: monitor_tab.on_load(ctx, lg), refs.lang, monitor_tab._outputs(refs.monitor), **ui)
+    refs.demo.load(lambda lg: monitor_tab.on_load(ctx, lg), refs.lang, monitor_tab.outputs(refs.monitor), **ui)
     export_tab.wire_load(refs.demo, refs.export, refs.lang)  # and the Export tab the newest export
     # the Data tab's "Use in training" appends the dataset to the Train form
     datasets = refs.train.fields["data.datasets"]
@@ -149,7 +151,7 @@ def _open_in_chat(ctx: AppContext, folder: str | None) -> list:
     """Select the Chat tab with ``folder`` (an adapter or model folder) as the tuned side."""
     if not folder:
         return [gr.skip()] * 4
-    adapter, model = chat_tab._on_run(folder)
+    adapter, model = chat_tab.on_run(folder)
     return [gr.Tabs(selected="chat"), gr.update(choices=tuned_outputs(ctx), value=folder), adapter, model]
 
 

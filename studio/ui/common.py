@@ -6,7 +6,7 @@ import html
 import time
 from pathlib import Path
 
-from studio.engine import jobs as jobs_mod
+from studio.engine.jobs import training as jobs_mod
 from studio.engine import rundir
 from studio.ui.i18n import state_name, t
 
@@ -45,7 +45,7 @@ def run_ids(ctx) -> list[str]:
 def tuned_outputs(ctx) -> list[tuple[str, str]]:
     """(label, path) for every run that left an adapter or merged weights, then every export under $STUDIO_HOME/exports
     (its folder and each GGUF file in it): the Chat tab's tuned picker."""
-    from studio.engine.export_job import list_exports
+    from studio.engine.jobs.export import list_exports
 
     out = []
     for r in rundir.list_runs(ctx.runs_root):
@@ -79,10 +79,22 @@ def progress_html(run_dir: Path | None, lang: str, active: bool) -> str:
         label = t("train.starting", lang)
     if state == "failed" and st.get("exit_code") is not None:
         label += " · " + t("train.failed_code", lang, code=st.get("exit_code"))
-    return (f"<div class='ts-progress' data-state='{html.escape(state)}'>"
-            f"<div class='ts-progress-head'><b>{html.escape(run_dir.name)}</b> · <span class='ts-state'>{html.escape(label)}</span></div>"
-            f"<div class='ts-bar'><div class='ts-fill ts-{html.escape(state)}' style='width:{pct:.1f}%'></div></div>"
-            f"<div class='ts-progress-text'>{html.escape(' · '.join(parts))}</div></div>")
+    return progress_bar(run_dir.name, label, pct, state, " · ".join(parts))
+
+
+BAR_STATES = ("queued", "running", "finished", "failed", "aborted")  # the fill colours app.CSS defines
+
+
+def progress_bar(title: str, label: str, percent: float, state: str, text: str, detail: str = "") -> str:
+    """The one progress bar of the studio (training runs, evaluations, exports): a title, a state label, a bar filled to
+    ``percent`` and coloured by ``state``, a line of text, and optional preformatted ``detail`` (an error, a log tail)."""
+    css = {"stopped": "aborted", "cancelled": "failed"}.get(state, state)
+    css = css if css in BAR_STATES else "running"
+    body = (f"<div class='ts-progress' data-state='{html.escape(state)}'>"
+            f"<div class='ts-progress-head'><b>{html.escape(title)}</b> · <span class='ts-state'>{html.escape(label)}</span>"
+            f"</div><div class='ts-bar'><div class='ts-fill ts-{css}' style='width:{max(0.0, min(100.0, percent)):.1f}%'>"
+            f"</div></div><div class='ts-progress-text'>{html.escape(text)}</div></div>")
+    return body + (f"<pre class='ts-rendered'>{html.escape(detail)}</pre>" if detail else "")
 
 
 def failure_note(run_dir: Path, lang: str, lines: int = 20) -> str:

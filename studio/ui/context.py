@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio import paths
-from studio.engine.jobs import JobManager
+from studio.engine.jobs.training import JobManager
 
 MAX_CHAT_MODELS = 2  # each ChatModel holds a base copy; CPU RAM is the limit on a laptop
 
@@ -69,12 +69,13 @@ class AppContext:
 
     def dataset_files(self) -> list[str]:
         """Dataset files the Data tab offers: data/ folders (repo and cwd) and uploads."""
-        suffixes = (".json", ".jsonl", ".csv", ".parquet")
+        from studio.engine.data.formats import SUFFIXES  # pure Python: no torch, no pandas at import
+
         found: dict[str, None] = {}
         for root in (*self.data_roots, self.uploads_root):
             if root.is_dir():
                 for p in sorted(root.rglob("*")):
-                    if p.suffix.lower() in suffixes and p.name != "dataset_info.json" and p.is_file():
+                    if p.suffix.lower() in SUFFIXES and p.name != "dataset_info.json" and p.is_file():
                         found[str(p)] = None
         return list(found)
 
@@ -87,7 +88,7 @@ class AppContext:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-        from studio.engine.chat import ChatModel  # torch/transformers load here, on first use
+        from studio.engine.generate import ChatModel  # torch/transformers load here, on first use
 
         loaded = ChatModel(model=key[0], adapter=key[1])
         with self._lock:
@@ -95,6 +96,21 @@ class AppContext:
             while len(self._models) > MAX_CHAT_MODELS:
                 self._models.popitem(last=False)
         return loaded
+
+    def compare(self, model: str, adapter: str, messages_base: list[dict], messages_tuned: list[dict], temperature: float,
+                top_p: float, max_new_tokens: int):
+        """Stream (base_text, tuned_text): first the base answer grows (tuned None), then the tuned one (with an adapter).
+        One generation at a time in this process (the Chat tab and the ``/chat_compare`` endpoint share it)."""
+        cm = self.chat_model(model, adapter or None)
+        kw = dict(temperature=float(temperature), top_p=float(top_p), max_new_tokens=int(max_new_tokens))
+        with self.generate_lock:
+            base = ""
+            for base in cm.stream(messages_base, use_adapter=False, **kw):
+                yield base, None
+            if not adapter:
+                return
+            for tuned in cm.stream(messages_tuned, use_adapter=True, **kw):
+                yield base, tuned
 
     def tokenizer(self, model: str):
         """A cached tokenizer (the Data tab renders rows through its chat template)."""

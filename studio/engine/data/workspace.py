@@ -1,0 +1,333 @@
+"""Editable working copies of datasets, with validation, atomic saves, a version history and undo.
+
+Importing a dataset copies its file into ``$STUDIO_HOME/datasets/<name>/``; the original (an upload or the user's own file)
+is never written to. A workspace folder holds::
+
+    data.<ext>            the working copy, same file type as the source (what training reads)
+    dataset_info.json     when the columns were mapped or the source was a dataset_info.json entry: the entry, with
+                          LLaMA-Factory "columns", so `studio train --set data.datasets=[FOLDER]` loads it the same way
+    versions/vNNNN.<ext>  one snapshot per saved version (hard links: unchanged bytes are not copied)
+    versions/history.jsonl one line per version: version, parent, action, detail, time, rows
+    versions/workspace.json name, working file, source path
+
+The folder itself is the dataset spec training takes (``data.datasets=[FOLDER]``).
+
+Every edit validates the rows it touches (normalised, and rendered through the chat template when a tokenizer is given),
+refuses the whole edit with the row and reason when one fails, and saves atomically (temp file, fsync, rename).
+Undo restores the version the current one was made from, as a new version: nothing is ever deleted by an undo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from studio import paths
+from studio.engine.data import formats as F
+from studio.engine.data.load import parse_spec
+from studio.engine.data.formats import DataError
+from studio.engine.data.view import DatasetView, open_dataset, validate_row
+from studio.engine.data.rowfile import RowFile, atomic_write, write_rows
+
+INFO, VERSIONS, HISTORY = "dataset_info.json", "versions", "history.jsonl"
+META = f"{VERSIONS}/workspace.json"  # inside versions/: a folder spec loads only the top-level data file
+MAX_SNAPSHOTS = 30  # older snapshot files are pruned (their history lines stay)
+
+
+@dataclass
+class Version:
+    version: int
+    parent: int  # the version this one was made from (0: none)
+    action: str
+    detail: str
+    time: float
+    rows: int
+
+
+def workspaces_root() -> Path:
+    return paths.studio_home() / "datasets"
+
+
+def list_workspaces(root: Path | None = None) -> list[Path]:
+    root = Path(root or workspaces_root())
+    return sorted(p for p in root.iterdir() if (p / META).is_file()) if root.is_dir() else []
+
+
+def _exclusive(method):
+    """Run an edit holding the workspace lock: two tabs (or a tab and a script) never interleave read-modify-write."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock():
+            return method(self, *args, **kwargs)
+    return wrapper
+
+
+class Workspace:
+    """One working copy. ``Workspace.create(spec)`` imports, ``Workspace(folder)`` opens an existing one."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        meta_path = self.root / META
+        if not meta_path.is_file():
+            raise DataError(f"{self.root}: not a data studio workspace (no {META})")
+        self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        self.data_path = self.root / self.meta["file_name"]
+        self.name = self.meta["name"]
+
+    # -- creating ---------------------------------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, spec: str | Path, name: str = "", root: Path | None = None, mapping: dict | None = None) -> "Workspace":
+        """Copy the dataset behind ``spec`` (one file, or one dataset_info.json entry) into a new workspace."""
+        view = open_dataset(spec, mapping)
+        if len(view.files) != 1:
+            raise DataError(f"{spec}: this dataset has {len(view.files)} files; open one file (or entry) to edit it")
+        src = view.files[0].path
+        root = Path(root or workspaces_root())
+        folder = _unique(root, _slug(name or view.entry or src.stem))
+        tmp = root / f".{folder.name}.creating"
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / VERSIONS).mkdir(parents=True)
+        (tmp / VERSIONS / ".lock").touch()
+        file_name = "data" + src.suffix.lower()
+        shutil.copyfile(src, tmp / file_name)
+        entry = _entry_for(view, file_name)
+        if entry is not None:
+            atomic_write(tmp / INFO, lambda fh: fh.write(_dumps({folder.name: entry})))
+        meta = {"name": folder.name, "file_name": file_name, "source": str(src), "source_spec": str(spec),
+                "entry": view.entry, "created": time.time()}
+        atomic_write(tmp / META, lambda fh: fh.write(_dumps(meta)))
+        shutil.copyfile(tmp / file_name, tmp / VERSIONS / f"v0001{src.suffix.lower()}")
+        _append(tmp / VERSIONS / HISTORY, Version(1, 0, "import", str(src), time.time(), len(view)))
+        tmp.rename(folder)  # the workspace appears whole or not at all
+        return cls(folder)
+
+    # -- reading ----------------------------------------------------------------------------------------------------------
+
+    @property
+    def spec(self) -> str:
+        """What training and ``open_dataset`` take: the folder (its dataset_info.json, else its one data file)."""
+        return str(self.root)
+
+    @contextlib.contextmanager
+    def _lock(self):
+        try:
+            import fcntl
+        except ImportError:  # no flock (Windows): single-user use
+            yield
+            return
+        with open(self.root / VERSIONS / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def view(self, mapping: dict | None = None) -> DatasetView:
+        return open_dataset(self.spec, mapping)
+
+    def history(self) -> list[Version]:
+        path = self.root / VERSIONS / HISTORY
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        return [Version(**json.loads(x)) for x in lines if x.strip()]
+
+    @property
+    def head(self) -> Version:
+        return self.history()[-1]
+
+    def snapshot_path(self, version: int) -> Path:
+        return self.root / VERSIONS / f"v{version:04d}{self.data_path.suffix}"
+
+    # -- editing ----------------------------------------------------------------------------------------------------------
+
+    @_exclusive
+    def add_row(self, row: dict, at: int | None = None, tokenizer=None, cutoff_len: int = 4096) -> Version:
+        view = self.view()
+        self._check(view, row, len(view) if at is None else at, tokenizer, cutoff_len)
+        items = list(range(len(view)))
+        items.insert(len(items) if at is None else max(0, min(int(at), len(items))), row)
+        return self._commit(view, items, "add", f"row {len(view) if at is None else at}")
+
+    @_exclusive
+    def update_row(self, index: int, row: dict, tokenizer=None, cutoff_len: int = 4096) -> Version:
+        view = self.view()
+        view.locate(index)
+        self._check(view, row, index, tokenizer, cutoff_len)
+        items: list = list(range(len(view)))
+        items[index] = row
+        return self._commit(view, items, "edit", f"row {index}")
+
+    @_exclusive
+    def delete_rows(self, indices: list[int]) -> Version:
+        view = self.view()
+        drop = set()
+        for i in indices:
+            view.locate(int(i))
+            drop.add(int(i))
+        if len(drop) >= len(view):
+            raise DataError(f"{self.data_path}: cannot delete every row (a dataset needs at least one); nothing was saved")
+        items = [i for i in range(len(view)) if i not in drop]
+        return self._commit(view, items, "delete", "rows " + ", ".join(map(str, sorted(drop)[:20])))
+
+    @_exclusive
+    def duplicate_row(self, index: int) -> Version:
+        view = self.view()
+        view.locate(index)
+        items: list = list(range(len(view)))
+        items.insert(index + 1, view.row(index))
+        return self._commit(view, items, "duplicate", f"row {index}")
+
+    @_exclusive
+    def replace_text(self, find: str, replace: str, column: str = "", regex: bool = False, case_sensitive: bool = True,
+                     tokenizer=None, cutoff_len: int = 4096, dry_run: bool = False) -> dict:
+        """Find and replace in every text value (or one column) of every row, e.g. ``{{NAME}}`` -> ``Nova``.
+
+        Every changed row is validated; one failure refuses the whole replacement. Returns the counts and the version.
+        """
+        if not find:
+            raise DataError("nothing to find: give the text to replace")
+        pattern = re.compile(find if regex else re.escape(find), 0 if case_sensitive else re.IGNORECASE)
+        view = self.view()
+        items: list = []
+        changed, count = [], 0
+        for i, row in enumerate(view.iter_rows()):
+            new, n = _replace_in(row, pattern, replace, column)
+            if n:
+                self._check(view, new, i, tokenizer, cutoff_len)
+                items.append(new)
+                changed.append(i)
+                count += n
+            else:
+                items.append(i)
+        out = {"rows_changed": len(changed), "replacements": count, "examples": changed[:10], "version": None}
+        if changed and not dry_run:
+            out["version"] = asdict(self._commit(view, items, "replace", f"{find!r} -> {replace!r} in {len(changed)} rows"))
+        return out
+
+    @_exclusive
+    def set_mapping(self, mapping: dict) -> dict:
+        """Apply ``{source column: role}`` and save it as this workspace's dataset_info.json entry (checked on row 1)."""
+        rows = RowFile(self.data_path)
+        first = rows.row(0)
+        entry = F.entry_from_mapping(mapping, self.data_path.name, {c: first.get(c) for c in rows.columns})
+        validate_row(first, F.spec_from_entry(entry))
+        atomic_write(self.root / INFO, lambda fh: fh.write(_dumps({self.name: entry})))
+        return entry
+
+    # -- versions ---------------------------------------------------------------------------------------------------------
+
+    @_exclusive
+    def undo(self) -> Version:
+        """Go back to the version the current one was made from (saved as a new version, so undo is never lossy)."""
+        versions = {v.version: v for v in self.history()}
+        head = self.head
+        if head.parent == 0:
+            raise DataError(f"{self.name}: nothing to undo (version {head.version} holds the imported rows)")
+        target = versions[head.parent]
+        return self._restore(target, "undo", parent=target.parent)
+
+    @_exclusive
+    def restore(self, version: int) -> Version:
+        versions = {v.version: v for v in self.history()}
+        if version not in versions:
+            raise DataError(f"{self.name}: no version {version} (versions 1..{self.head.version})")
+        return self._restore(versions[version], "restore", parent=self.head.version)
+
+    def _restore(self, target: Version, action: str, parent: int) -> Version:
+        snap = self.snapshot_path(target.version)
+        if not snap.is_file():
+            raise DataError(f"{self.name}: version {target.version} was pruned (only the last {MAX_SNAPSHOTS} are kept)")
+        new = self.head.version + 1
+
+        def copy(fh):
+            with open(snap, "rb") as src:
+                shutil.copyfileobj(src, fh)
+
+        atomic_write(self.data_path, copy, snapshot=self.snapshot_path(new))
+        version = Version(new, parent, action, f"back to version {target.version}", time.time(), target.rows)
+        _append(self.root / VERSIONS / HISTORY, version)
+        return version
+
+    # -- internals --------------------------------------------------------------------------------------------------------
+
+    def _check(self, view: DatasetView, row, index: int, tokenizer, cutoff_len: int) -> None:
+        try:
+            validate_row(row, view.formats[0] or _no_format(view), tokenizer, cutoff_len)
+        except DataError as exc:
+            raise DataError(f"{self.data_path.name}: row {index}: {exc}; nothing was saved") from None
+
+    def _commit(self, view: DatasetView, items: list, action: str, detail: str) -> Version:
+        new = self.head.version + 1
+        write_rows(self.data_path, items, base=view.files[0], snapshot=self.snapshot_path(new))
+        version = Version(new, self.head.version, action, detail, time.time(), len(items))
+        _append(self.root / VERSIONS / HISTORY, version)
+        self._prune(new)
+        return version
+
+    def _prune(self, newest: int) -> None:
+        for v in range(1, newest - MAX_SNAPSHOTS + 1):
+            self.snapshot_path(v).unlink(missing_ok=True)
+
+
+def _no_format(view: DatasetView):
+    raise DataError(view.format_error or "the format is unknown: map the columns first")
+
+
+def _replace_in(value, pattern: re.Pattern, repl: str, column: str = "", top: bool = True):
+    """(new value, number of replacements) for every string inside ``value`` (only ``column`` of a top-level row)."""
+    if isinstance(value, str):
+        return pattern.subn(lambda _m: repl, value)
+    if isinstance(value, dict):
+        out, n = {}, 0
+        for k, v in value.items():
+            if top and column and k != column:
+                out[k] = v
+                continue
+            out[k], c = _replace_in(v, pattern, repl, "", False)
+            n += c
+        return out, n
+    if isinstance(value, list):
+        pairs = [_replace_in(v, pattern, repl, "", False) for v in value]
+        return [p[0] for p in pairs], sum(p[1] for p in pairs)
+    return value, 0
+
+
+def _entry_for(view: DatasetView, file_name: str) -> dict | None:
+    """The dataset_info.json entry a new workspace needs: the source's entry, the mapping, or none (detected format)."""
+    if view.entry:
+        folder = parse_spec(view.spec).path
+        return dict(json.loads((folder / INFO).read_text(encoding="utf-8-sig"))[view.entry], file_name=file_name)
+    if view.mapping:
+        first = view.files[0].row(0)
+        return F.entry_from_mapping(view.mapping, file_name, {c: first.get(c) for c in view.files[0].columns})
+    return None
+
+
+def _append(path: Path, version: Version) -> None:
+    import os
+
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(asdict(version), ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _dumps(obj) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.\-\u4e00-\u9fff]+", "_", text).strip("._") or "dataset"
+
+
+def _unique(root: Path, name: str) -> Path:
+    folder, k = root / name, 2
+    while folder.exists():
+        folder, k = root / f"{name}-{k}", k + 1
+    return folder

@@ -1,0 +1,200 @@
+"""The one-click self-cognition card on the Train tab: four fields (name and maker, en + zh), Start, progress, then the
+before/after probe table, and a button that opens the Chat tab on the tuned model.
+
+It is a thin layer over ``studio.engine.selfcog.identity`` (filling, preview, the preset config) and ``studio.engine.selfcog.probe``
+(reading probe.json): Start builds the same config as ``studio train presets/self_cognition.yaml --set identity...`` and
+submits it to the job queue, so the run folder, the command and the Monitor tab are those of any other run. Which run
+the card follows lives in a ``gr.State`` (per browser tab), never in module state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from studio.engine.selfcog import identity, probe
+from studio.engine import rundir
+from studio.ui.common import progress_html
+from studio.ui.context import AppContext
+from studio.ui.i18n import Texts, t
+
+PREVIEW_ROWS = 12
+TICK_S = 2.0
+TABLE_COLS = ("kind", "lang", "question", "base", "tuned")
+
+
+@dataclass
+class IdentityRefs:
+    texts: Texts
+    accordion: gr.Accordion
+    name_en: gr.Textbox
+    name_zh: gr.Textbox
+    author_en: gr.Textbox
+    author_zh: gr.Textbox
+    preview: gr.Button
+    save: gr.Button
+    start: gr.Button
+    message: gr.Markdown
+    rows: gr.Dataframe
+    progress: gr.HTML
+    summary: gr.Markdown
+    table: gr.Dataframe
+    open_chat: gr.Button
+    run: gr.State  # the run this card follows (its run folder path), per browser tab
+    timer: gr.Timer
+    tick_sig: gr.State
+
+    def names(self) -> list[gr.Textbox]:
+        """In ``identity.names_from`` order: name_zh, name_en, author_zh, author_en."""
+        return [self.name_zh, self.name_en, self.author_zh, self.author_en]
+
+
+def build(ctx: AppContext, lang: gr.State) -> IdentityRefs:
+    tx = Texts(ctx.lang)
+    with tx.make(gr.Accordion, label="ident.title", open=True, elem_id="ident-card") as acc:
+        tx.make(gr.Markdown, value="ident.intro")
+        with gr.Row():
+            name_en = tx.make(gr.Textbox, label="ident.name_en", value="Nova", elem_id="ident-name-en")
+            name_zh = tx.make(gr.Textbox, label="ident.name_zh", value="小新", elem_id="ident-name-zh")
+            author_en = tx.make(gr.Textbox, label="ident.author_en", value="Nova Labs", elem_id="ident-author-en")
+            author_zh = tx.make(gr.Textbox, label="ident.author_zh", value="新星实验室", elem_id="ident-author-zh")
+        with gr.Row():
+            start = tx.make(gr.Button, value="ident.start", variant="primary", elem_id="ident-start")
+            preview = tx.make(gr.Button, value="ident.preview", elem_id="ident-preview")
+            save = tx.make(gr.Button, value="ident.save", elem_id="ident-save")
+            open_chat = tx.make(gr.Button, value="ident.open_chat", visible=False, elem_id="ident-open-chat")
+        message = gr.Markdown("", elem_id="ident-message")
+        rows = gr.Dataframe(visible=False, interactive=False, wrap=True, max_height=300, elem_id="ident-rows")
+        progress = gr.HTML("", elem_id="ident-progress")
+        summary = gr.Markdown("", elem_id="ident-summary")
+        table = gr.Dataframe(visible=False, interactive=False, wrap=True, max_height=420, elem_id="ident-table")
+    refs = IdentityRefs(tx, acc, name_en, name_zh, author_en, author_zh, preview, save, start, message, rows, progress,
+                        summary, table, open_chat, gr.State(None), gr.Timer(TICK_S), gr.State(None))
+    _wire(ctx, refs, lang)
+    return refs
+
+
+def _wire(ctx: AppContext, refs: IdentityRefs, lang: gr.State) -> None:
+    ui = dict(api_visibility="undocumented")
+    names = refs.names()
+    refs.preview.click(lambda lg, *n: on_preview(lg, *n), [lang, *names], [refs.rows, refs.message], **ui)
+    refs.save.click(lambda lg, *n: on_save(ctx, lg, *n), [lang, *names], [refs.message], **ui)
+    refs.start.click(lambda lg, *n: on_start(ctx, lg, *n), [lang, *names], [refs.message, refs.run], **ui) \
+        .then(lambda run, lg: on_tick(ctx, run, lg, None), [refs.run, lang], _tick_outputs(refs), **ui)
+    refs.timer.tick(lambda run, lg, sig: on_tick(ctx, run, lg, sig), [refs.run, lang, refs.tick_sig], _tick_outputs(refs),
+                    show_progress="hidden", **ui)
+
+
+def _tick_outputs(refs: IdentityRefs) -> list:
+    return [refs.progress, refs.summary, refs.table, refs.open_chat, refs.tick_sig]
+
+
+# -- handlers --------------------------------------------------------------------------------------------------------------
+
+
+def on_preview(lang: str, name_zh: str, name_en: str, author_zh: str, author_en: str) -> list:
+    try:
+        rows = identity.preview(name_zh, name_en, author_zh, author_en)
+    except ValueError as exc:
+        return [gr.skip(), t("err.generic", lang, error=str(exc))]
+    # half from each language, so both fillings are visible at a glance
+    shown = [r for r in rows if r["lang"] == "en"][: PREVIEW_ROWS // 2] + [r for r in rows if r["lang"] == "zh"][: PREVIEW_ROWS // 2]
+    frame = pd.DataFrame(shown, columns=["lang", "instruction", "output"])
+    return [gr.update(value=frame, visible=True), t("ident.rows", lang, n=len(rows), shown=len(shown))]
+
+
+def on_save(ctx: AppContext, lang: str, name_zh: str, name_en: str, author_zh: str, author_en: str) -> str:
+    try:
+        names = identity.names_from(name_zh, name_en, author_zh, author_en)
+        path = _free_path(ctx.uploads_root / f"identity-{_slug(names['name_en'])}.jsonl")
+        identity.save_identity_dataset(path, **names)
+    except (ValueError, OSError) as exc:
+        return t("err.generic", lang, error=str(exc))
+    n = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return t("ident.saved", lang, n=n, path=path)
+
+
+def on_start(ctx: AppContext, lang: str, name_zh: str, name_en: str, author_zh: str, author_en: str) -> list:
+    from studio import config as C
+
+    try:
+        cfg = identity.self_cognition_config(name_zh, name_en, author_zh, author_en)
+        job = ctx.jobs.submit(cfg)
+    except (ValueError, C.ConfigError, OSError) as exc:
+        gr.Warning(str(exc))
+        return [t("err.generic", lang, error=str(exc)), gr.skip()]
+    active = ctx.jobs.active()
+    if active is not None and active.run_id == job.run_id:
+        return [t("ident.started", lang, run=job.run_id), str(job.run_dir)]
+    pos = next((i for i, j in enumerate(ctx.jobs.queued(), start=1) if j.run_id == job.run_id), 1)
+    return [t("ident.queued", lang, run=job.run_id, pos=pos), str(job.run_dir)]
+
+
+def on_tick(ctx: AppContext, run: str | None, lang: str, sig) -> list:
+    """Progress of the card's run; once probe.json exists, the before/after summary and table, and the chat button."""
+    if not run:
+        return [gr.skip()] * 5
+    ctx.jobs.poll()
+    run_dir = Path(run)
+    status = rundir.effective_status(run_dir)
+    has_probe = (run_dir / probe.PROBE_FILE).is_file()
+    new_sig = (run, status.get("updated_at"), status.get("state"), status.get("step"), has_probe, lang)
+    if new_sig == sig:
+        return [gr.skip()] * 5
+    active = ctx.jobs.active()
+    bar = progress_html(run_dir, lang, active is not None and active.run_dir == run_dir)
+    state = status.get("state")
+    result = probe.load_probe(run_dir) if has_probe else None
+    if result is None:
+        step, total = status.get("step") or 0, status.get("max_steps") or 0
+        note = t("ident.probing", lang) if state == "running" and total and step >= total else \
+            t("ident.no_probe", lang) if state == "finished" else ""
+        return [bar, note, gr.update(visible=False), gr.update(visible=state in ("finished", "aborted")), new_sig]
+    return [bar, summary_markdown(result, lang), gr.update(value=probe_frame(result, lang), visible=True),
+            gr.update(visible=True), new_sig]
+
+
+# -- plain helpers (tested directly) ---------------------------------------------------------------------------------------
+
+
+def summary_markdown(result: dict, lang: str) -> str:
+    pct = lambda v: "–" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+    ident, ret = result["identity"], result["retention"]
+    langs = "; ".join(f"{code} {pct(v['base'])} → **{pct(v['tuned'])}**" for code, v in ident["per_lang"].items())
+    return t("ident.summary", lang, author=t("ident.and_author", lang), langs=langs, ret=f"**{pct(ret['score'])}**",
+             kept=ret["kept"], known=ret["base_right"])
+
+
+def probe_frame(result: dict, lang: str) -> pd.DataFrame:
+    rows = probe.probe_table(result)
+    return pd.DataFrame([[r[c] for c in TABLE_COLS] for r in rows], columns=[t(f"ident.col.{c}", lang) for c in TABLE_COLS])
+
+
+def chat_target(run: str | None) -> str | None:
+    """The folder the Chat tab should load for the card's run (its adapter), or None before there is one."""
+    if not run:
+        return None
+    for sub in (rundir.ADAPTER, rundir.MODEL):
+        if (Path(run) / sub).is_dir():
+            return str(Path(run) / sub)
+    return None
+
+
+def _slug(text: str) -> str:
+    keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in text.strip())
+    return keep.strip("-").lower() or "model"
+
+
+def _free_path(path: Path) -> Path:
+    """``path`` or ``path-2``, ``path-3``…: saving never overwrites a dataset the user may have edited."""
+    candidate, n = path, 2
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.stem}-{n}{path.suffix}"), n + 1
+    return candidate
+
+
+def relabel(ctx: AppContext, refs: IdentityRefs, lang: str) -> dict:
+    return {}

@@ -1,0 +1,478 @@
+"""Data tab: the data studio in the browser. Open or upload a dataset (a file, or a dataset_info.json folder and entry) and
+see its detected format; map unknown columns to roles; page and search its rows; compute stats; render any row through
+the model's chat template with the trained tokens highlighted; edit rows (add, save, duplicate, delete, find-and-replace)
+in an editable copy with versions and undo, through a form fitted to the row's format (``row_form``) or as raw JSON;
+build a mix of several datasets.
+
+Every handler is a thin call into ``studio.engine.data.view`` / ``workspace`` / ``mix`` (imported inside the
+handlers; no torch: a tokenizer is loaded only to render, validate or count tokens). The mix builder is ``data_mix``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from studio.engine.data.formats import SUFFIXES
+from studio.ui.context import AppContext
+from studio.ui.panels import data_mix
+from studio.ui.panels import row_form
+from studio.ui.i18n import Texts, t
+
+N_MAP = 10  # column-mapping dropdowns (datasets with more columns map the first ten)
+ROLE_CHOICES = ["", "system", "prompt", "query", "response", "history", "messages", "chosen", "rejected", "kto_tag", "text"]
+STATS_TOKEN_SAMPLE = 20_000  # rows tokenized for the stats of a large dataset (evenly spaced)
+
+
+@dataclass
+class DataRefs:
+    texts: Texts
+    choose: gr.Dropdown
+    upload: gr.File
+    spec: gr.Textbox
+    load: gr.Button
+    use: gr.Button
+    info: gr.Markdown
+    page: gr.Number
+    page_size: gr.Dropdown
+    prev: gr.Button
+    next: gr.Button
+    rows: gr.Dataframe
+    row: gr.Number
+    model: gr.Textbox
+    cutoff: gr.Number
+    render: gr.Button
+    rendered: gr.HTML
+    render_info: gr.Markdown
+    entry: gr.Dropdown = None
+    copy: gr.Button = None
+    map_box: gr.Accordion = None
+    map_columns: gr.State = None
+    map_roles: list = None
+    apply_map: gr.Button = None
+    search: gr.Textbox = None
+    stats_btn: gr.Button = None
+    stats_md: gr.Markdown = None
+    histogram: gr.Dataframe = None
+    editor: gr.Code = None
+    save_row: gr.Button = None
+    add_row: gr.Button = None
+    duplicate: gr.Button = None
+    delete: gr.Button = None
+    find: gr.Textbox = None
+    replace: gr.Textbox = None
+    column: gr.Textbox = None
+    regex: gr.Checkbox = None
+    replace_btn: gr.Button = None
+    undo: gr.Button = None
+    versions: gr.Dataframe = None
+    restore_v: gr.Number = None
+    restore: gr.Button = None
+    edit_msg: gr.Markdown = None
+    mix: data_mix.MixRefs = None
+    form: row_form.FormRefs = None
+
+
+def build(ctx: AppContext, lang: gr.State) -> DataRefs:
+    tx = Texts(ctx.lang)
+    with gr.Row():
+        with gr.Column(scale=3):
+            choose = tx.make(gr.Dropdown, label="data.choose", info="data.choose_info", choices=_choices(ctx), value=None,
+                             allow_custom_value=True, elem_id="data-choose")
+            spec = tx.make(gr.Textbox, label="data.spec", placeholder="data.empty", elem_id="data-spec")
+            entry = tx.make(gr.Dropdown, label="data.entry", choices=[], visible=False, elem_id="data-entry")
+        with gr.Column(scale=2):
+            upload = tx.make(gr.File, label="data.upload", file_types=list(SUFFIXES), height=120)
+    with gr.Row():
+        load = tx.make(gr.Button, value="data.load", variant="primary", elem_id="data-load")
+        use = tx.make(gr.Button, value="data.use", elem_id="data-use")
+        copy = tx.make(gr.Button, value="data.copy", elem_id="data-copy")
+    info = gr.Markdown("", elem_id="data-info")
+    with tx.make(gr.Accordion, label="data.mapping", open=False, visible=False, elem_id="data-mapping") as map_box:
+        tx.make(gr.Markdown, value="data.mapping_info")
+        map_columns = gr.State([])
+        with gr.Row():
+            map_roles = [gr.Dropdown(choices=ROLE_CHOICES, value="", label=f"column {k}", visible=False, min_width=140)
+                         for k in range(N_MAP)]
+        apply_map = tx.make(gr.Button, value="data.apply_mapping", elem_id="data-apply-map")
+    with gr.Row():
+        prev = tx.make(gr.Button, value="data.prev", size="sm")
+        page = tx.make(gr.Number, label="data.page", value=1, precision=0, minimum=1)
+        page_size = tx.make(gr.Dropdown, label="data.page_size", choices=[5, 10, 20, 50], value=10)
+        nxt = tx.make(gr.Button, value="data.next", size="sm")
+        search = tx.make(gr.Textbox, label="data.search", scale=2, elem_id="data-search")
+    rows = tx.make(gr.Dataframe, label="data.rows", value=pd.DataFrame({"#": []}), interactive=False, wrap=True,
+                   elem_id="data-rows", max_height=420)
+    with tx.make(gr.Accordion, label="data.stats", open=False):
+        stats_btn = tx.make(gr.Button, value="data.stats_btn", elem_id="data-stats-btn")
+        stats_md = gr.Markdown("", elem_id="data-stats")
+        histogram = tx.make(gr.Dataframe, label="data.histogram", value=None, interactive=False)
+    with gr.Row():
+        row = tx.make(gr.Number, label="data.row", value=0, precision=0, minimum=0, elem_id="data-row")
+        model = tx.make(gr.Textbox, label="data.model", value="default")
+        cutoff = gr.Number(label="cutoff_len", value=1024, precision=0, minimum=8)
+        render = tx.make(gr.Button, value="data.render", elem_id="data-render")
+    render_info = gr.Markdown("")
+    rendered = tx.make(gr.HTML, label="data.rendered", value="", elem_id="data-rendered")
+    refs = DataRefs(tx, choose, upload, spec, load, use, info, page, page_size, prev, nxt, rows, row, model, cutoff, render,
+                    rendered, render_info, entry, copy, map_box, map_columns, map_roles, apply_map, search, stats_btn,
+                    stats_md, histogram)
+    _build_editor(tx, refs)
+    with tx.make(gr.Accordion, label="data.mix", open=False, elem_id="data-mix"):
+        refs.mix = data_mix.build(ctx, tx, lang)
+    _wire(ctx, refs, lang)
+    return refs
+
+
+def _build_editor(tx: Texts, refs: DataRefs) -> None:
+    with tx.make(gr.Accordion, label="data.edit", open=False, elem_id="data-edit"):
+        refs.form = row_form.build(tx)  # fields that fit the selected row's format; the JSON below is the raw fallback
+        tx.make(gr.Markdown, value="data.raw_json")
+        refs.editor = tx.make(gr.Code, label="data.editor", language="json", value="", elem_id="data-editor")
+        with gr.Row():
+            refs.save_row = tx.make(gr.Button, value="data.save_row", variant="primary", elem_id="data-save-row")
+            refs.add_row = tx.make(gr.Button, value="data.add_row", elem_id="data-add-row")
+            refs.duplicate = tx.make(gr.Button, value="data.duplicate", elem_id="data-duplicate")
+            refs.delete = tx.make(gr.Button, value="data.delete", variant="stop", elem_id="data-delete")
+        with gr.Row():
+            refs.find = tx.make(gr.Textbox, label="data.find", placeholder="{{NAME}}", elem_id="data-find")
+            refs.replace = tx.make(gr.Textbox, label="data.replace", elem_id="data-replace")
+            refs.column = tx.make(gr.Textbox, label="data.column")
+            refs.regex = tx.make(gr.Checkbox, label="data.regex", value=False)
+            refs.replace_btn = tx.make(gr.Button, value="data.replace_btn", elem_id="data-replace-btn")
+        refs.edit_msg = gr.Markdown("", elem_id="data-edit-msg")
+        with gr.Row():
+            refs.undo = tx.make(gr.Button, value="data.undo", elem_id="data-undo")
+            refs.restore_v = tx.make(gr.Number, label="data.restore", value=1, precision=0, minimum=1)
+            refs.restore = tx.make(gr.Button, value="data.restore_btn")
+        refs.versions = tx.make(gr.Dataframe, label="data.versions", value=None, interactive=False, elem_id="data-versions")
+
+
+def _wire(ctx: AppContext, refs: DataRefs, lang: gr.State) -> None:
+    ui = dict(api_visibility="undocumented")
+    refs.choose.change(lambda p: p or gr.skip(), refs.choose, refs.spec, **ui)
+    refs.choose.focus(lambda: gr.update(choices=_choices(ctx)), None, refs.choose, **ui)  # new copies and mixes show up
+    refs.upload.upload(lambda f, lg: _on_upload(ctx, f, lg), [refs.upload, lang], [refs.spec, refs.info, refs.choose], **ui)
+    opened = [refs.info, refs.rows, refs.page, refs.entry, refs.map_box, refs.map_columns, *refs.map_roles, refs.versions,
+              refs.editor]
+    open_in = [refs.spec, refs.page_size, refs.search, lang]
+    refs.load.click(_on_open, open_in, opened, **ui)
+    refs.spec.submit(_on_open, open_in, opened, **ui)
+    refs.entry.input(lambda s, e, n, q, lg: _on_open(_with_entry(s, e), n, q, lg, spec_out=True),
+                     [refs.spec, refs.entry, refs.page_size, refs.search, lang], [*opened, refs.spec], **ui)
+    page_in = [refs.spec, refs.page, refs.page_size, lang, refs.search]
+    page_outs = [refs.info, refs.rows, refs.page]
+    refs.prev.click(lambda s, p, n, lg, q: _on_page(s, (p or 1) - 1, n, lg, q), page_in, page_outs, **ui)
+    refs.next.click(lambda s, p, n, lg, q: _on_page(s, (p or 1) + 1, n, lg, q), page_in, page_outs, **ui)
+    refs.page.submit(_on_page, page_in, page_outs, **ui)
+    refs.search.submit(lambda s, p, n, lg, q: _on_page(s, 1, n, lg, q), page_in, page_outs, **ui)
+    refs.page_size.change(lambda s, p, n, lg, q: _on_page(s, 1, n, lg, q) if s else [gr.skip()] * 3, page_in, page_outs, **ui)
+    form_outs = [refs.form.title, refs.form.loaded, *refs.form.components, refs.form.save, refs.form.add]
+    refs.rows.select(_on_row_select, [refs.spec, refs.page, refs.page_size], [refs.row, refs.editor], **ui).then(
+        row_form.fill, [refs.spec, refs.row, lang], form_outs, **ui)
+    refs.render.click(lambda s, r, m, c, lg: _on_render(ctx, s, r, m, c, lg), [refs.spec, refs.row, refs.model, refs.cutoff, lang],
+                      [refs.rendered, refs.render_info], **ui)
+    refs.stats_btn.click(lambda s, m, c, lg: _on_stats(ctx, s, m, c, lg), [refs.spec, refs.model, refs.cutoff, lang],
+                         [refs.stats_md, refs.histogram], **ui)
+    refs.apply_map.click(_on_apply_mapping, [refs.spec, refs.map_columns, *refs.map_roles, refs.page_size, lang],
+                         [refs.spec, *opened], **ui)
+    saved = gr.State(False)  # whether the last edit saved: only then the form is refilled (a refused save keeps the form)
+    refill = dict(fn=lambda s, r, lg, ok: row_form.fill(s, r, lg) if ok else [gr.skip()] * len(form_outs),
+                  inputs=[refs.spec, refs.row, lang, saved], outputs=form_outs, **ui)
+    edited = [refs.spec, refs.edit_msg, refs.info, refs.rows, refs.page, refs.versions, saved]
+    common = [refs.spec, refs.row, refs.editor, refs.model, refs.cutoff, refs.page, refs.page_size, lang]
+    for button, action in ((refs.save_row, "update"), (refs.add_row, "add"), (refs.duplicate, "duplicate"),
+                           (refs.delete, "delete"), (refs.undo, "undo"), (refs.copy, "copy")):
+        button.click(lambda *a, _act=action: _saved(_on_edit(ctx, _act, *a)), common, edited, **ui).then(**refill)
+    refs.replace_btn.click(lambda *a: _saved(_on_replace(ctx, *a)), [*common, refs.find, refs.replace, refs.column,
+                                                                     refs.regex], edited, **ui).then(**refill)
+    refs.restore.click(lambda *a: _saved(_on_edit(ctx, "restore", *a)), [*common, refs.restore_v], edited, **ui).then(**refill)
+    form = refs.form
+    form_in = [refs.spec, refs.row, refs.model, refs.cutoff, refs.page, refs.page_size, lang, form.loaded, *form.components]
+    for button, action in ((form.save, "update"), (form.add, "add")):
+        button.click(lambda *a, _act=action: _on_form_save(ctx, _act, *a), form_in, [*edited, refs.editor],
+                     **ui).then(**refill)
+
+
+def _saved(outputs: list) -> list:
+    """An edit handler's outputs + whether it saved (a refused edit answers gr.skip() for the spec)."""
+    return [*outputs, isinstance(outputs[0], str)]
+
+
+def _errors() -> tuple:
+    from studio.engine.data.formats import DataError
+    from studio.engine.models import ModelLoadError
+
+    return (DataError, ModelLoadError, OSError, ValueError, KeyError)
+
+
+def _choices(ctx: AppContext) -> list[str]:
+    from studio.engine.data.workspace import list_workspaces
+
+    return ctx.dataset_files() + [str(p) for p in list_workspaces()]
+
+
+def _on_upload(ctx: AppContext, file_path: str | None, lang: str) -> list:
+    if not file_path:
+        return [gr.skip()] * 3
+    src = Path(file_path)
+    ctx.uploads_root.mkdir(parents=True, exist_ok=True)
+    dest = ctx.uploads_root / src.name
+    shutil.copyfile(src, dest)  # gradio's temp copy is deleted later; training needs a stable path
+    return [str(dest), t("data.uploaded", lang, path=dest), gr.update(choices=_choices(ctx), value=str(dest))]
+
+
+def _with_entry(spec: str, entry: str) -> str:
+    base = (spec or "").strip().split("#")[0]
+    return f"{base}#{entry}" if entry else base
+
+
+def _workspace(spec: str):
+    """The Workspace behind a spec, or None when the spec is not an editable copy."""
+    from studio.engine.data.workspace import META, Workspace
+
+    folder = Path((spec or "").strip().split("#")[0]).expanduser()
+    return Workspace(folder) if (folder / META).is_file() else None
+
+
+def _summary(view, spec: str, lang: str, matches: int | None = None) -> str:
+    cols = ", ".join(f"`{c}`" for c in view.columns[:12])
+    text = t("data.detected", lang, fmt=view.format, n=len(view), cols=cols, src=spec)
+    ws = _workspace(spec)
+    if ws is not None:
+        text += t("data.workspace", lang, v=ws.head.version)
+    if matches is not None:
+        text += t("data.matches", lang, n=matches)
+    if view.format_error:
+        text += "\n\n" + t("data.unknown", lang, why=view.format_error)
+    return text
+
+
+def _on_page(spec: str, page: int | None, size: int, lang: str, query: str = "") -> list:
+    """[summary, the page's rows, page number] (with ``query``: pages over the matching rows)."""
+    from studio.engine.data import view as ds
+
+    spec = (spec or "").strip()
+    if not spec:
+        return [t("data.empty", lang), None, 1]
+    try:
+        view = ds.open_dataset(spec)
+        out = ds.page(view, int(page or 1), int(size or 10), query=(query or "").strip())
+    except _errors() as exc:
+        gr.Warning(str(exc))
+        return [t("err.generic", lang, error=exc), None, 1]
+    summary = _summary(view, spec, lang, out["total"] if query else None)
+    return [f"{summary} · {t('data.page', lang)} {out['page']}/{out['pages']}", out["frame"], out["page"]]
+
+
+def _on_open(spec: str, size: int, query: str, lang: str, spec_out: bool = False) -> list:
+    """Everything the tab shows about a dataset: summary + page 1, entries, the mapping form, versions."""
+    from studio.engine.data import view as ds
+
+    info, frame, page = _on_page(spec, 1, size, lang, query)
+    hidden = [gr.update(visible=False)] * N_MAP
+    try:
+        view = ds.open_dataset((spec or "").strip()) if (spec or "").strip() else None
+    except _errors():
+        view = None
+    if view is None:
+        return [info, frame, page, gr.update(visible=False), gr.update(visible=False), [], *hidden, None, gr.skip()] + \
+            ([spec] if spec_out else [])
+    entry = gr.update(choices=view.entries, value=view.entry or None, visible=bool(view.entries))
+    columns = view.columns[:N_MAP]
+    current = _current_mapping(view) or (ds.suggest_mapping(view.columns) if view.format_error else {})
+    roles = [gr.update(label=c, value=current.get(c, ""), visible=True) for c in columns] + \
+        [gr.update(visible=False)] * (N_MAP - len(columns))
+    map_box = gr.update(visible=True, open=bool(view.format_error))
+    template = json.dumps(ds.row_template(view.formats[0] if view.formats else None), ensure_ascii=False, indent=2)
+    out = [info, frame, page, entry, map_box, columns, *roles, _versions_frame(spec), template]
+    return out + ([spec] if spec_out else [])
+
+
+def _current_mapping(view) -> dict:
+    """{column: role} of a dataset_info.json entry's columns (what the form shows as already mapped)."""
+    fs = view.formats[0] if view.formats else None
+    if fs is None or not view.entry:
+        return {}
+    return {col: role for role, col in fs.columns.items() if col in view.columns and role in ROLE_CHOICES}
+
+
+def _versions_frame(spec: str):
+    ws = _workspace(spec)
+    if ws is None:
+        return None
+    import time
+
+    return pd.DataFrame([{"version": v.version, "from": v.parent or "", "action": v.action, "detail": v.detail, "rows": v.rows,
+                          "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.time))} for v in reversed(ws.history())])
+
+
+def _on_row_select(spec: str, page: int | None, size: int, evt: gr.SelectData) -> list:
+    """The selected row's number (from its '#' cell) and its JSON in the editor."""
+    from studio.engine.data import view as ds
+
+    if evt is None or evt.index is None:
+        return [gr.skip(), gr.skip()]
+    values = getattr(evt, "row_value", None)
+    try:
+        index = int(values[0]) if values else (int(page or 1) - 1) * int(size) + int(evt.index[0])
+        row = ds.open_dataset(spec.strip()).row(index)
+    except (*_errors(), TypeError):
+        return [gr.skip(), gr.skip()]
+    return [index, json.dumps(row, ensure_ascii=False, indent=2)]
+
+
+def _on_render(ctx: AppContext, spec: str, row: int | None, model: str, cutoff: int | None, lang: str) -> list:
+    from studio.engine.data import view as ds
+
+    try:
+        view = ds.open_dataset((spec or "").strip())
+        if not 0 <= int(row or 0) < len(view):
+            return ["", t("data.no_row", lang, row=row, n=len(view))]
+        out = ds.render_row(view, int(row or 0), ctx.tokenizer(model or "default"), cutoff_len=int(cutoff or 1024))
+    except _errors() as exc:
+        gr.Warning(str(exc))
+        return ["", t("err.generic", lang, error=exc)]
+    parts, stats = [], []
+    for v in out["views"]:
+        line = t("data.render_stats", lang, tokens=v["num_tokens"], trained=v["num_trained"],
+                 trunc=t("data.truncated", lang) if v["truncated"] else "")
+        if "label" in v:
+            line += " · " + t("data.label", lang, v=v["label"])
+        title = f"<div class='ts-view-title'><b>{html.escape(v['title'])}</b></div>" if len(out["views"]) > 1 else ""
+        parts.append(title + segments_html(v["segments"]))
+        stats.append(f"**{v['title']}**: {line}" if len(out["views"]) > 1 else line)
+    return ["".join(parts), " · ".join(stats)]
+
+
+def segments_html(segments: list[tuple[str, bool]]) -> str:
+    """The rendered conversation with the trained-on text highlighted (special tokens stay visible)."""
+    spans = [f"<span class='{'ts-trained' if trained else 'ts-masked'}'>{html.escape(text)}</span>" for text, trained in segments]
+    return f"<pre class='ts-rendered'>{''.join(spans)}</pre>"
+
+
+def _on_stats(ctx: AppContext, spec: str, model: str, cutoff: int | None, lang: str) -> list:
+    from studio.engine.data import view as ds
+
+    try:
+        view = ds.open_dataset((spec or "").strip())
+        st = ds.stats(view, ctx.tokenizer(model or "default"), int(cutoff or 1024), token_sample=STATS_TOKEN_SAMPLE)
+    except _errors() as exc:
+        gr.Warning(str(exc))
+        return [t("err.generic", lang, error=exc), None]
+    tk = st.get("tokens") or {}
+    sampled = t("data.sampled", lang, n=tk["sampled"]) if tk.get("sampled") else ""
+    md = t("data.stats_md", lang, rows=st["rows"], empty=st["empty_rows"], dup=st["duplicate_rows"], invalid=st["invalid_rows"],
+           min=tk.get("min", "–"), mean=tk.get("mean", "–"), p95=tk.get("p95", "–"), max=tk.get("max", "–"),
+           trunc=st.get("truncated_rows", 0), cutoff=st["cutoff_len"], sampled=sampled)
+    if st["invalid_examples"]:
+        md += "\n\n" + "\n".join(f"- `{x}`" for x in st["invalid_examples"])
+    hist = pd.DataFrame([{"tokens": f"{b['from']}–{b['to']}", "rows": b["rows"]} for b in st.get("histogram", [])])
+    return [md, hist]
+
+
+def _on_apply_mapping(spec: str, columns: list, *rest) -> list:
+    *roles, size, lang = rest
+    from studio.engine.data.workspace import Workspace
+
+    from studio.engine.data.formats import DataError
+
+    mapping = {c: r for c, r in zip(columns or [], roles) if r}
+    try:
+        if not mapping:
+            raise DataError("give at least one column a role")
+        ws = _workspace(spec)
+        if ws is None:
+            ws = Workspace.create((spec or "").strip(), mapping=mapping)
+        else:
+            ws.set_mapping(mapping)
+    except _errors() as exc:
+        gr.Warning(str(exc))
+        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * (N_MAP + 7)
+    gr.Info(t("data.mapped", lang, path=ws.root))
+    return [ws.spec, *_on_open(ws.spec, size, "", lang)]
+
+
+def _editable(spec: str, lang: str):
+    """The editable copy of ``spec`` (made on the first edit: the original is never written) and a note when it is new."""
+    from studio.engine.data.workspace import Workspace
+
+    ws = _workspace(spec)
+    if ws is not None:
+        return ws, ""
+    ws = Workspace.create(spec)
+    return ws, t("data.copied", lang, path=ws.root, src=spec) + "\n\n"
+
+
+def _on_edit(ctx: AppContext, action: str, spec, row, editor, model, cutoff, page, size, lang, version=None) -> list:
+    """One edit on the editable copy (created on the first edit: the original is never written)."""
+    spec = (spec or "").strip()
+    try:
+        ws, note = _editable(spec, lang)
+        if action == "copy":
+            return [ws.spec, note or t("data.copied", lang, path=ws.root, src=ws.meta["source"]), *_refresh(ws, page, size, lang)]
+        tok = ctx.tokenizer(model or "default") if action in ("update", "add") else None
+        version = _apply(ws, action, row, editor, tok, int(cutoff or 1024), version)
+    except json.JSONDecodeError as exc:
+        return [gr.skip(), t("data.bad_json", lang, error=exc)] + [gr.skip()] * 4
+    except _errors() as exc:
+        gr.Warning(str(exc))
+        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * 4
+    msg = note + t("data.saved", lang, v=version.version, action=version.action, detail=version.detail)
+    return [ws.spec, msg, *_refresh(ws, page, size, lang)]
+
+
+def _on_form_save(ctx: AppContext, action: str, spec, row, model, cutoff, page, size, lang, loaded, *values) -> list:
+    """Save the form: its row (the selected row with the form's edits, same format) goes through ``_on_edit``."""
+    try:
+        new = row_form.row_from_form(spec, row, loaded, list(values), lang)
+    except _errors() as exc:
+        gr.Warning(str(exc))
+        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * 4 + [False, gr.skip()]
+    text = json.dumps(new, ensure_ascii=False, indent=2)
+    return [*_saved(_on_edit(ctx, action, spec, row, text, model, cutoff, page, size, lang)), text]
+
+
+def _apply(ws, action: str, row, editor: str, tok, cutoff: int, version):
+    index = int(row or 0)
+    if action == "update":
+        return ws.update_row(index, json.loads(editor or "null"), tokenizer=tok, cutoff_len=cutoff)
+    if action == "add":
+        return ws.add_row(json.loads(editor or "null"), tokenizer=tok, cutoff_len=cutoff)
+    if action == "duplicate":
+        return ws.duplicate_row(index)
+    if action == "delete":
+        return ws.delete_rows([index])
+    if action == "undo":
+        return ws.undo()
+    return ws.restore(int(version or 0))
+
+
+def _refresh(ws, page, size, lang) -> list:
+    info, frame, number = _on_page(ws.spec, page, size, lang)
+    return [info, frame, number, _versions_frame(ws.spec)]
+
+
+def _on_replace(ctx: AppContext, spec, row, editor, model, cutoff, page, size, lang, find, replace, column, regex) -> list:
+    spec = (spec or "").strip()
+    try:
+        ws, note = _editable(spec, lang)
+        out = ws.replace_text(find or "", replace or "", column=(column or "").strip(), regex=bool(regex),
+                              tokenizer=ctx.tokenizer(model or "default"), cutoff_len=int(cutoff or 1024))
+    except _errors() as exc:
+        gr.Warning(str(exc))
+        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * 4
+    if not out["rows_changed"]:
+        return [ws.spec, note + t("data.no_match", lang), *_refresh(ws, page, size, lang)]
+    msg = note + t("data.replaced", lang, n=out["replacements"], rows=out["rows_changed"], v=out["version"]["version"])
+    return [ws.spec, msg, *_refresh(ws, page, size, lang)]
+
+
+def relabel(ctx: AppContext, refs: DataRefs, lang: str) -> dict:
+    return {}

@@ -1,0 +1,40 @@
+"""Self-cognition, slow tier: a short real run of the preset on the default model, then the identity probe on held-out
+questions must improve over the base. ``pytest -m slow tests/test_self_cognition_slow.py`` (about 2 minutes on 2 CPU cores).
+
+A small general dataset is given, so no replay generation runs (that is cached per STUDIO_HOME and would dominate here).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio import config as C
+from studio.engine.selfcog import probe
+from studio.engine.train import runner
+from studio.paths import presets_dir
+
+NAMES = {"identity.name_zh": "小新", "identity.name_en": "Nova", "identity.author_zh": "新星实验室",
+         "identity.author_en": "Nova Labs"}
+
+
+@pytest.mark.slow
+def test_short_self_cognition_run_improves_the_identity_probe(default_model_dir, alpaca_file, tmp_path):
+    cfg = C.load(presets_dir() / "self_cognition.yaml", dict(NAMES, **{
+        "data.datasets": [str(alpaca_file)], "identity.samples": 96, "identity.replay_samples": 32, "identity.probe": False,
+        "training.max_steps": 20, "training.logging_steps": 5}))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    assert runner.run(cfg, run_dir) == 0, (run_dir / "train.log").read_text(encoding="utf-8")[-3000:]
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    rows = [json.loads(line) for line in (run_dir / "identity.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 96 and all("{{" not in r["output"] for r in rows)
+
+    questions = [q for q in probe.load_probe_questions() if q["kind"] == "identity"]
+    result = probe.run_probes(cfg, run_dir, log=print, questions=questions)
+    saved = json.loads((run_dir / "probe.json").read_text(encoding="utf-8"))
+    assert len(saved["rows"]) == len(questions) and {"base_answer", "tuned_answer", "base_ok", "tuned_ok"} <= set(saved["rows"][0])
+    assert result["identity"]["tuned"] > result["identity"]["base"]
+    for lang in ("en", "zh"):
+        assert result["identity"]["per_lang"][lang]["tuned"] > result["identity"]["per_lang"][lang]["base"], lang
