@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from tests.helpers import write_rows
 
+from studio.engine.data import dataset_info
 from studio.engine.data import formats as F
 from studio.engine.data import view as ds
 from studio.engine.data.load import load_dataset_spec
@@ -183,7 +184,7 @@ def test_column_mapping_orca_pairs_is_saved_and_loads_for_training(tmp_path):
     expected = {"prompt": [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": "What is 1+1?"}],
                 "chosen": [{"role": "assistant", "content": "2"}], "rejected": [{"role": "assistant", "content": "no idea"}]}
     assert ds.normalize(view.row(1), view.formats[0]) == expected
-    [(path, fs)] = F.spec_from_dataset_info(ws.root / "dataset_info.json", kind="preference")  # the trainers' path
+    [(path, fs)] = dataset_info.spec_from_dataset_info(ws.root / "dataset_info.json", kind="preference")  # the trainers' path
     assert path == ws.data_path and F.normalize_preference_row(ORCA[1], fs) == expected
     # mapping an existing workspace later, and bad mappings named
     ws2 = Workspace.create(src, name="later", root=tmp_path / "ws")

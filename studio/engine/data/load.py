@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.engine.data.formats import (SUFFIXES, DataError, FormatSpec, dataset_info_entries, detect,  # noqa: F401
-                                         normalize_kto_row, normalize_preference_row, normalize_row, read_raw_rows,
-                                         spec_from_dataset_info)
+from studio.engine.data.dataset_info import dataset_info_entries, spec_from_dataset_info
+from studio.engine.data.formats import (SUFFIXES, DataError, FormatSpec, detect, normalize_kto_row,  # noqa: F401
+                                        normalize_preference_row, normalize_row, read_raw_rows)
 
 
 @dataclass

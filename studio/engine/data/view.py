@@ -18,6 +18,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.engine.data import dataset_info
 from studio.engine.data import formats as F
 from studio.engine.data.load import Rendered, parse_spec, render_example, resolve
 from studio.engine.data.formats import DataError, FormatSpec
@@ -113,7 +114,7 @@ def open_dataset(spec: str | Path, mapping: dict | None = None) -> DatasetView:
     error = ""
     if mapping:
         first = files[0].row(0)
-        fs = F.spec_from_mapping(mapping, {c: first.get(c) for c in files[0].columns})
+        fs = dataset_info.spec_from_mapping(mapping, {c: first.get(c) for c in files[0].columns})
         formats = [fs] * len(files)
     for k, fs in enumerate(formats):
         if fs is None:

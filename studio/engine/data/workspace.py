@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from studio import paths
-from studio.engine.data import formats as F
+from studio.engine.data import dataset_info
 from studio.engine.data.load import parse_spec
 from studio.engine.data.formats import DataError
 from studio.engine.data.view import DatasetView, open_dataset, validate_row
@@ -215,8 +215,8 @@ class Workspace:
         """Apply ``{source column: role}`` and save it as this workspace's dataset_info.json entry (checked on row 1)."""
         rows = RowFile(self.data_path)
         first = rows.row(0)
-        entry = F.entry_from_mapping(mapping, self.data_path.name, {c: first.get(c) for c in rows.columns})
-        validate_row(first, F.spec_from_entry(entry))
+        entry = dataset_info.entry_from_mapping(mapping, self.data_path.name, {c: first.get(c) for c in rows.columns})
+        validate_row(first, dataset_info.spec_from_entry(entry))
         atomic_write(self.root / INFO, lambda fh: fh.write(_dumps({self.name: entry})))
         return entry
 
@@ -305,7 +305,7 @@ def _entry_for(view: DatasetView, file_name: str) -> dict | None:
         return dict(json.loads((folder / INFO).read_text(encoding="utf-8-sig"))[view.entry], file_name=file_name)
     if view.mapping:
         first = view.files[0].row(0)
-        return F.entry_from_mapping(view.mapping, file_name, {c: first.get(c) for c in view.files[0].columns})
+        return dataset_info.entry_from_mapping(view.mapping, file_name, {c: first.get(c) for c in view.files[0].columns})
     return None
 
 
