@@ -23,6 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--lang", choices=LANGS, default=os.environ.get("STUDIO_LANG", "en"),
                    help="UI language (switchable in the page)")
     p.add_argument("--runs-dir", default="", help="where run folders live (default $STUDIO_HOME/runs)")
+    p.add_argument("--allow-code", action="store_true",
+                   help="let the page run code: custom metric files from $STUDIO_HOME/metrics/ and model.trust_remote_code "
+                        "(off by default; the CLI always may)")
+    p.add_argument("--allow-path", action="append", default=[], metavar="DIR",
+                   help="let the page read and write under DIR too (repeatable); by default only $STUDIO_HOME, the "
+                        "studio's assets/ and presets/, and ./data")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also accept requests addressed to this host name (repeatable), e.g. a reverse proxy's name")
+    p.add_argument("--insecure-no-login", action="store_true",
+                   help="with a non-loopback --host, start without a login anyway (anyone who can reach the port "
+                        "can train, read and write under the allowed folders)")
     return p
 
 
