@@ -6,11 +6,23 @@ Import them as ``from tests.helpers import wait_until, write_jsonl, write_rows``
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
+
+# what a test studio's page may use besides $STUDIO_HOME: the temp folder that holds every test's files and models
+# (security tests name paths outside it, such as /etc or the home folder, to check they are refused)
+TEST_ROOTS = (Path(tempfile.gettempdir()),)
+
+
+def web_context(runs_root: Path, start_jobs: bool = False):
+    """The studio's AppContext as a test page gets it: confined to $STUDIO_HOME and the test temp folder, no code."""
+    from studio.ui.context import AppContext
+
+    return AppContext.create(runs_root=runs_root, start_jobs=start_jobs, allow_paths=TEST_ROOTS)
 
 
 def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:

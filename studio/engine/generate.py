@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from studio.engine import rundir
+from studio.engine.access import Access
 from studio.engine.models import ModelLoadError, load_causal_lm, load_tokenizer, resolve_dtype
 
 
@@ -64,6 +65,40 @@ def resolve_tuned(path: str | Path) -> TunedSource:
         return TunedSource("gguf", ggufs[0], _export_base(p.parent) or _export_base(p))
     raise ModelLoadError(f"{p}: not a run folder, a PEFT adapter (adapter_config.json), a model folder (config.json) or "
                          f"a folder with one .gguf file{f' (it has {len(ggufs)}: pick one)' if ggufs else ''}")
+
+
+def describe_tuned(path: str | Path, *, access: Access) -> TunedSource:
+    """``resolve_tuned`` for a path a web caller gave: the path, and the base model it names, must pass ``access``."""
+    tuned = resolve_tuned(access.path(path, "tuned model"))
+    if tuned.base:
+        access.model(tuned.base, f"the base model named by {tuned.path}")
+    return tuned
+
+
+def base_model_of(path: str | Path, *, access: Access) -> str | None:
+    """The base model a tuned folder was trained (or exported) from: its run's config.yaml when it lies in a run folder,
+    else what ``resolve_tuned`` finds; None when unknown or unreadable (the caller keeps its own choice)."""
+    p = access.path(path, "tuned model")
+    run = p.parent if (p.parent / rundir.CONFIG).is_file() else p
+    if (run / rundir.CONFIG).is_file():
+        from studio import config as C
+
+        try:
+            return access.model(C.load(run / rundir.CONFIG).model.name_or_path, "the run's base model")
+        except C.ConfigError:
+            return None
+    try:
+        return describe_tuned(p, access=access).base
+    except ModelLoadError:
+        return None
+
+
+def open_chat(model: str, adapter: str | None, *, access: Access) -> "ChatModel":
+    """A ChatModel for a web caller: the model, the adapter and the base it names must pass ``access``; no remote code."""
+    model = access.model(model, "model")
+    if adapter:
+        describe_tuned(adapter, access=access)
+    return ChatModel(model, adapter or None, trust_remote_code=False)
 
 
 def _export_base(folder: Path) -> str | None:

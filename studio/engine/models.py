@@ -142,6 +142,11 @@ def resolve_model(name_or_path: str) -> str:
     return name  # a hub id; loading it reports a clear error when no hub is reachable
 
 
+def open_tokenizer(name_or_path: str, *, access) -> object:
+    """The tokenizer of a model a web caller named (``access``: see engine/access.py); never runs remote code."""
+    return load_tokenizer(access.model(name_or_path, "model"))
+
+
 def load_tokenizer(name_or_path: str, chat_template: str = "", trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 

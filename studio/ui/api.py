@@ -12,8 +12,6 @@ the reason (gradio_client raises it as ``AppError``).
 
 from __future__ import annotations
 
-import shlex
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -53,8 +51,8 @@ class StudioApi:
         if preset and path is None:
             raise gr.Error(f"unknown preset '{preset}' (available: {', '.join(self.ctx.presets()) or 'none'})")
         try:
-            job = self.ctx.jobs.submit(C.load(path, overrides or {}))
-        except C.ConfigError as exc:
+            job = self.ctx.jobs.submit(C.load(path, overrides or {}), access=self.ctx.access)
+        except (C.ConfigError, OSError) as exc:  # OSError: AccessError (a path or code option the web may not use)
             raise gr.Error(str(exc)) from None
         queued = [j.run_id for j in self.ctx.jobs.queued()]
         return dict(run_report(job.run_dir), command=" ".join(job.argv),
@@ -110,8 +108,8 @@ class StudioApi:
         """Merge an adapter (run folder or adapter folder) into its base model and save it (verified by logits); runs
         ``studio export`` as a child, like ``/export`` and the Export tab (this process never loads a model for it)."""
         try:
-            req = export_job.merge_request(source, out_dir, dtype, overwrite)
-        except export_job.RequestError as exc:
+            req = export_job.merge_request(source, out_dir, dtype, overwrite, access=self.ctx.access)
+        except (export_job.RequestError, OSError) as exc:
             raise gr.Error(str(exc)) from None
         return self._run_export(req)
 
@@ -122,14 +120,13 @@ class StudioApi:
         weights (``combine``: cat, linear, ties, dare_linear, ...; ``output``: model or adapter), optional GGUF types."""
         try:
             req = export_job.build_request(list(sources or []), weights, combine, density, output, out_dir, dtype, gguf,
-                                           overwrite)
-        except export_job.RequestError as exc:
+                                           overwrite, access=self.ctx.access)
+        except (export_job.RequestError, OSError) as exc:
             raise gr.Error(str(exc)) from None
         return self._run_export(req)
 
-    @staticmethod
-    def _run_export(req) -> dict:
-        state = export_job.ExportJob.start(req).wait()
+    def _run_export(self, req) -> dict:
+        state = export_job.ExportJob.start(req, access=self.ctx.access).wait()
         if state["state"] != "finished":
             raise gr.Error(state["error"] or "the export failed")
         return dict(state["result"], command=state["command"])
@@ -145,32 +142,36 @@ class StudioApi:
         from studio.engine.data.load import DataError
         from studio.engine.evaluate.scores import MetricError
 
+        access = self.ctx.access
         adapter, data = (adapter or "").strip(), (data or "").strip()
-        split = split or ("val" if not data and E.resolve_run_dir(adapter) else "all")
-        req = E.EvalRequest(model=model or "default", adapter=adapter, data=data, split=split, metrics=metrics,
-                            compare=bool(compare))
         try:  # the child would say the same, but only after loading torch: name bad input at once
+            adapter = str(access.path(adapter, "adapter")) if adapter else ""
+            data = access.spec(data, "data") if data else ""
+            split = split or ("val" if not data and E.resolve_run_dir(adapter) else "all")
+            req = E.EvalRequest(model=model or "default", adapter=adapter, data=data, split=split, metrics=metrics,
+                                compare=bool(compare))
             if not E.parse_metrics(metrics) and not custom_metrics:
                 raise E.EvalError("no metric chosen: give metrics (em, f1, rougeL, bleu, ppl) or custom_metrics")
             E.sides_for(req)
-            if split != "val":
-                E.load_rows(req)
-            out = Path(out_dir).expanduser() if out_dir else eval_jobs.default_out_dir(adapter, data, split)
-            argv = eval_jobs.eval_argv(out, model=req.model, adapter=adapter, data=data, split=split, metrics=metrics,
+            out = access.path(out_dir or eval_jobs.default_out_dir(adapter, data, split), "output folder")
+            argv = eval_jobs.eval_argv(out, model=req.model,
+                                       adapter=adapter, data=data, split=split, metrics=metrics,
                                        custom_metrics=list(custom_metrics or []), compare=bool(compare),
                                        max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size,
-                                       system=system)
-            eval_jobs.start(argv, out)
+                                       system=system, access=access)
+            if split != "val":
+                E.load_rows(req)
+            eval_jobs.start(argv, out, access=access)
         except (E.EvalError, DataError, MetricError, RuntimeError, OSError) as exc:
             raise gr.Error(str(exc)) from None
-        info = eval_jobs.wait(out)
-        res = eval_jobs.results(out)
+        info = eval_jobs.wait(out, access=access)
+        res = eval_jobs.results(out, access=access)
         if info.get("state") != "finished" or res is None:
             raise gr.Error(f"the evaluation failed: {eval_jobs.error_of(out, info)} (log: {out / E.LOG})")
         return {"table": res["table"], "out_dir": str(out), "predictions": str(out / E.PREDICTIONS), "rows": res["rows"],
                 "models": res["models"], "metrics": res["metrics"], "seconds": res["seconds"],
                 "changed_most": (res.get("changed_most") or [])[:max(0, int(changed_rows))], "probe": res.get("probe"),
-                "command": shlex.join(["studio", *argv[3:]])}
+                "command": eval_jobs.shown_command(argv)}
 
     def _run_dir(self, run_id: str):
         path = self.ctx.jobs.find(run_id)

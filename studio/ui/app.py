@@ -151,7 +151,7 @@ def _open_in_chat(ctx: AppContext, folder: str | None) -> list:
     """Select the Chat tab with ``folder`` (an adapter or model folder) as the tuned side."""
     if not folder:
         return [gr.skip()] * 4
-    adapter, model = chat_tab.on_run(folder)
+    adapter, model = chat_tab.on_run(ctx, folder)
     return [gr.Tabs(selected="chat"), gr.update(choices=tuned_outputs(ctx), value=folder), adapter, model]
 
 
@@ -209,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> int:
     """Launch with parsed flags (``studio.ui.flags``) and block until Ctrl-C."""
     auth = resolve_auth(args)
-    ctx = AppContext.create(lang=args.lang, runs_root=args.runs_dir or None)
+    ctx = AppContext.create(lang=args.lang, runs_root=args.runs_dir or None, allow_paths=tuple(args.allow_path),
+                            allow_code=args.allow_code)
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=4)
     try:

@@ -1,6 +1,7 @@
 """``AppContext``: the process-wide things every tab shares, created once by ``app.main`` and passed to each tab's build.
 
-It holds the job manager (the training queue), where runs/presets/uploads live, the default UI language, and a small cache
+It holds the job manager (the training queue), where runs/presets/uploads live, the access policy of the page (what paths
+it may name, whether it may run code: ``studio.engine.access``), the default UI language, and a small cache
 of loaded chat models and tokenizers (loading the default model costs seconds, so two users or two clicks share a copy).
 Per-user things never live here: they are ``gr.State`` values in the page.
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio import paths
+from studio.engine.access import Access
 from studio.engine.jobs.training import JobManager
 
 MAX_CHAT_MODELS = 2  # each ChatModel holds a base copy; CPU RAM is the limit on a laptop
@@ -26,6 +28,7 @@ class AppContext:
     presets_root: Path
     uploads_root: Path
     jobs: JobManager
+    access: Access = field(default_factory=lambda: Access(roots=()))  # nothing at all until create() says what
     lang: str = "en"
     data_roots: tuple[Path, ...] = ()
     _models: OrderedDict = field(default_factory=OrderedDict, repr=False)
@@ -35,11 +38,16 @@ class AppContext:
     generate_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def create(cls, lang: str = "en", runs_root: Path | None = None, start_jobs: bool = True) -> "AppContext":
+    def create(cls, lang: str = "en", runs_root: Path | None = None, start_jobs: bool = True, allow_paths: tuple = (),
+               allow_code: bool = False) -> "AppContext":
+        """The studio's context. The page may use $STUDIO_HOME, assets/, presets/, ./data, the runs folder and
+        ``allow_paths`` (``--allow-path``), and runs code only with ``allow_code`` (``--allow-code``)."""
         root = Path(runs_root) if runs_root else paths.runs_dir()
         jobs = JobManager(root)
+        access = Access.web(paths.studio_home(), paths.repo_root(), Path.cwd(), extra=(root, *allow_paths),
+                            allow_code=allow_code)
         ctx = cls(runs_root=root, presets_root=paths.presets_dir(), uploads_root=paths.studio_home() / "uploads",
-                  jobs=jobs, lang=lang, data_roots=(paths.repo_root() / "data", Path.cwd() / "data"))
+                  jobs=jobs, access=access, lang=lang, data_roots=(Path.cwd() / "data",))
         if start_jobs:
             jobs.recover()
             jobs.start()
@@ -88,9 +96,9 @@ class AppContext:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-        from studio.engine.generate import ChatModel  # torch/transformers load here, on first use
+        from studio.engine.generate import open_chat  # torch/transformers load here, on first use
 
-        loaded = ChatModel(model=key[0], adapter=key[1])
+        loaded = open_chat(key[0], key[1], access=self.access)
         with self._lock:
             self._models[key] = loaded
             while len(self._models) > MAX_CHAT_MODELS:
@@ -118,9 +126,9 @@ class AppContext:
         with self._lock:
             if name in self._tokenizers:
                 return self._tokenizers[name]
-        from studio.engine.models import load_tokenizer
+        from studio.engine.models import open_tokenizer
 
-        tok = load_tokenizer(name)
+        tok = open_tokenizer(name, access=self.access)
         with self._lock:
             self._tokenizers[name] = tok
         return tok

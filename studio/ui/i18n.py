@@ -377,6 +377,10 @@ STRINGS: dict[str, tuple[str, str]] = {
                           "(Chinese is scored per character)",
                           "em：完全匹配 · f1：词级 F1 · rougeL · bleu：语料级 BLEU-4 · ppl：参考答案的困惑度（中文按字计）"),
     "eval.custom": ("Custom metrics (FILE.py:FUNCTION, one per line)", "自定义指标（FILE.py:函数名，每行一个）"),
+    "code.off": ("Off: this studio was started without --allow-code, so the page cannot run code on this machine (the "
+                 "`studio` CLI can).", "已关闭：工作室启动时未加 --allow-code，网页不能在本机运行代码（命令行 `studio` 可以）。"),
+    "code.metrics_dir": ("Custom metric files must be in {dir} (the studio was started with --allow-code).",
+                         "自定义指标文件须放在 {dir}（工作室已以 --allow-code 启动）。"),
     "eval.custom_info": ("fn(prediction, reference) -> float per row, or fn(predictions, references) -> float for the corpus",
                          "fn(prediction, reference) -> float 逐行计算，或 fn(predictions, references) -> float 整体计算"),
     "eval.compare": ("Compare base and tuned (before / after)", "对比基础模型与微调模型（前 / 后）"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from tests.helpers import write_rows
+from tests.helpers import TEST_ROOTS, write_rows
 
 from studio.engine.data import dataset_info
 from studio.engine.data import formats as F
@@ -364,7 +364,7 @@ def test_data_tab_handlers_map_edit_undo_and_mix(tmp_path, default_tokenizer_dir
     from studio.ui.tabs import data as data_tab
     from studio.ui.context import AppContext
 
-    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False, allow_paths=TEST_ROOTS)
     model = str(default_tokenizer_dir)
     folder = data_tab._on_open(str(ASSETS), 10, "", "en")
     assert folder[3]["choices"] and folder[3]["value"] == "demo_sft" and folder[3]["visible"] is True

@@ -24,7 +24,7 @@ from studio.engine.evaluate import lm_harness
 from studio.engine.evaluate import scores as M
 from studio.engine.data.load import DataError
 
-from tests.helpers import wait_until, write_jsonl
+from tests.helpers import TEST_ROOTS, wait_until, web_context, write_jsonl
 
 # ----------------------------------------------------------------------------------------------------------------------------
 # Metrics (pure)
@@ -356,31 +356,33 @@ def test_evaluate_tab_builds_and_shows_results(tmp_path, run_dir):
     from studio.ui.tabs import evaluate as eval_tab
     from studio.ui.context import AppContext
 
-    ctx = AppContext.create(runs_root=run_dir.parent, start_jobs=False)
+    ctx = AppContext.create(runs_root=run_dir.parent, start_jobs=False, allow_paths=TEST_ROOTS)
     refs = app.build(ctx)
     assert "eval" in refs.tabs and isinstance(refs.evaluate.table, gr.Dataframe)
     assert refs.evaluate.start._id in {b for fn in refs.demo.fns.values() for b, _ in fn.targets}
     adapter = str(run_dir / "adapter")
     assert adapter in [value for _, value in refs.evaluate.run.choices]
-    picked = eval_tab.on_run(adapter, "en")
+    picked = eval_tab.on_run(ctx, adapter, "en")
     assert picked[0] == adapter and picked[2] == "val" and "75%" in picked[4]
     assert eval_jobs.default_out_dir(adapter, "", "val") == run_dir / "eval" / "val"
     assert eval_jobs.default_out_dir(str(run_dir), "/d/qa.jsonl#x@50", "all") == run_dir / "eval" / "qa-x-50"
     assert eval_jobs.default_out_dir("", "/d/qa.jsonl", "all").parent.name == "evals"  # not a run: a fresh folder
-    argv = eval_tab.form_argv("default", adapter, "val", "", ["f1", "ppl"], "m.py:fn", True, 64, 0.0, 4, "/tmp/o")
-    assert argv[1:4] == ["-m", "studio", "eval"] and argv[argv.index("--split") + 1] == "val"
-    assert argv[argv.index("--metrics") + 1] == "f1,ppl" and "--compare" in argv and "--data" not in argv
+    argv = eval_tab.form_argv(ctx, "default", adapter, "val", "", ["f1", "ppl"], "", True, 64, 0.0, 4, "/tmp/o")
+    assert argv[1:4] == ["-m", "studio", "eval"] and "--split=val" in argv and "--out=/tmp/o" in argv
+    assert "--metrics=f1,ppl" in argv and "--compare" in argv and not any(a.startswith("--data") for a in argv)
     with pytest.raises(eval_tab.FormIncomplete):
-        eval_tab.form_argv("default", "", "val", "", ["f1"], "", False, 64, 0.0, 4, "/tmp/o")
+        eval_tab.form_argv(ctx, "default", "", "val", "", ["f1"], "", False, 64, 0.0, 4, "/tmp/o")
+    with pytest.raises(PermissionError, match="--allow-code"):  # a custom metric is code: refused from the page
+        eval_tab.form_argv(ctx, "default", adapter, "val", "", ["f1"], "m.py:fn", True, 64, 0.0, 4, "/tmp/o")
     out = tmp_path / "shown"  # a finished evaluation's folder, as the child leaves it
     out.mkdir()
     (out / E.PROGRESS).write_text(json.dumps({"state": "finished", "phase": "done", "done": 4, "total": 4}))
     (out / E.RESULTS).write_text(json.dumps({"table": {"f1": {"base": 0.1, "tuned": 0.4, "delta": 0.3}},
                                              "changed_most": [{"row": 1, "prompt": "p", "delta": 0.5}]}))
-    job, bar, table, changed, lm, _ = eval_tab.on_tick({"out": str(out)}, "zh", force=True)
+    job, bar, table, changed, lm, _ = eval_tab.on_tick(ctx, {"out": str(out)}, "zh", force=True)
     assert "已完成" in bar and table.values.tolist() == [["f1", "0.1000", "0.4000", "+0.3000"]] and len(changed) == 1
-    assert all(x == gr.skip() for x in eval_tab.on_tick(job, "zh"))  # unchanged folder: nothing re-sent
-    assert eval_jobs.status(out)["state"] == "finished"
+    assert all(x == gr.skip() for x in eval_tab.on_tick(ctx, job, "zh"))  # unchanged folder: nothing re-sent
+    assert eval_jobs.status(out, access=ctx.access)["state"] == "finished"
 
 
 def test_the_tab_runs_the_evaluation_as_a_child_process(run_dir, tmp_path):
@@ -388,16 +390,17 @@ def test_the_tab_runs_the_evaluation_as_a_child_process(run_dir, tmp_path):
     from studio.engine.jobs import evaluation as eval_jobs
     from studio.ui.tabs import evaluate as eval_tab
 
-    assert "No results" in eval_tab.on_tick({"out": str(tmp_path / "empty")}, "en", force=True)[1]
+    ctx = web_context(tmp_path / "runs")
+    assert "No results" in eval_tab.on_tick(ctx, {"out": str(tmp_path / "empty")}, "en", force=True)[1]
     out = tmp_path / "child"
-    job, command, message, shown = eval_tab.on_start("default", str(run_dir), "val", "", ["em", "f1"], "", True, 4, 0.0,
-                                                     4, str(out), "en")
-    assert shown == str(out) and command.startswith("studio eval --model default") and "--split val" in command
-    info = wait_until(lambda: (st := eval_jobs.status(out))["state"] != "running" and st, 240, "the evaluation child to end",
-                      interval=0.5)
+    job, command, message, shown = eval_tab.on_start(ctx, "default", str(run_dir), "val", "", ["em", "f1"], "", True, 4,
+                                                     0.0, 4, str(out), "en")
+    assert shown == str(out) and command.startswith("studio eval --model=default") and "--split=val" in command
+    info = wait_until(lambda: (st := eval_jobs.status(out, access=ctx.access))["state"] != "running" and st, 240,
+                      "the evaluation child to end", interval=0.5)
     assert info["state"] == "finished", info.get("log_tail")
-    _, bar, table, _, _, _ = eval_tab.on_tick(job, "en")
+    _, bar, table, _, _, _ = eval_tab.on_tick(ctx, job, "en")
     assert "finished" in bar and table["metric"].tolist() == ["em", "f1"]
     assert list(table.columns)[1:] == ["base", "tuned", "delta"]
     assert "--compare" in " ".join(json.loads((out / eval_jobs.JOB).read_text())["argv"])
-    assert not eval_jobs.stop(out)  # nothing left to stop
+    assert not eval_jobs.stop(out, access=ctx.access)  # nothing left to stop

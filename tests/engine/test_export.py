@@ -357,16 +357,19 @@ def test_export_tab_runs_a_weighted_merge_as_the_cli(tiny_model_dir, tmp_path):
     import torch
 
     from studio.ui.tabs import export as export_tab
+    from tests.helpers import web_context
 
+    ctx = web_context(tmp_path / "runs")
     a = make_adapter(tiny_model_dir, tmp_path / "a", seed=17)
     b = make_adapter(tiny_model_dir, tmp_path / "b", seed=18)
     out = tmp_path / "ab"
-    outs = list(export_tab.on_export(f"{a}\n{b}", "1, 0", "linear", 0.5, "model", str(out), "float32", [], False, "en"))
+    outs = list(export_tab.on_export(ctx, f"{a}\n{b}", "1, 0", "linear", 0.5, "model", str(out), "float32", [], False, "en"))
     progress, message, command, checks, _, result, _, open_chat, target = outs[-1][:9]
     assert len(outs) > 2 and "data-state='running'" in outs[1][0]  # progress streamed while the child ran
     assert "data-state='finished'" in progress and message.startswith(f"Saved **{out.resolve()}** (")
     assert result["ok"] and result["combine"] == "linear" and result["weights"] == [1.0, 0.0] and result["size_bytes"] > 0
-    assert command.startswith(f"studio export --adapter {a} --adapter {b} --out {out} --weights 1,0 --combine linear\n")
+    assert command.startswith(f"studio export --adapter={a} --adapter={b} --out={out.resolve()} --weights=1,0 "
+                              "--combine=linear\n")
     assert "-m studio export" in command and command.rstrip().endswith("--json")
     assert list(checks["prompt"][:4]) == [export_tab._short(p) for p in PROMPTS] and set(checks["result"]) <= {"passed", ""}
     assert open_chat["visible"] is True and target == {"path": str(out.resolve()), "base": str(tiny_model_dir)}
@@ -374,7 +377,7 @@ def test_export_tab_runs_a_weighted_merge_as_the_cli(tiny_model_dir, tmp_path):
     assert torch.allclose(model_logits(out, IDS), adapter_logits(tiny_model_dir, a, IDS), atol=1e-5)
     # the same folder again without "replace": refused as a message, nothing started, nothing touched
     before = sorted(p.name for p in out.iterdir())
-    outs = list(export_tab.on_export(str(a), "", "cat", 0.5, "model", str(out), "float32", [], False, "zh"))
+    outs = list(export_tab.on_export(ctx, str(a), "", "cat", 0.5, "model", str(out), "float32", [], False, "zh"))
     assert len(outs) == 1 and "已存在且非空" in outs[0][1] and sorted(p.name for p in out.iterdir()) == before
 
 

@@ -7,15 +7,17 @@ from pathlib import Path
 
 from test_export import make_adapter
 
+from studio.engine.access import FULL
 from studio.engine.jobs.export import ExportJob, ExportRequest, jobs_dir
-from tests.helpers import wait_until
 from studio.ui.tabs import export as export_tab
+from tests.helpers import wait_until, web_context
 
 
 def test_a_reloaded_page_reattaches_to_the_running_export(tiny_model_dir, tmp_path):
     adapter = make_adapter(tiny_model_dir, tmp_path / "a", seed=21)
     out = tmp_path / "merged"
-    started = export_tab.on_export(str(adapter), "", "cat", 0.5, "model", str(out), "float32", [], False, "en")
+    ctx = web_context(tmp_path / "runs")
+    started = export_tab.on_export(ctx, str(adapter), "", "cat", 0.5, "model", str(out), "float32", [], False, "en")
     first = next(started)
     folder = Path(first[10])
     assert folder.parent == jobs_dir() and "data-state='running'" in first[0] and first[9]["visible"] is True
@@ -40,7 +42,7 @@ def test_cancel_stops_the_child_and_removes_only_what_it_created(tiny_model_dir,
     adapter = make_adapter(tiny_model_dir, tmp_path / "a", seed=22)
     new_out, kept = tmp_path / "new" / "out", tmp_path / "kept"
     kept.mkdir()  # an empty folder the user made for it: an export may fill it, a cancel must not delete it
-    jobs = {o: ExportJob.start(ExportRequest(sources=[str(adapter)], out_dir=str(o)), root=tmp_path / "jobs")
+    jobs = {o: ExportJob.start(ExportRequest(sources=[str(adapter)], out_dir=str(o)), access=FULL)
             for o in (new_out, kept)}
     for out, job in jobs.items():  # cancel once the child has made its work folder beside the output
         work = wait_until(lambda: list(out.parent.glob(f".{out.name}.export-*")), 90, "the export's work folder")

@@ -18,15 +18,16 @@ from pathlib import Path
 import pytest
 
 from studio import config as C
+from studio.engine.access import FULL
 from studio.engine.jobs import training as jobs
 from studio.engine import curves as metrics, rundir
 from tests.helpers import wait_until
 
 FAKE_TRAINER = textwrap.dedent('''
-    """Behaves like `python -m studio.train CONFIG --output-dir RUN` for the job tests; run_name picks a behaviour."""
+    """Behaves like `python -m studio.train CONFIG --output-dir=RUN` for the job tests; run_name picks a behaviour."""
     import json, os, sys, time
     import yaml
-    run = sys.argv[sys.argv.index("--output-dir") + 1]
+    run = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--output-dir="))
     cfg = yaml.safe_load(open(os.path.join(run, "config.yaml")))
     name, steps = cfg["output"]["run_name"], max(cfg["training"]["max_steps"], 1)
     if name.startswith("crash"):
@@ -81,11 +82,11 @@ def _state(run: Path) -> str:
 
 
 def test_run_folder_and_command(manager):
-    job = manager.submit(_cfg("one"))
+    job = manager.submit(_cfg("one"), access=FULL)
     assert (job.run_dir / rundir.CONFIG).is_file()
     assert C.load(job.run_dir / rundir.CONFIG).output.run_name == "one"
-    assert job.argv[1:] == ["-m", "studio.train", str(job.run_dir / "config.yaml"), "--output-dir", str(job.run_dir)]
-    assert (job.run_dir / rundir.COMMAND).read_text().strip().endswith(f"--output-dir {job.run_dir}")
+    assert job.argv[1:] == ["-m", "studio.train", str(job.run_dir / "config.yaml"), f"--output-dir={job.run_dir}"]
+    assert (job.run_dir / rundir.COMMAND).read_text().strip().endswith(f"--output-dir={job.run_dir}")
     wait_until(lambda: _state(job.run_dir) == "finished", 30, "run job finished", interval=0.05)
     wait_until(lambda: manager.active() is None, 30, "the queue to have no active run", interval=0.05)
     assert rundir.read_status(job.run_dir)["exit_code"] == 0
@@ -94,14 +95,14 @@ def test_run_folder_and_command(manager):
 
 def test_invalid_config_starts_nothing(manager):
     with pytest.raises(C.ConfigError, match="training.learning_rate"):
-        manager.submit(C.apply_overrides(_cfg("bad"), {"training.learning_rate": -1}))
+        manager.submit(C.apply_overrides(_cfg("bad"), {"training.learning_rate": -1}), access=FULL)
     assert not (manager.runs_root.exists() and any(manager.runs_root.iterdir()))
 
 
 def test_queue_runs_one_at_a_time_in_order_and_cancel(manager):
-    a = manager.submit(_cfg("a", 4))
-    b = manager.submit(_cfg("b", 1))
-    c = manager.submit(_cfg("c", 1))
+    a = manager.submit(_cfg("a", 4), access=FULL)
+    b = manager.submit(_cfg("b", 1), access=FULL)
+    c = manager.submit(_cfg("c", 1), access=FULL)
     assert manager.active().run_id == a.run_id
     assert [j.run_id for j in manager.queued()] == [b.run_id, c.run_id]
     assert _state(b.run_dir) == "queued"
@@ -114,7 +115,7 @@ def test_queue_runs_one_at_a_time_in_order_and_cancel(manager):
 
 
 def test_stop_active_run(manager):
-    job = manager.submit(_cfg("slow-stop", 100))
+    job = manager.submit(_cfg("slow-stop", 100), access=FULL)
     wait_until(lambda: rundir.read_status(job.run_dir).get("step", 0) >= 1, 30, "the first step", interval=0.05)
     assert manager.stop(job.run_id)
     assert (job.run_dir / rundir.STOP).exists()
@@ -124,7 +125,7 @@ def test_stop_active_run(manager):
 
 
 def test_crash_is_reported_with_exit_code_and_log(manager):
-    job = manager.submit(_cfg("crash"))
+    job = manager.submit(_cfg("crash"), access=FULL)
     wait_until(lambda: _state(job.run_dir) == "failed", 30, "run job failed", interval=0.05)
     st = rundir.read_status(job.run_dir)
     assert st["exit_code"] == 3
@@ -134,8 +135,8 @@ def test_crash_is_reported_with_exit_code_and_log(manager):
 
 def test_recover_adopts_running_child_and_queued_runs(tmp_path, fake_python):
     first = jobs.JobManager(tmp_path / "runs", python=fake_python)
-    running = first.submit(_cfg("slow-adopt", 100))
-    waiting = first.submit(_cfg("waiting", 1))
+    running = first.submit(_cfg("slow-adopt", 100), access=FULL)
+    waiting = first.submit(_cfg("waiting", 1), access=FULL)
     wait_until(lambda: _state(running.run_dir) == "running", 30, "run running running", interval=0.05)
     # a new studio process (the first one "crashed": no close, no thread) finds both on disk
     second = jobs.JobManager(tmp_path / "runs", python=fake_python)
@@ -153,7 +154,7 @@ def test_recover_adopts_running_child_and_queued_runs(tmp_path, fake_python):
 
 
 def test_killed_child_is_failed(manager):
-    job = manager.submit(_cfg("slow-kill", 100))
+    job = manager.submit(_cfg("slow-kill", 100), access=FULL)
     wait_until(lambda: _state(job.run_dir) == "running", 30, "run job running", interval=0.05)
     os.killpg(job.pid, signal.SIGKILL)
     wait_until(lambda: _state(job.run_dir) == "failed", 30, "run job failed", interval=0.05)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import TEST_ROOTS
+
 from studio import config as C
 from studio.engine.selfcog import probe
 from studio.engine import rundir
@@ -22,7 +24,7 @@ NAMES = ("小新", "Nova", "新星实验室", "Nova Labs")  # name_zh, name_en, 
 
 @pytest.fixture
 def ctx(tmp_path):
-    c = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    c = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False, allow_paths=TEST_ROOTS)
     c.uploads_root = tmp_path / "uploads"
     c.jobs = JobManager(tmp_path / "runs", python="/bin/true")  # the child "trains" instantly: no torch in this test
     yield c
@@ -114,9 +116,9 @@ def test_open_in_chat_selects_the_chat_tab_with_the_adapter_and_its_base(ctx, tm
     run = tmp_path / "runs" / "sc-run"
     (run / rundir.ADAPTER).mkdir(parents=True)
     cfg = C.RunConfig()
-    cfg.model.name_or_path = "/models/base"
+    cfg.model.name_or_path = str(tmp_path / "models" / "base")  # a base the page may use (an allowed folder)
     C.save(cfg, run / rundir.CONFIG)
     tabs, picker, adapter, model = app._open_in_chat(ctx, card.chat_target(str(run)))
-    assert tabs.selected == "chat" and adapter == str(run / rundir.ADAPTER) and model == "/models/base"
+    assert tabs.selected == "chat" and adapter == str(run / rundir.ADAPTER) and model == cfg.model.name_or_path
     assert picker["value"] == str(run / rundir.ADAPTER)
     assert app._open_in_chat(ctx, None) == [card.gr.skip()] * 4

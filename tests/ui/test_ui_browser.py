@@ -36,9 +36,11 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwr
 SERVER = """
 import sys
 from pathlib import Path
+sys.path.insert(0, str(Path.cwd()))  # the checkout (the server starts there), for studio and tests.helpers
 from studio.ui import app
 from studio.ui.context import AppContext
-ctx = AppContext.create(runs_root=Path(sys.argv[2]))
+from tests.helpers import TEST_ROOTS
+ctx = AppContext.create(runs_root=Path(sys.argv[2]), allow_paths=TEST_ROOTS)
 ctx.presets_root = Path(sys.argv[3])
 demo = app.build_app(ctx)
 demo.queue()

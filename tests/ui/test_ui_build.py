@@ -14,6 +14,8 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
+from tests.helpers import TEST_ROOTS
+
 from studio import config as C
 from studio.ui import api, app, i18n
 from studio.ui.tabs import train as train_tab
@@ -25,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("ui_build")
-    c = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    c = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False, allow_paths=TEST_ROOTS)
     c.presets_root = tmp_path / "presets"
     c.presets_root.mkdir()
     (c.presets_root / "quick.yaml").write_text("# A quick preset.\n# studio train quick.yaml\ntraining:\n  learning_rate: 0.001\n"
@@ -194,7 +196,7 @@ def test_monitor_shows_rewards_failures_and_config_diff(tmp_path):
     from studio.engine import rundir
     from studio.ui.tabs import monitor as monitor_tab
 
-    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False, allow_paths=TEST_ROOTS)
     dpo, bad = ctx.runs_root / "20250101-000000-dpo", ctx.runs_root / "20250101-000001-bad"
     for run, lr in ((dpo, 1e-4), (bad, 2e-4)):
         run.mkdir(parents=True)
@@ -229,7 +231,7 @@ def test_monitor_charts_any_logged_metric_in_generic_slots(tmp_path):
     from studio.engine import rundir
     from studio.ui.tabs import monitor as monitor_tab
 
-    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False, allow_paths=TEST_ROOTS)
     run = ctx.runs_root / "20250101-000000-rl"
     run.mkdir(parents=True)
     rundir.write_status(run, state="running", step=2, max_steps=4, started_at=1.0)
@@ -283,38 +285,47 @@ def test_export_tab_offers_every_export_and_opens_it_in_chat(ctx, refs, monkeypa
     assert [c[1] for c in ex.output.choices] == ["model", "adapter"] and ex.open_chat.visible is False
     wired = _triggers(refs.demo)
     assert (ex.merge._id, "click") in wired and (ex.open_chat._id, "click") in wired
-    # the command shown is the CLI's, option for option
-    form = ("runs/a\nruns/b", "0.7, 0.3", "dare_ties", 0.3, "adapter", "out", "float16", ["q8_0"], True)
-    assert export_tab.preview_command(*form) == ("studio export --adapter runs/a --adapter runs/b --out out --weights "
-                                                 "0.7,0.3 --combine dare_ties --density 0.3 --as adapter --dtype float16 "
-                                                 "--gguf q8_0 --overwrite")
-    req, problem = export_tab.build_request("a\nb", "1", "cat", 0.5, "model", "out", "float32", [], False)
+    # the command shown is the CLI's, option for option (absolute paths, every value as --opt=value)
+    a, b, out = (str((ctx.runs_root / n).resolve()) for n in ("a", "b", "out"))
+    form = (f"{a}\n{b}", "0.7, 0.3", "dare_ties", 0.3, "adapter", out, "float16", ["q8_0"], True)
+    assert export_tab.preview_command(ctx, *form) == (
+        f"studio export --adapter={a} --adapter={b} --out={out} --weights=0.7,0.3 --combine=dare_ties --density=0.3 "
+        "--as=adapter --dtype=float16 --gguf=q8_0 --overwrite")
+    req, problem = export_tab.build_request(ctx, f"{a}\n{b}", "1", "cat", 0.5, "model", out, "float32", [], False)
     assert req is None and "2 folder(s) but 1 weight(s)" in problem
     taken = ctx.runs_root.parent / "taken"
     taken.mkdir(exist_ok=True)
     (taken / "keep.txt").write_text("mine")
-    occupied_form = ("runs/a", "", "cat", 0.5, "model", str(taken), "float32", [], False)
-    assert "not empty" in export_tab.build_request(*occupied_form)[1]
-    assert export_tab.preview_command(*occupied_form).endswith(f"--out {taken}")  # the preview still shows the command
-    req, problem = export_tab.build_request(str(ctx.runs_root / "r1" / "adapter"), "", "cat", 0.5, "model", "", "float32",
-                                            [], False)
-    assert problem == "" and req.out_dir == str(exports_dir() / "adapter") and req.weights is None
+    occupied_form = (a, "", "cat", 0.5, "model", str(taken), "float32", [], False)
+    assert "not empty" in export_tab.build_request(ctx, *occupied_form)[1]
+    assert export_tab.preview_command(ctx, *occupied_form).endswith(f"--out={taken.resolve()}")  # still shows the command
+    req, problem = export_tab.build_request(ctx, str(ctx.runs_root / "r1" / "adapter"), "", "cat", 0.5, "model", "",
+                                            "float32", [], False)
+    assert problem == "" and req.out_dir == str(exports_dir().resolve() / "adapter") and req.weights is None
+    # a folder outside what the page may use is refused by name, whatever the form says
+    req, problem = export_tab.build_request(ctx, a, "", "cat", 0.5, "model", str(Path.home() / ".ssh"), "float32", [],
+                                            True)
+    assert req is None and "outside the folders" in problem
     # an export under $STUDIO_HOME/exports is offered on the Chat tab (its folder and its GGUF file); "Open in Chat"
     # picks it with the base model it came from and says it is a second model in memory
     folder = exports_dir() / "nova"
     (folder / "gguf").mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text("{}")
     (folder / "gguf" / "model-q8_0.gguf").write_bytes(b"GGUF")
-    (folder / "export.json").write_text(json.dumps({"base": "/models/base", "output": "model", "ok": True}))
+    base_dir = ctx.runs_root.parent / "models" / "base"  # a base model folder the page may use
+    (folder / "export.json").write_text(json.dumps({"base": str(base_dir), "output": "model", "ok": True}))
     offered = dict((v, k) for k, v in chat_tab.tuned_outputs(ctx))
     assert str(folder) in offered and str(folder / "gguf" / "model-q8_0.gguf") in offered
     picker, adapter, base, note = chat_tab.open_target(ctx, str(folder), "en")
-    assert picker["value"] == str(folder) and adapter == str(folder) and base == "/models/base"
+    assert picker["value"] == str(folder) and adapter == str(folder) and base == str(base_dir)
     assert "second model" in note and "full model" in note
-    gguf_note = chat_tab.tuned_note(str(folder / "gguf" / "model-q8_0.gguf"), "zh")
+    gguf_note = chat_tab.tuned_note(ctx, str(folder / "gguf" / "model-q8_0.gguf"), "zh")
     assert "GGUF" in gguf_note and "第二个模型" in gguf_note
     elsewhere = ctx.runs_root.parent / "elsewhere"
     elsewhere.mkdir(exist_ok=True)
     (elsewhere / "config.json").write_text("{}")
     picker, *_ = chat_tab.open_target(ctx, str(elsewhere), "en")
-    assert (elsewhere.name, str(elsewhere)) in picker["choices"]  # a folder outside exports/ is added, not refused
+    assert (elsewhere.name, str(elsewhere)) in picker["choices"]  # a folder outside exports/ (but allowed) is added
+    (folder / "export.json").write_text(json.dumps({"base": "/models/base", "output": "model", "ok": True}))
+    _, _, base, _ = chat_tab.open_target(ctx, str(folder), "en")  # a base outside the allowed folders is not taken
+    assert base == gr.skip()

@@ -8,6 +8,7 @@ Run: ``pytest tests/test_ui_client.py`` (about a minute on 2 CPU cores; most of 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import TEST_ROOTS, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 600
@@ -44,7 +45,7 @@ def studio(tmp_path_factory, tiny_model_dir):
     tmp = tmp_path_factory.mktemp("ui_client")
     data = tmp / "alpaca.jsonl"
     data.write_text("".join(json.dumps({"instruction": f"Say {i}.", "input": "", "output": f"{i}."}) + "\n" for i in range(16)))
-    ctx = AppContext.create(runs_root=tmp / "runs")
+    ctx = AppContext.create(runs_root=tmp / "runs", allow_paths=TEST_ROOTS)
     ctx.presets_root = tmp / "presets"
     ctx.presets_root.mkdir()
     (ctx.presets_root / "tiny.yaml").write_text(
@@ -145,7 +146,8 @@ def test_export_endpoint_merges_a_run_and_reports_the_check(studio, finished_run
     result = client.predict(sources=[started["run_dir"]], out_dir=str(out), dtype="bfloat16", api_name="/export")
     assert result["ok"] and result["dtype"] == "bfloat16" and result["out_dir"] == str(out.resolve())
     assert result["size_bytes"] == sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    assert result["command"] == f"studio export --adapter {started['run_dir']} --out {out} --dtype bfloat16"
+    run = Path(started["run_dir"]).resolve()
+    assert result["command"] == f"studio export --adapter={run} --out={out.resolve()} --dtype=bfloat16"
     rows = result["verification"]["per_prompt"]
     assert len(rows) == 4 and all(r["max_abs_diff"] <= result["tolerance"] for r in rows)
     with pytest.raises(AppError, match="not empty"):
@@ -155,12 +157,13 @@ def test_export_endpoint_merges_a_run_and_reports_the_check(studio, finished_run
 def test_evaluate_endpoint_compares_base_and_tuned(studio, tiny_model_dir, tmp_path):
     """``/evaluate`` runs ``studio eval`` as a child (as the Evaluate tab does); its table is what predictions.jsonl scores."""
     import torch
+    from gradio_client.exceptions import AppError
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from studio.engine.evaluate.scores import score
 
-    client, _ = studio
+    client, ctx = studio
     torch.manual_seed(1)  # a random non-zero adapter: the tiny base model answers nothing, the tuned one does
     peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                                 LoraConfig(r=4, lora_alpha=32, target_modules=["q_proj", "v_proj", "o_proj"],
@@ -170,13 +173,23 @@ def test_evaluate_endpoint_compares_base_and_tuned(studio, tiny_model_dir, tmp_p
     data.write_text("".join(json.dumps({"instruction": f"Say the number {i}.", "input": "", "output": f"It is {i}."}) + "\n"
                             for i in range(7)))
     # random weights rarely hit a reference word: a metric on the answer itself makes the comparison below bite
-    (tmp_path / "mine.py").write_text("def answer_chars(prediction, reference):\n    return float(len(prediction))\n")
+    metric = ctx.access.metrics_dir / "mine.py"  # the one folder custom metrics may come from, with --allow-code
+    metric.parent.mkdir(parents=True, exist_ok=True)
+    metric.write_text("def answer_chars(prediction, reference):\n    return float(len(prediction))\n")
     out = tmp_path / "eval"
-    result = client.predict(model=str(tiny_model_dir), adapter=str(tmp_path / "adapter"), data=str(data),
-                            metrics="em,f1,rougeL", custom_metrics=[f"{tmp_path / 'mine.py'}:answer_chars"], compare=True,
-                            max_new_tokens=6, batch_size=4, out_dir=str(out), api_name="/evaluate")
+    kwargs = dict(model=str(tiny_model_dir), adapter=str(tmp_path / "adapter"), data=str(data), metrics="em,f1,rougeL",
+                  custom_metrics=[f"{metric}:answer_chars"], compare=True, max_new_tokens=6, batch_size=4,
+                  out_dir=str(out), api_name="/evaluate")
+    with pytest.raises(AppError, match="started without --allow-code"):  # code: refused unless the owner allows it
+        client.predict(**kwargs)
+    assert not out.exists()
+    ctx.access = dataclasses.replace(ctx.access, allow_code=True)  # as `launch.py --allow-code` would start it
+    try:
+        result = client.predict(**kwargs)
+    finally:
+        ctx.access = dataclasses.replace(ctx.access, allow_code=False)
     assert result["out_dir"] == str(out) and result["rows"] == 7 and result["models"] == ["base", "tuned"]
-    assert result["command"].startswith(f"studio eval --model {tiny_model_dir} --out {out} --adapter ")
+    assert result["command"].startswith(f"studio eval --model={tiny_model_dir} --out={out} --adapter=")
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(preds) == 14
     answers = {}

@@ -8,6 +8,8 @@ import copy
 import pandas as pd
 import pytest
 
+from tests.helpers import TEST_ROOTS
+
 from studio.engine.data import view as ds
 from studio.engine.data import formats as F
 from studio.engine.data.formats import DataError, FormatSpec
@@ -142,7 +144,7 @@ def test_data_tab_form_fills_saves_in_format_refuses_and_undoes(tmp_path, defaul
     from studio.ui.tabs import data as data_tab
     from studio.ui.context import AppContext
 
-    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False, allow_paths=TEST_ROOTS)
     rows = [ROWS["sharegpt"][0], {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}]
     src = tmp_path / "chat.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

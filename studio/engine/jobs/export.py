@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from studio.engine.access import Access
 from studio.engine.jobs import child
 from studio.paths import exports_dir
 
@@ -47,26 +48,32 @@ class ExportRequest:
     base: str = ""
 
 
-def cli_args(req: ExportRequest) -> list[str]:
-    """``export --adapter ... --out ...``: only the options that differ from the CLI's defaults."""
-    args = ["export"]
-    for src in req.sources:
-        args += ["--adapter", src]
-    args += ["--out", req.out_dir]
-    if req.weights is not None:
-        args += ["--weights", ",".join(f"{w:g}" for w in req.weights)]
-        if req.combine != "cat":
-            args += ["--combine", req.combine]
-        if req.combine.startswith(("ties", "dare", "magnitude")) and req.density != 0.5:
-            args += ["--density", f"{req.density:g}"]
-        if req.output != "model":
-            args += ["--as", req.output]
-    if req.dtype != "float32":
-        args += ["--dtype", req.dtype]
-    if req.gguf:
-        args += ["--gguf", ",".join(req.gguf)]
+def check_request(req: ExportRequest, access: Access) -> None:
+    """Every path of a request passes ``access`` (a request built by hand, not by ``build_request``, too)."""
+    req.sources = [str(access.path(s, "export source")) for s in req.sources]
+    req.out_dir = str(access.path(req.out_dir, "export folder"))
     if req.base:
-        args += ["--base", req.base]
+        req.base = access.model(req.base, "base model")
+
+
+def cli_args(req: ExportRequest) -> list[str]:
+    """``export --adapter=... --out=...``: only the options that differ from the CLI's defaults, each as ``--opt=value``
+    (a value starting with '-', such as a negative weight, stays a value)."""
+    args = ["export", *(f"--adapter={src}" for src in req.sources), f"--out={req.out_dir}"]
+    if req.weights is not None:
+        args.append("--weights=" + ",".join(f"{w:g}" for w in req.weights))
+        if req.combine != "cat":
+            args.append(f"--combine={req.combine}")
+        if req.combine.startswith(("ties", "dare", "magnitude")) and req.density != 0.5:
+            args.append(f"--density={req.density:g}")
+        if req.output != "model":
+            args.append(f"--as={req.output}")
+    if req.dtype != "float32":
+        args.append(f"--dtype={req.dtype}")
+    if req.gguf:
+        args.append("--gguf=" + ",".join(req.gguf))
+    if req.base:
+        args.append(f"--base={req.base}")
     if req.overwrite:
         args.append("--overwrite")
     return args
@@ -109,13 +116,16 @@ MERGED = "merged"  # a run's default merge folder: RUN/merged
 
 def build_request(sources: list[str] | str, weights: str | list[float] | None = "", combine: str = "cat",
                   density: float = 0.5, output: str = "model", out_dir: str = "", dtype: str = "float32",
-                  gguf: list[str] | None = None, overwrite: bool = False, check_out: bool = True) -> ExportRequest:
-    """The export a form or an API call describes, checked as far as possible without a model; raises RequestError.
-    ``sources`` is a list or one folder per line; ``weights`` a list or comma-separated text (empty: a plain merge);
-    ``check_out`` also refuses a non-empty output folder unless ``overwrite``."""
+                  gguf: list[str] | None = None, overwrite: bool = False, check_out: bool = True, *,
+                  access: Access) -> ExportRequest:
+    """The export a form or an API call describes, checked as far as possible without a model; raises RequestError
+    (and AccessError for a path the caller may not use). ``sources`` is a list or one folder per line; ``weights`` a list
+    or comma-separated text (empty: a plain merge); ``check_out`` also refuses a non-empty output folder unless
+    ``overwrite``."""
     folders = [s.strip() for s in (sources.splitlines() if isinstance(sources, str) else sources or []) if str(s).strip()]
     if not folders:
         raise RequestError("pick a run or give an adapter folder", "export.pick")
+    folders = [str(access.path(f, "export source")) for f in folders]
     parsed = None
     if isinstance(weights, (list, tuple)):
         parsed = [float(w) for w in weights] if weights else None
@@ -128,7 +138,7 @@ def build_request(sources: list[str] | str, weights: str | list[float] | None = 
     if (len(folders) > 1 or parsed is not None) and len(parsed or []) != len(folders):
         raise RequestError(f"{len(folders)} folder(s) but {len(parsed or [])} weight(s): give one weight per folder",
                            "export.weights_count", n=len(folders), got=len(parsed or []))
-    out = (out_dir or "").strip() or default_out_dir([source_name(f) for f in folders])
+    out = str(access.path((out_dir or "").strip() or default_out_dir([source_name(f) for f in folders]), "export folder"))
     if check_out and occupied(out) and not overwrite:
         raise RequestError(f"{out} exists and is not empty: pass overwrite to replace it, or choose another folder",
                            "export.occupied", out=out)
@@ -142,12 +152,13 @@ def source_name(folder: str) -> str:
     return p.parent.name if (p.parent / "config.yaml").is_file() and not (p / "config.yaml").is_file() else p.name
 
 
-def merge_request(source: str, out_dir: str = "", dtype: str = "float32", overwrite: bool = False) -> ExportRequest:
+def merge_request(source: str, out_dir: str = "", dtype: str = "float32", overwrite: bool = False, *,
+                  access: Access) -> ExportRequest:
     """A plain merge of one source (the ``/merge`` endpoint): into ``out_dir``, else ``RUN/merged`` for a run folder
     (``<parent>/merged`` for a folder inside one)."""
-    src = Path(source).expanduser()
-    out = Path(out_dir).expanduser() if out_dir else (src / MERGED if (src / "config.yaml").is_file() else src.parent / MERGED)
-    return build_request([str(src)], None, out_dir=str(out), dtype=dtype, overwrite=overwrite)
+    src = access.path(source, "export source")
+    out = out_dir or (src / MERGED if (src / "config.yaml").is_file() else src.parent / MERGED)
+    return build_request([str(src)], None, out_dir=str(out), dtype=dtype, overwrite=overwrite, access=access)
 
 
 JOB_FILE, ERR_FILE, OUT_FILE, EXIT_FILE, CANCEL_FILE = "job.json", "stderr.log", "stdout.log", "exit", "cancel.json"
@@ -175,7 +186,10 @@ class ExportJob:
         self.argv, self.pid, self.started = self.meta["argv"], int(self.meta["pid"]), float(self.meta["started"])
 
     @classmethod
-    def start(cls, request: ExportRequest, python: str = sys.executable, root: Path | None = None) -> "ExportJob":
+    def start(cls, request: ExportRequest, python: str = sys.executable, root: Path | None = None, *,
+              access: Access) -> "ExportJob":
+        """Start the export child; every folder of ``request`` (sources, output, base) must pass ``access``."""
+        check_request(request, access)
         argv = child_argv(request, python)
         root = Path(root) if root else jobs_dir()
         _prune(root)
@@ -194,8 +208,12 @@ class ExportJob:
         return job
 
     @classmethod
-    def attach(cls, folder: str | os.PathLike) -> "ExportJob":
-        return cls(Path(folder))
+    def attach(cls, folder: str | os.PathLike, root: Path | None = None) -> "ExportJob":
+        """The job whose folder this is; only a folder of the jobs root (its job.json names a pid to signal)."""
+        path, root = Path(folder).resolve(), (Path(root) if root else jobs_dir()).resolve()
+        if path.parent != root:
+            raise ValueError(f"{folder}: not an export job folder (they live in {root})")
+        return cls(path)
 
     @classmethod
     def latest(cls, root: Path | None = None, recent_s: float = RECENT_S) -> "ExportJob | None":

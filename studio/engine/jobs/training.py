@@ -23,6 +23,7 @@ from pathlib import Path
 
 from studio import config as config_mod
 from studio.engine import rundir
+from studio.engine.access import Access
 from studio.engine.jobs import child
 
 TRAIN_MODULE = "studio.train"
@@ -33,9 +34,10 @@ KILL_AFTER_S = 60.0  # ... and SIGKILL its process group when it still runs this
 
 
 def train_argv(run_dir: Path, python: str = sys.executable) -> list[str]:
-    """The exact command the studio starts for a run: the same one a user can type."""
-    run_dir = Path(run_dir)
-    return [python, "-m", TRAIN_MODULE, str(run_dir / rundir.CONFIG), "--output-dir", str(run_dir)]
+    """The exact command the studio starts for a run: the same one a user can type. Paths are absolute and passed as
+    ``--opt=value``, so a runs folder whose name starts with '-' cannot become an option."""
+    run_dir = Path(run_dir).absolute()
+    return [python, "-m", TRAIN_MODULE, str(run_dir / rundir.CONFIG), f"--output-dir={run_dir}"]
 
 
 def studio_command(cfg: config_mod.RunConfig, preset: str | Path | None = None, shown: str | None = None) -> str:
@@ -92,9 +94,11 @@ class JobManager:
 
     # -- submitting -------------------------------------------------------------------------------------------------------
 
-    def submit(self, cfg: config_mod.RunConfig) -> Job:
-        """Validate, make the run folder, write config.yaml + command.txt + status queued, and queue it."""
+    def submit(self, cfg: config_mod.RunConfig, *, access: Access) -> Job:
+        """Validate (``access``: what the caller may name and run; see engine/access.py), make the run folder, write
+        config.yaml + command.txt + status queued, and queue it."""
         config_mod.check(cfg)
+        access.config(cfg)
         root = Path(cfg.output.runs_dir).expanduser() if cfg.output.runs_dir else self.runs_root
         run = rundir.new_run_dir(root, cfg.output.run_name)
         config_mod.save(cfg, run / rundir.CONFIG)

@@ -122,7 +122,7 @@ def on_start(ctx: AppContext, lang: str, name_zh: str, name_en: str, author_zh: 
 
     try:
         cfg = identity.self_cognition_config(name_zh, name_en, author_zh, author_en)
-        job = ctx.jobs.submit(cfg)
+        job = ctx.jobs.submit(cfg, access=ctx.access)
     except (ValueError, C.ConfigError, OSError) as exc:
         gr.Warning(str(exc))
         return [t("err.generic", lang, error=str(exc)), gr.skip()]

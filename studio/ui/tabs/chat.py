@@ -13,8 +13,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio import config as C
-from studio.engine import rundir
 from studio.ui.common import tuned_outputs
 from studio.ui.context import AppContext
 from studio.ui.i18n import Texts, t
@@ -63,8 +61,8 @@ def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
                     note)
     ui = dict(api_visibility="undocumented")
     run.focus(lambda: gr.update(choices=tuned_outputs(ctx)), None, run, **ui)
-    run.change(on_run, run, [adapter, model], **ui)
-    adapter.change(tuned_note, [adapter, lang], note, **ui)
+    run.change(lambda folder: on_run(ctx, folder), run, [adapter, model], **ui)
+    adapter.change(lambda path, lg: tuned_note(ctx, path, lg), [adapter, lang], note, **ui)
     inputs = [model, adapter, system, temperature, top_p, max_new, prompt, base_bot, tuned_bot, lang]
     def on_send(*args):  # a generator function itself: gradio streams only when the handler is one (a lambda is not)
         yield from _on_send(ctx, *args)
@@ -75,39 +73,32 @@ def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
     return refs
 
 
-def on_run(folder: str | None) -> list:
+def on_run(ctx: AppContext, folder: str | None) -> list:
     """Picking a run's adapter (or an export) also picks the base model it was trained (exported) from."""
     if not folder:
         return [gr.skip(), gr.skip()]
-    cfg_path = rundir_of(folder) / rundir.CONFIG
-    base = gr.skip()
-    if cfg_path.is_file():
-        try:
-            base = C.load(cfg_path).model.name_or_path
-        except C.ConfigError:
-            pass
-    else:
-        src = _tuned_source(folder)
-        base = src.base if src is not None and src.base else base
-    return [folder, base]
-
-
-def _tuned_source(path: str):
-    from studio.engine.generate import resolve_tuned  # reads a few small files; no torch
-    from studio.engine.models import ModelLoadError
+    from studio.engine.generate import base_model_of  # reads a few small files; no torch
 
     try:
-        return resolve_tuned(path)
-    except ModelLoadError:
-        return None
+        base = base_model_of(folder, access=ctx.access)
+    except OSError as exc:  # AccessError: a folder the page may not use
+        gr.Warning(str(exc))
+        return [gr.skip(), gr.skip()]
+    return [folder, base or gr.skip()]
 
 
-def tuned_note(path: str, lang: str) -> str:
+def tuned_note(ctx: AppContext, path: str, lang: str) -> str:
     """A merged folder, full run or GGUF is a second model in memory; say so before it is loaded."""
-    src = _tuned_source(path) if (path or "").strip() else None
-    if src is None or not src.separate:
+    from studio.engine.generate import describe_tuned
+    from studio.engine.models import ModelLoadError
+
+    if not (path or "").strip():
         return ""
-    return t("chat.separate", lang, kind=t(f"chat.kind.{src.kind}", lang))
+    try:
+        src = describe_tuned(path, access=ctx.access)
+    except (ModelLoadError, OSError):
+        return ""
+    return t("chat.separate", lang, kind=t(f"chat.kind.{src.kind}", lang)) if src.separate else ""
 
 
 def picker_update(ctx: AppContext, path: str) -> dict:
@@ -122,13 +113,8 @@ def open_target(ctx: AppContext, path: str | None, lang: str) -> list:
     """[picker, adapter box, base model box, memory note] for another tab's "Open in Chat"."""
     if not path:
         return [gr.skip()] * 4
-    adapter, base = on_run(path)
-    return [picker_update(ctx, path), adapter, base, tuned_note(path, lang)]
-
-
-def rundir_of(folder: str) -> Path:
-    p = Path(folder)
-    return p.parent if (p.parent / rundir.CONFIG).is_file() else p
+    adapter, base = on_run(ctx, path)
+    return [picker_update(ctx, path), adapter, base, tuned_note(ctx, path, lang)]
 
 
 def text_of(content) -> str:

@@ -9,7 +9,6 @@ UI process loads no model here, and a reload re-attaches with "Show results".
 from __future__ import annotations
 
 import html
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +78,11 @@ def build(ctx: AppContext, lang: gr.State) -> EvalRefs:
         metrics = tx.make(gr.CheckboxGroup, label="eval.metrics", info="eval.metrics_info", choices=list(BUILTIN),
                           value=["em", "f1", "rougeL", "bleu"], scale=3, elem_id="eval-metrics")
         compare = tx.make(gr.Checkbox, label="eval.compare", value=True, scale=1, elem_id="eval-compare")
-    custom = tx.make(gr.Textbox, label="eval.custom", info="eval.custom_info", lines=1, elem_id="eval-custom")
+    # a custom metric is code: from the page only with --allow-code, and only files of $STUDIO_HOME/metrics/
+    allowed = ctx.access.allow_code
+    custom = tx.make(gr.Textbox, label="eval.custom", lines=1, elem_id="eval-custom", interactive=allowed,
+                     info=(t("code.metrics_dir", "en", dir=ctx.access.metrics_dir),
+                           t("code.metrics_dir", "zh", dir=ctx.access.metrics_dir)) if allowed else "code.off")
     with tx.make(gr.Accordion, label="eval.settings", open=False):
         with gr.Row():
             max_new = tx.make(gr.Slider, label="eval.max_new", minimum=8, maximum=2048, step=8, value=128)
@@ -122,28 +125,33 @@ def _wire(ctx: AppContext, refs: EvalRefs, lang: gr.State) -> None:
     ui = dict(api_visibility="undocumented")
     refs.run.focus(lambda: gr.update(choices=tuned_outputs(ctx)), None, refs.run, **ui)
     refs.data.focus(lambda: gr.update(choices=ctx.dataset_files()), None, refs.data, **ui)
-    refs.run.change(lambda f, lg: on_run(f, lg), [refs.run, lang], [refs.adapter, refs.model, refs.source, refs.out_dir,
+    refs.run.change(lambda f, lg: on_run(ctx, f, lg), [refs.run, lang], [refs.adapter, refs.model, refs.source, refs.out_dir,
                                                                      refs.probe], **ui)
     form = [refs.model, refs.adapter, refs.source, refs.data, refs.metrics, refs.custom, refs.compare, refs.max_new,
             refs.temperature, refs.batch, refs.out_dir, lang]
     shown = [refs.job, refs.command, refs.message, refs.out_dir]
-    refs.start.click(lambda *a: on_start(*a), form, shown, **ui)
-    refs.lm_run.click(lambda m, a, c, o, tasks, lim, lg: on_lm_start(m, a, c, o, tasks, lim, lg),
+    refs.start.click(lambda *a: on_start(ctx, *a), form, shown, **ui)
+    refs.lm_run.click(lambda m, a, c, o, tasks, lim, lg: on_lm_start(ctx, m, a, c, o, tasks, lim, lg),
                       [refs.model, refs.adapter, refs.compare, refs.out_dir, refs.lm_tasks, refs.lm_limit, lang], shown, **ui)
-    refs.stop.click(lambda job, lg: on_stop(job, lg), [refs.job, lang], refs.message, **ui)
+    refs.stop.click(lambda job, lg: on_stop(ctx, job, lg), [refs.job, lang], refs.message, **ui)
     outs = [refs.job, refs.progress, refs.table, refs.changed, refs.lm_table, refs.probe]
-    refs.load.click(lambda o, lg: on_tick({"out": (o or "").strip()}, lg, force=True), [refs.out_dir, lang], outs, **ui)
-    refs.timer.tick(lambda job, lg: on_tick(job, lg), [refs.job, lang], outs, show_progress="hidden", **ui)
+    refs.load.click(lambda o, lg: on_tick(ctx, {"out": (o or "").strip()}, lg, force=True), [refs.out_dir, lang], outs,
+                    **ui)
+    refs.timer.tick(lambda job, lg: on_tick(ctx, job, lg), [refs.job, lang], outs, show_progress="hidden", **ui)
 
 
 # -- handlers (plain values in, plain values or gr.update out) -----------------------------------------------------------
 
 
-def on_run(folder: str | None, lang: str) -> list:
+def on_run(ctx: AppContext, folder: str | None, lang: str) -> list:
     """Picking a run fills the adapter, its base model, its held-out split (when it kept one), the output folder, the probe."""
     if not folder:
         return [gr.skip()] * 5
-    run = resolve_run_dir(folder)
+    try:
+        run = resolve_run_dir(str(ctx.access.path(folder, "run")))
+    except OSError as exc:  # AccessError: a folder the page may not use
+        gr.Warning(str(exc))
+        return [gr.skip()] * 5
     base, source = gr.skip(), gr.skip()
     if run is not None:
         from studio import config as C
@@ -178,7 +186,8 @@ def rows_choice(adapter: str, source: str, data: str) -> tuple[str, str]:
     return "all", data
 
 
-def form_argv(model, adapter, source, data, metrics, custom, compare, max_new, temperature, batch, out_dir) -> list[str]:
+def form_argv(ctx: AppContext, model, adapter, source, data, metrics, custom, compare, max_new, temperature, batch,
+              out_dir) -> list[str]:
     """The ``studio eval`` argv for the form (FormIncomplete with a message key when the form lacks the rows)."""
     adapter = (adapter or "").strip()
     split, data = rows_choice(adapter, source, data)
@@ -186,50 +195,59 @@ def form_argv(model, adapter, source, data, metrics, custom, compare, max_new, t
     return eval_jobs.eval_argv(out_dir, model=(model or "default").strip(), adapter=adapter, data=data, split=split,
                                metrics=",".join(metrics or []), custom_metrics=customs,
                                compare=bool(compare and adapter), max_new_tokens=int(max_new), temperature=float(temperature),
-                               batch_size=int(batch))
+                               batch_size=int(batch), access=ctx.access)
 
 
-def on_start(model, adapter, source, data, metrics, custom, compare, max_new, temperature, batch, out_dir, lang) -> list:
+def on_start(ctx: AppContext, model, adapter, source, data, metrics, custom, compare, max_new, temperature, batch, out_dir,
+             lang) -> list:
     try:
         split, rows = rows_choice(adapter, source, data)
         out = (out_dir or "").strip() or str(eval_jobs.default_out_dir((adapter or "").strip(), rows, split))
-        argv = form_argv(model, adapter, source, data, metrics, custom, compare, max_new, temperature, batch, out)
-        eval_jobs.start(argv, out)
+        argv = form_argv(ctx, model, adapter, source, data, metrics, custom, compare, max_new, temperature, batch, out)
+        eval_jobs.start(argv, out, access=ctx.access)
     except FormIncomplete as exc:
         return [gr.skip(), gr.skip(), t(exc.args[0], lang), gr.skip()]
     except (RuntimeError, OSError) as exc:
         return [gr.skip(), gr.skip(), t("err.generic", lang, error=exc), gr.skip()]
-    return [{"out": out}, shlex.join(["studio", *argv[3:]]), t("eval.started", lang, out=out), out]
+    return [{"out": out}, eval_jobs.shown_command(argv), t("eval.started", lang, out=out), out]
 
 
-def on_lm_start(model, adapter, compare, out_dir, tasks, limit, lang) -> list:
+def on_lm_start(ctx: AppContext, model, adapter, compare, out_dir, tasks, limit, lang) -> list:
     if not lm_harness.available():
         return [gr.skip(), gr.skip(), t("eval.lm_missing", lang), gr.skip()]
     if not lm_harness.parse_tasks(tasks or ""):
         return [gr.skip(), gr.skip(), t("eval.lm_need_tasks", lang), gr.skip()]
     adapter = (adapter or "").strip()
     out = (out_dir or "").strip() or str(eval_jobs.default_out_dir(adapter))
-    argv = eval_jobs.eval_argv(out, model=(model or "default").strip(), adapter=adapter, compare=bool(compare and adapter),
-                               lm_eval=",".join(lm_harness.parse_tasks(tasks)), lm_eval_limit=float(limit) or None)
     try:
-        eval_jobs.start(argv, out)
+        argv = eval_jobs.eval_argv(out, model=(model or "default").strip(), adapter=adapter,
+                                   compare=bool(compare and adapter), lm_eval=",".join(lm_harness.parse_tasks(tasks)),
+                                   lm_eval_limit=float(limit) or None, access=ctx.access)
+        eval_jobs.start(argv, out, access=ctx.access)
     except (RuntimeError, OSError) as exc:
         return [gr.skip(), gr.skip(), t("err.generic", lang, error=exc), gr.skip()]
-    return [{"out": out}, shlex.join(["studio", *argv[3:]]), t("eval.started", lang, out=out), out]
+    return [{"out": out}, eval_jobs.shown_command(argv), t("eval.started", lang, out=out), out]
 
 
-def on_stop(job: dict, lang: str) -> str:
+def on_stop(ctx: AppContext, job: dict, lang: str) -> str:
     out = (job or {}).get("out")
-    return t("eval.stopped", lang) if out and eval_jobs.stop(out) else t("eval.not_running", lang)
+    try:
+        stopped = bool(out) and eval_jobs.stop(out, access=ctx.access)
+    except OSError as exc:
+        return t("err.generic", lang, error=exc)
+    return t("eval.stopped", lang) if stopped else t("eval.not_running", lang)
 
 
-def on_tick(job: dict, lang: str, force: bool = False) -> list:
+def on_tick(ctx: AppContext, job: dict, lang: str, force: bool = False) -> list:
     """Follow the output folder: progress while it runs, the tables once results.json is there."""
     out = (job or {}).get("out")
     if not out:
         return [gr.skip()] * 6
-    info = eval_jobs.status(out)
-    res = eval_jobs.results(out)
+    try:
+        info = eval_jobs.status(out, access=ctx.access)
+        res = eval_jobs.results(out, access=ctx.access)
+    except OSError as exc:  # AccessError: a folder the page may not read
+        return [gr.skip(), f"<div class='ts-progress'>{html.escape(str(exc))}</div>", *[gr.skip()] * 4]
     sig = (info.get("state"), info.get("done"), info.get("phase"), info.get("updated_at"), lang, bool(res))
     if not force and sig == job.get("sig"):
         return [gr.skip()] * 6

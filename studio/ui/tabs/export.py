@@ -112,8 +112,12 @@ def _wire(ctx: AppContext, refs: ExportRefs, lang: gr.State) -> None:
     refs.run.change(lambda ids: _on_runs(ctx, ids), refs.run, [refs.source, refs.out_dir, refs.weights], **ui)
     form = [refs.source, refs.weights, refs.combine, refs.density, refs.output, refs.out_dir, refs.dtype, refs.gguf,
             refs.overwrite]
-    gr.on([c.change for c in form], lambda *a: preview_command(*a), form, refs.command, **ui)
-    refs.merge.click(on_export, [*form, lang], _outputs(refs), concurrency_limit=1, concurrency_id="export", **ui)
+    gr.on([c.change for c in form], lambda *a: preview_command(ctx, *a), form, refs.command, **ui)
+
+    def start_export(*args):  # a generator function itself: gradio streams only when the handler is one
+        yield from on_export(ctx, *args)
+
+    refs.merge.click(start_export, [*form, lang], _outputs(refs), concurrency_limit=1, concurrency_id="export", **ui)
     refs.cancel.click(on_cancel, [refs.job, lang], [refs.message, refs.cancel], concurrency_limit=None, **ui)
 
 
@@ -144,36 +148,38 @@ def _output_choices(lang: str) -> list[tuple[str, str]]:
 # -- the form -> one ExportRequest ----------------------------------------------------------------------------------------
 
 
-def build_request(sources: str, weights: str, combine: str, density: float, output: str, out_dir: str, dtype: str,
-                  gguf: list[str] | None, overwrite: bool, lang: str = "en",
+def build_request(ctx: AppContext, sources: str, weights: str, combine: str, density: float, output: str, out_dir: str,
+                  dtype: str, gguf: list[str] | None, overwrite: bool, lang: str = "en",
                   check_out: bool = True) -> tuple[ExportRequest | None, str]:
     """The request the form describes, or (None, the reason in the page's language)."""
     try:
         return export_job.build_request(sources, weights, combine, density, output, out_dir, dtype, gguf, overwrite,
-                                        check_out), ""
+                                        check_out, access=ctx.access), ""
     except export_job.RequestError as exc:
         return None, t(exc.key, lang, **exc.params)
+    except OSError as exc:  # AccessError: a folder the page may not use
+        return None, str(exc)
 
 
-def preview_command(*form) -> str:
-    req, _ = build_request(*form, check_out=False)
+def preview_command(ctx: AppContext, *form) -> str:
+    req, _ = build_request(ctx, *form, check_out=False)
     return shell_command(req) if req else ""
 
 
 # -- running it -----------------------------------------------------------------------------------------------------------
 
 
-def on_export(sources, weights, combine, density, output, out_dir, dtype, gguf, overwrite, lang):
+def on_export(ctx: AppContext, sources, weights, combine, density, output, out_dir, dtype, gguf, overwrite, lang):
     """Generator: progress while the ``studio export`` child runs, then the result (``_view``, then the Cancel button
     and the followed job folder)."""
-    req, problem = build_request(sources, weights, combine, density, output, out_dir, dtype, gguf, overwrite, lang)
+    req, problem = build_request(ctx, sources, weights, combine, density, output, out_dir, dtype, gguf, overwrite, lang)
     hidden = gr.update(visible=False)
     if req is None:
         yield ["", f"**{t('export.refused', lang)}** {problem}", gr.skip(), None, "", None, "", hidden, None, hidden,
                gr.skip()]
         return
     try:
-        job = ExportJob.start(req)
+        job = ExportJob.start(req, access=ctx.access)
     except OSError as exc:
         yield ["", t("err.generic", lang, error=exc), shell_command(req), None, "", None, "", hidden, None, hidden,
                gr.skip()]

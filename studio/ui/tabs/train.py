@@ -30,6 +30,7 @@ SECTION_FOR_TYPES = {"lora": ("lora", "qlora"), "quantization": ("qlora",), "fre
 # which stages use which optional section
 SECTION_FOR_STAGES = {"preference": C.PREFERENCE_STAGES, "rl": C.RL_STAGES}
 OPEN_SECTIONS = ("model", "data", "method", "lora", "training")
+CODE_OPTIONS = ("model.trust_remote_code",)  # run code on this machine: off on the page without --allow-code
 
 
 @dataclass
@@ -83,18 +84,21 @@ def _field_rows(specs: list[C.FieldSpec]) -> list[list[C.FieldSpec]]:
     return rows
 
 
-def _form_section(specs: list[C.FieldSpec], tx: Texts, fields: dict) -> None:
+def _form_section(specs: list[C.FieldSpec], tx: Texts, fields: dict, locked: dict) -> None:
     for row in _field_rows(specs):
         with gr.Row(equal_height=True):
             for spec in row:
-                fields[spec.key] = field_component(spec, tx)
+                fields[spec.key] = field_component(spec, tx, locked.get(spec.key))
 
 
-def field_component(spec: C.FieldSpec, tx: Texts) -> gr.components.Component:
-    """The input for one config field; label = the key users type on the CLI, info = the field's help text."""
+def field_component(spec: C.FieldSpec, tx: Texts, locked: str | None = None) -> gr.components.Component:
+    """The input for one config field; label = the key users type on the CLI, info = the field's help text.
+    ``locked``: an i18n key saying why the field is off and cannot be changed here."""
     rng = range_text(spec)
     info = (spec.help + (f" [{rng}]" if rng else ""), (spec.help_zh or spec.help) + (f"［{rng}］" if rng else ""))
-    common = dict(label=spec.name, info=info, elem_id=f"cfg-{spec.section}-{spec.name}")
+    common = dict(label=spec.name, info=locked or info, elem_id=f"cfg-{spec.section}-{spec.name}")
+    if locked:
+        return tx.make(gr.Checkbox, value=False, interactive=False, **common)
     if spec.type is bool:
         return tx.make(gr.Checkbox, value=spec.default, **common)
     if spec.choices:
@@ -139,6 +143,8 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
     specs = C.field_specs()
     fields: dict[str, gr.components.Component] = {}
     sections: dict[str, gr.Accordion] = {}
+    # options that run code stay off, saying why, unless the owner started the studio with --allow-code
+    locked = {} if ctx.access.allow_code else {k: "code.off" for k in CODE_OPTIONS}
     ident = identity_card.build(ctx, lang)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -151,11 +157,11 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
                 with tx.make(gr.Accordion, label=f"section.{section}", open=section in OPEN_SECTIONS,
                              visible=_section_visible(section, C.RunConfig()), elem_id=f"sec-{section}") as acc:
                     sections[section] = acc
-                    _form_section([s for s in sec_specs if not s.advanced], tx, fields)
+                    _form_section([s for s in sec_specs if not s.advanced], tx, fields, locked)
                     advanced = [s for s in sec_specs if s.advanced]
                     if advanced:
                         with tx.make(gr.Accordion, label="train.advanced", open=False):
-                            _form_section(advanced, tx, fields)
+                            _form_section(advanced, tx, fields, locked)
         with gr.Column(scale=2):
             with gr.Row():
                 start = tx.make(gr.Button, value="train.start", variant="primary", elem_id="train-start")
@@ -263,7 +269,7 @@ def _on_start(ctx: AppContext, specs, lang: str, values) -> tuple:
     if errors:
         return _invalid(errors, lang), gr.skip()
     try:
-        job = ctx.jobs.submit(cfg)
+        job = ctx.jobs.submit(cfg, access=ctx.access)
     except (C.ConfigError, OSError) as exc:
         gr.Warning(str(exc))
         return t("err.generic", lang, error=str(exc)), gr.skip()
