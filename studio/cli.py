@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from studio.commands import chat, data, eval as eval_cmd, export, train, webui
+from studio.paths import prepare_home
 
 COMMANDS = (train, chat, webui, export, eval_cmd, data)
 
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    prepare_home()
     return int(args.run(args) or 0)
 
 

@@ -10,6 +10,19 @@ def studio_home() -> Path:
     return Path(os.environ.get("STUDIO_HOME") or Path.home() / ".cache" / "tuning-studio").expanduser()
 
 
+def prepare_home() -> Path:
+    """Create ``STUDIO_HOME`` readable by its owner only (0700): it holds runs, uploads, datasets and logins, and a
+    folder others cannot enter protects every file in it, whatever mode a library gave the file."""
+    home = studio_home()
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if home.stat().st_uid == os.getuid() and home.stat().st_mode & 0o077:
+            home.chmod(0o700)
+    except (OSError, AttributeError):  # not ours, or no getuid (Windows): leave it as the owner set it
+        pass
+    return home
+
+
 def runs_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(override).expanduser() if override else studio_home() / "runs"
 

@@ -9,12 +9,15 @@ import argparse
 import sys
 
 from studio.commands import train as train_command
+from studio.paths import prepare_home
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studio.train", description=__doc__)
     train_command.configure(parser)
-    return train_command.run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    prepare_home()
+    return train_command.run(args)
 
 
 if __name__ == "__main__":

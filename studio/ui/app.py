@@ -11,6 +11,7 @@ tabs load them when first needed, so the page is up in seconds.
 from __future__ import annotations
 
 import argparse
+import os
 import ipaddress
 import secrets
 import sys
@@ -21,6 +22,7 @@ import gradio as gr
 from studio.ui import api
 from studio.ui.tabs import chat as chat_tab, data as data_tab, evaluate as eval_tab, export as export_tab, monitor as monitor_tab, train as train_tab
 from studio.ui.panels import identity_card
+from studio.paths import prepare_home
 from studio.ui.common import tuned_outputs
 from studio.ui.context import AppContext
 from studio.ui.flags import AUTH_ENV, parse_args
@@ -208,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     """Launch with parsed flags (``studio.ui.flags``) and block until Ctrl-C."""
+    os.umask(0o077)  # every file the studio and its children write (uploads, datasets, runs, logs) is the owner's alone
+    prepare_home()
     auth = resolve_auth(args)
     ctx = AppContext.create(lang=args.lang, runs_root=args.runs_dir or None, allow_paths=tuple(args.allow_path),
                             allow_code=args.allow_code)
