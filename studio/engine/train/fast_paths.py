@@ -1,0 +1,109 @@
+"""Two faster paths for training on CPU (and any device without Triton), each exact up to floating-point rounding.
+
+1. Packed rows, attended one by one (``use_packed_attention``). Padding-free batches put every row of a batch into one
+   sequence told apart by ``position_ids``. Transformers' SDPA path then builds a block-diagonal mask over the whole pack,
+   so attention costs (sum of row lengths)^2 instead of sum(row length^2), with a dense mask that keeps SDPA off its fast
+   causal kernel. The studio's attention function cuts the pack at the row boundaries the collator already computed
+   (``cu_seq_lens_q``) and runs causal SDPA on each row: no mask, no cross-row work.
+
+2. The LM head on trained positions only (``use_labeled_lm_head``). TRL's trainers call ``model(..., fused_lm_head=True)``
+   for per-token log-probabilities. Without Triton its implementation scores every position (prompt and padding too),
+   folds each vocabulary tile in several fp32 passes and recomputes the projection in fp32 during backward. The studio's
+   forward projects only the positions whose label is not -100, in the weights' dtype (bf16 where the frozen base is
+   bf16), takes log-softmax in fp32, and lets autograd reuse the saved logits. It returns the same fields TRL reads
+   (log_probs, entropy, is_top1, label_mask, loss), so SFT, DPO, KTO, GRPO and RLOO all take it.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+
+import torch
+import torch.nn.functional as F
+
+PACKED = "studio_packed_sdpa"
+# above this many logits the labeled head would hold too much fp32 memory: fall back to TRL's chunked kernel
+MAX_LOGITS = 1 << 29
+
+
+# -- 1. packed rows ---------------------------------------------------------------------------------------------------------
+
+
+def packed_sdpa_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    """Causal SDPA per packed row when the batch is one padding-free pack with ``cu_seq_lens_q``; else plain SDPA."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    cu = kwargs.pop("cu_seq_lens_q", None)
+    kwargs.pop("cu_seq_lens_k", None)
+    if cu is None or query.shape[0] != 1 or attention_mask is not None or query.shape[2] != key.shape[2]:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+    bounds = cu.tolist()
+    if len(bounds) == 2:  # one row: the whole pack is causal
+        return sdpa_attention_forward(module, query, key, value, None, dropout=dropout, scaling=scaling, is_causal=True)
+    outs = [sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None, dropout=dropout,
+                                   scaling=scaling, is_causal=True)[0] for s, e in zip(bounds[:-1], bounds[1:]) if e > s]
+    return torch.cat(outs, dim=1), None
+
+
+def use_packed_attention(model) -> None:
+    """Switch ``model`` (a transformers model using SDPA) to the per-row attention above. Only for padding-free batches:
+    the function ignores attention masks it is not given, and no mask is built for it."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(PACKED, packed_sdpa_forward)
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(target.config, "_attn_implementation", None) == "sdpa":
+        target.set_attn_implementation(PACKED)
+
+
+# -- 2. the LM head on trained positions ----------------------------------------------------------------------------------
+
+
+def labeled_log_probs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, want_entropy: bool,
+                      want_top1: bool) -> tuple:
+    """(log p(target), entropy or None, is_top1 or None) for hidden [n, H], weight [V, H], targets [n]."""
+    logits = F.linear(hidden.to(weight.dtype), weight).float()
+    log_z = torch.logsumexp(logits, dim=-1)
+    log_probs = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z
+    entropy = is_top1 = None
+    with torch.no_grad():  # metrics only
+        if want_entropy:
+            entropy = log_z - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+        if want_top1:
+            is_top1 = logits.argmax(-1) == targets
+    return log_probs, entropy, is_top1
+
+
+def use_labeled_lm_head(model, outputs: tuple[str, ...] = ("log_probs", "entropy", "is_top1")) -> bool:
+    """Replace the fused LM head TRL installed on ``model`` (or its PEFT base) with the labeled one; False when the model
+    has no TRL head, or a temperature/softcap/scale this path does not handle (TRL's stays)."""
+    from trl.trainer.utils import FusedCausalLMOutput
+
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    trl_forward = target.forward  # TRL's fused forward (bound): it keeps the unfused path and the long-batch fallback
+    text = target.config.get_text_config()
+    if getattr(text, "final_logit_softcapping", None) or getattr(text, "logit_scale", None) not in (None, 1, 1.0):
+        return False
+
+    @functools.wraps(type(target).forward)
+    def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
+        shifted = labels[:, 1:] if shift_labels is None and labels is not None else shift_labels
+        if not fused_lm_head or int((shifted != -100).sum()) * self.get_output_embeddings().weight.shape[0] > MAX_LOGITS:
+            return trl_forward(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
+                               num_items_in_batch=num_items_in_batch, **kwargs)
+        kwargs["use_cache"] = False
+        hidden = self.base_model(*args, **kwargs).last_hidden_state
+        if shift_labels is None:
+            hidden = hidden[:, :-1]
+        mask = shifted != -100
+        weight = self.get_output_embeddings().weight
+        lp, ent, top1 = labeled_log_probs(hidden[mask], weight, shifted[mask], "entropy" in outputs, "is_top1" in outputs)
+        full = lambda x: None if x is None else x.new_zeros(mask.shape).masked_scatter(mask, x)  # noqa: E731
+        log_probs = full(lp)
+        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=full(ent), log_sum_sq_probs=None,
+                                   mean_logits=None, is_top1=full(top1), label_mask=mask, aux_loss=None)
+
+    target.forward = types.MethodType(forward, target)
+    return True

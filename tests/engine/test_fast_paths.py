@@ -1,0 +1,69 @@
+"""The studio's faster training paths give the numbers of the paths they replace: per-row attention over a padding-free
+pack equals transformers' block-diagonal SDPA, and the labeled LM head equals TRL's fused head (loss, gradients,
+metrics), on the tiny model with the real tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from studio.engine.train import fast_paths
+
+
+def _pack(tok, texts: list[str]) -> dict:
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    rows = [{"input_ids": tok(t)["input_ids"]} for t in texts]
+    batch = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True)(rows)
+    return batch
+
+
+@pytest.fixture
+def model_and_batch(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
+    batch = _pack(tok, ["The quick brown fox jumps over the lazy dog.", "Hello there!", "你好，世界。今天天气很好。" * 3])
+    batch["labels"][0, :5] = -100  # a masked prompt
+    return model, batch
+
+
+def test_packed_rows_attend_like_the_block_diagonal_mask(model_and_batch):
+    model, batch = model_and_batch
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs["use_cache"] = False  # as in training: with a cache transformers does not detect the packed rows
+    with torch.no_grad():
+        reference = model(**inputs).logits
+        fast_paths.use_packed_attention(model)
+        assert model.config._attn_implementation == fast_paths.PACKED
+        packed = model(**inputs).logits
+    assert torch.allclose(reference, packed, atol=1e-5), (reference - packed).abs().max()
+    # and it is not the same as attending across rows: the rows really are separated
+    with torch.no_grad():
+        across = model(input_ids=batch["input_ids"], use_cache=False).logits
+    assert (across - packed).abs().max() > 1e-3
+
+
+def test_labeled_lm_head_matches_trls_fused_head(model_and_batch):
+    from trl.trainer.utils import add_fused_lm_head
+
+    model, batch = model_and_batch
+    results = []
+    for ours in (False, True):
+        model.zero_grad()
+        add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+        if ours:
+            assert fast_paths.use_labeled_lm_head(model)
+        out = model(**batch, fused_lm_head=True)
+        out.loss.backward()
+        grad = model.model.layers[0].mlp.up_proj.weight.grad.clone()
+        results.append((out, grad))
+    (ref, ref_grad), (got, got_grad) = results
+    assert torch.allclose(ref.loss, got.loss, atol=1e-5) and torch.equal(ref.label_mask, got.label_mask)
+    assert torch.allclose(ref.log_probs, got.log_probs, atol=1e-5)
+    assert torch.allclose(ref.entropy, got.entropy, atol=1e-4) and torch.equal(ref.is_top1, got.is_top1)
+    assert torch.allclose(ref_grad, got_grad, atol=1e-6, rtol=1e-4)
+    # the unfused path still gives ordinary logits (generation, evaluation)
+    assert model(input_ids=batch["input_ids"]).logits.shape[-1] == model.config.vocab_size
