@@ -1,4 +1,5 @@
-"""Open the Tuning Studio in the browser: ``python launch.py [--host H] [--port P] [--share] [--auth USER:PASS] [--lang en|zh]``.
+"""Open the Tuning Studio in the browser: ``python launch.py [--host H] [--port P] [--share] [--auth USER:PASS] [--lang en|zh]
+[--allow-host NAME] [--insecure-no-login]`` (``--help`` lists them all).
 
 The same as ``studio webui [flags]``; see ``studio/ui/app.py`` for what each flag does. The flags are parsed before the UI
 (gradio) is imported, so ``--help`` and a mistyped flag answer at once.

@@ -6,8 +6,8 @@
     c.predict(run_id=run["run_id"], api_name="/run_status")
 
 Endpoint names and argument names are a contract (README_UI_API.md documents them); the browser's own events are
-undocumented and may change. Every endpoint returns plain JSON; a problem the caller can fix raises ``gr.Error`` with
-the reason (gradio_client raises it as ``AppError``).
+private (not listed, not for clients) and may change. Every endpoint returns plain JSON; a problem the caller can fix
+raises ``gr.Error`` with the reason (gradio_client raises it as ``AppError``), an argument outside the page's range too.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from studio import config as C
 from studio.engine.jobs import export as export_job
 from studio.engine.jobs import training as jobs_mod
 from studio.engine import curves as metrics, rundir
+from studio.ui import limits
 from studio.ui.context import AppContext
 
 
@@ -32,6 +33,14 @@ def run_report(run_dir, log_lines: int = 20) -> dict:
             "error": st.get("error"), "final_loss": st.get("final_loss"), "loss": last.get("loss"),
             "elapsed": st.get("elapsed"), "eta": st.get("eta"), "started_at": st.get("started_at"),
             "ended_at": st.get("ended_at"), "output": st.get("output", ""), "log_tail": jobs_mod.log_tail(run_dir, log_lines)}
+
+
+def bounded(**values) -> None:
+    """Refuse arguments outside the ranges the page's sliders allow (``limits.RANGES``), naming each one."""
+    try:
+        limits.check(**values)
+    except limits.OutOfRange as exc:
+        raise gr.Error(str(exc)) from None
 
 
 class StudioApi:
@@ -95,6 +104,7 @@ class StudioApi:
     def chat_compare(self, prompt: str, adapter: str = "", model: str = "default", system: str = "",
                      temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 128) -> dict:
         """One prompt answered by the base model and by the tuned one (adapter, run folder or merged folder)."""
+        bounded(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         base = tuned = None
         try:
@@ -137,6 +147,7 @@ class StudioApi:
                  out_dir: str = "", changed_rows: int = 5) -> dict:
         """Everything ``studio eval`` does (same arguments), run as that command in a child as the Evaluate tab does;
         waits for it and returns the metrics table, the output folder and the rows that changed most."""
+        bounded(max_new_tokens=max_new_tokens, temperature=temperature, batch_size=batch_size, changed_rows=changed_rows)
         from studio.engine.jobs import evaluation as eval_jobs
         from studio.engine.evaluate import predict as E
         from studio.engine.data.load import DataError

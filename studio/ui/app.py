@@ -3,26 +3,30 @@
     python launch.py [--host 127.0.0.1] [--port 7860] [--share] [--auth USER:PASS] [--lang en|zh]
     studio webui [same flags]
 
-Safe by default: binds the loopback address; ``--share`` without ``--auth`` gets a generated password (printed); a
-non-loopback ``--host`` without auth prints a warning. Importing this module does not import torch or transformers: the
-tabs load them when first needed, so the page is up in seconds.
+Safe by default: binds the loopback address; answers only requests addressed to it (``studio.ui.guard``: Host/Origin
+allow-list, login throttle, upload cap); ``--share`` without ``--auth`` gets a generated password (printed and written
+to ``$STUDIO_HOME/share-login.txt``); a non-loopback ``--host`` without a login refuses to start (exit 2) unless
+``--insecure-no-login``; a password under 8 characters is refused. Importing this module does not import torch or
+transformers: the tabs load them when first needed, so the page is up in seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import ipaddress
+import os
 import secrets
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
-from studio.ui import api
+from studio import paths
+from studio.ui import api, guard, limits
 from studio.ui.tabs import chat as chat_tab, data as data_tab, evaluate as eval_tab, export as export_tab, monitor as monitor_tab, train as train_tab
 from studio.ui.panels import identity_card
-from studio.paths import prepare_home
+
 from studio.ui.common import tuned_outputs
 from studio.ui.context import AppContext
 from studio.ui.flags import AUTH_ENV, parse_args
@@ -43,7 +47,6 @@ CSS = """
 #ts-header h1 { margin-bottom: 0; }
 """
 
-
 @dataclass
 class AppRefs:
     demo: gr.Blocks
@@ -59,11 +62,10 @@ class AppRefs:
     chat: chat_tab.ChatRefs
     evaluate: eval_tab.EvalRefs | None = None
 
-
 def build(ctx: AppContext) -> AppRefs:
     """Build the whole page (no launching): every tab, every handler, the API endpoints."""
     head = Texts(ctx.lang)
-    with gr.Blocks(title=t("app.title", ctx.lang), analytics_enabled=False) as demo:
+    with gr.Blocks(title=t("app.title", ctx.lang), analytics_enabled=False, delete_cache=limits.UPLOAD_CACHE) as demo:
         lang = gr.State(ctx.lang)
         with gr.Row(elem_id="ts-header"):
             with gr.Column(scale=4):
@@ -90,13 +92,11 @@ def build(ctx: AppContext) -> AppRefs:
         _wire(ctx, refs)
     return refs
 
-
 def build_app(ctx: AppContext) -> gr.Blocks:
     return build(ctx).demo
 
-
 def _wire(ctx: AppContext, refs: AppRefs) -> None:
-    ui = dict(api_visibility="undocumented")
+    ui = dict(api_visibility="private")
     updates = _relabel_targets(refs, ctx)
     refs.lang_radio.change(lambda lg: _on_lang(ctx, refs, lg), refs.lang_radio, [refs.lang, *updates], **ui)
     # a page (re)load re-attaches to whatever runs: the monitor picks the active run, the train tab shows its progress
@@ -115,7 +115,6 @@ def _wire(ctx: AppContext, refs: AppRefs) -> None:
         lambda tgt, lg: [gr.Tabs(selected="chat"), *chat_tab.open_target(ctx, (tgt or {}).get("path"), lg)],
         [refs.export.target, refs.lang], [refs.tabs_block, chat.run, chat.adapter, chat.model, chat.note], **ui)
 
-
 def _relabel_targets(refs: AppRefs, ctx: AppContext | None = None) -> list:
     seen: dict = {}
     for tx in _all_texts(refs):
@@ -129,11 +128,9 @@ def _relabel_targets(refs: AppRefs, ctx: AppContext | None = None) -> list:
                 seen[component._id] = component
     return list(seen.values())
 
-
 def _all_texts(refs: AppRefs) -> list[Texts]:
     return [refs.header, refs.train.texts, refs.train.identity.texts, refs.monitor.texts, refs.data.texts, refs.export.texts, refs.chat.texts,
             refs.evaluate.texts]
-
 
 def _on_lang(ctx: AppContext, refs: AppRefs, lang: str) -> dict:
     merged: dict = {}
@@ -148,14 +145,12 @@ def _on_lang(ctx: AppContext, refs: AppRefs, lang: str) -> dict:
     out[refs.lang] = lang
     return out
 
-
 def _open_in_chat(ctx: AppContext, folder: str | None) -> list:
     """Select the Chat tab with ``folder`` (an adapter or model folder) as the tuned side."""
     if not folder:
         return [gr.skip()] * 4
     adapter, model = chat_tab.on_run(ctx, folder)
     return [gr.Tabs(selected="chat"), gr.update(choices=tuned_outputs(ctx), value=folder), adapter, model]
-
 
 def _on_use_dataset(spec: str, current: str, lang: str) -> list:
     spec = (spec or "").strip()
@@ -166,60 +161,89 @@ def _on_use_dataset(spec: str, current: str, lang: str) -> list:
         lines.append(spec)
     return ["\n".join(lines), t("data.added", lang, spec=spec)]
 
-
 # -- launching -------------------------------------------------------------------------------------------------------------
 
+class LaunchRefused(Exception):
+    """A launch that would be unsafe or cannot work; ``serve`` prints the message and exits with status 2."""
 
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
-
 def resolve_auth(args: argparse.Namespace, say=print) -> tuple[str, str] | None:
-    """The login to require: --auth/env, a generated one for --share, or None. Prints what the user must know."""
+    """The login to require: --auth/env, a generated one for --share, or None. Refuses (``LaunchRefused``) a short
+    password, and a non-loopback --host without a login unless --insecure-no-login. Says what the user must know."""
     if args.auth:
         user, sep, password = args.auth.partition(":")
         if not sep or not user or not password:
-            raise SystemExit("--auth must be USER:PASS (both non-empty)")
+            raise LaunchRefused(f"--auth (or {AUTH_ENV}) must be USER:PASS, both non-empty")
+        if len(password) < limits.MIN_PASSWORD:
+            raise LaunchRefused(f"--auth (or {AUTH_ENV}): the password has {len(password)} characters; use at least "
+                                f"{limits.MIN_PASSWORD}")
         return user, password
     if args.share:
         password = secrets.token_urlsafe(12)
-        say(f"[studio] --share without --auth: the public link needs a login. user: {SHARE_USER}  password: {password}")
+        where = write_share_login(SHARE_USER, password)
+        say(f"[studio] --share without --auth: the public link needs a login. user: {SHARE_USER}  password: {password}"
+            f"  (also written to {where}, readable by you only)")
         return SHARE_USER, password
     if not is_loopback(args.host):
-        say(f"[studio] WARNING: binding {args.host} without --auth: anyone who can reach this machine can start runs "
-            f"and read files through the studio. Add --auth USER:PASS (or {AUTH_ENV}).")
+        if not getattr(args, "insecure_no_login", False):
+            raise LaunchRefused(
+                f"--host {args.host} is reachable from other machines, and no login is set: anyone who can reach the port "
+                f"could start runs and read and write files through the studio. Add --auth USER:PASS (or {AUTH_ENV}), "
+                f"or pass --insecure-no-login if this network is yours alone.")
+        say(f"[studio] WARNING: --insecure-no-login: serving {args.host} without a login; anyone who can reach this port "
+            "can start runs and read and write under the allowed folders.")
     return None
 
+def write_share_login(user: str, password: str) -> Path:
+    """Keep the generated share login in ``$STUDIO_HOME/share-login.txt`` (mode 0600), so it survives a closed terminal."""
+    path = paths.studio_home() / "share-login.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT: set it
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"user: {user}\npassword: {password}\n")
+    return path
 
-def launch_options() -> dict:
-    """The look and server options every launch uses (tests launch with the same)."""
+def make_guard(args: argparse.Namespace | None = None) -> guard.WebGuard:
+    """The front door for these flags: the Host/Origin names to accept, the login throttle, the upload cap."""
+    host = getattr(args, "host", "127.0.0.1")
+    return guard.WebGuard(guard.HostPolicy(host, getattr(args, "allow_host", []) or []))
+
+def launch_options(web_guard: guard.WebGuard | None = None) -> dict:
+    """The look and server options every launch uses (tests launch with the same); the guard defaults to loopback."""
     # system fonts: the default theme would fetch Google fonts, which an offline machine cannot
     theme = gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-    return dict(theme=theme, css=CSS, ssr_mode=False, max_file_size="500mb", quiet=True)
-
+    app_kwargs = {"lifespan": guard.installer(web_guard or make_guard())}
+    return dict(theme=theme, css=CSS, ssr_mode=False, max_file_size=limits.MAX_FILE_SIZE, quiet=True, app_kwargs=app_kwargs)
 
 def main(argv: list[str] | None = None) -> int:
     """``python launch.py [flags]`` / ``studio webui [flags]``."""
     return serve(parse_args(argv))
 
-
 def serve(args: argparse.Namespace) -> int:
     """Launch with parsed flags (``studio.ui.flags``) and block until Ctrl-C."""
     os.umask(0o077)  # every file the studio and its children write (uploads, datasets, runs, logs) is the owner's alone
-    prepare_home()
-    auth = resolve_auth(args)
+    paths.prepare_home()
+    try:
+        auth = resolve_auth(args)
+    except LaunchRefused as exc:
+        print(f"[studio] refusing to start: {exc}", file=sys.stderr)
+        return 2
     ctx = AppContext.create(lang=args.lang, runs_root=args.runs_dir or None, allow_paths=tuple(args.allow_path),
                             allow_code=args.allow_code)
     demo = build_app(ctx)
-    demo.queue(default_concurrency_limit=4)
+    demo.queue(default_concurrency_limit=4, max_size=limits.QUEUE_MAX)
+    web_guard = make_guard(args)
     try:
         _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
-                                              prevent_thread_lock=True, **launch_options())
+                                              prevent_thread_lock=True, **launch_options(web_guard))
     except OSError as exc:
         print(f"[studio] cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         ctx.close()
@@ -227,6 +251,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"[studio] Tuning Studio at {local_url}  (runs: {ctx.runs_root})", flush=True)
     if args.share:
         if share_url:
+            web_guard.policy.add_proxy(share_url)
             print(f"[studio] public link: {share_url}", flush=True)
         else:
             print("[studio] the public share link could not be created (no internet access, or the tunnel was refused); "
@@ -239,7 +264,6 @@ def serve(args: argparse.Namespace) -> int:
         ctx.close()
         demo.close()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

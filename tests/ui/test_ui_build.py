@@ -169,10 +169,12 @@ def test_launch_flags_are_safe_by_default(capsys):
     user, password = app.resolve_auth(_args("--share"))
     assert user == app.SHARE_USER and len(password) >= 12
     assert password in capsys.readouterr().out
-    assert app.resolve_auth(_args("--auth", "ann:s3:cret")) == ("ann", "s3:cret")
-    with pytest.raises(SystemExit):
+    assert app.resolve_auth(_args("--auth", "ann:s3:cret-pw")) == ("ann", "s3:cret-pw")
+    with pytest.raises(app.LaunchRefused, match="USER:PASS"):
         app.resolve_auth(_args("--auth", "nopassword"))
-    app.resolve_auth(_args("--host", "0.0.0.0"))
+    with pytest.raises(app.LaunchRefused, match="--insecure-no-login"):
+        app.resolve_auth(_args("--host", "0.0.0.0"))
+    app.resolve_auth(_args("--host", "0.0.0.0", "--insecure-no-login"))
     assert "WARNING" in capsys.readouterr().out
     app.resolve_auth(_args("--host", "::1"))
     assert "WARNING" not in capsys.readouterr().out
@@ -180,8 +182,8 @@ def test_launch_flags_are_safe_by_default(capsys):
 
 
 def test_auth_from_environment(monkeypatch):
-    monkeypatch.setenv(app.AUTH_ENV, "bob:pw")
-    assert app.resolve_auth(_args("--share")) == ("bob", "pw")
+    monkeypatch.setenv(app.AUTH_ENV, "bob:pw-from-env")
+    assert app.resolve_auth(_args("--share")) == ("bob", "pw-from-env")
 
 
 def test_launch_py_is_the_webui_command():

@@ -39,7 +39,7 @@ def build(ctx: AppContext, tx: Texts, lang: gr.State) -> MixRefs:
     message = gr.Markdown("", elem_id="data-mix-msg")
     rows = gr.Dataframe(value=None, interactive=False, wrap=True, max_height=360)
     refs = MixRefs(table, total, seed, name, preview, save, message, rows)
-    ui = dict(api_visibility="undocumented")
+    ui = dict(api_visibility="private")
     inputs = [table, total, seed, lang]
     preview.click(on_preview, inputs, [message, rows], **ui)
     save.click(on_save, [*inputs, name], [message, rows], **ui)

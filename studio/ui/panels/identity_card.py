@@ -78,7 +78,7 @@ def build(ctx: AppContext, lang: gr.State) -> IdentityRefs:
 
 
 def _wire(ctx: AppContext, refs: IdentityRefs, lang: gr.State) -> None:
-    ui = dict(api_visibility="undocumented")
+    ui = dict(api_visibility="private")
     names = refs.names()
     refs.preview.click(lambda lg, *n: on_preview(lg, *n), [lang, *names], [refs.rows, refs.message], **ui)
     refs.save.click(lambda lg, *n: on_save(ctx, lg, *n), [lang, *names], [refs.message], **ui)

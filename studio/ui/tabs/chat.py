@@ -16,6 +16,7 @@ import gradio as gr
 from studio.ui.common import tuned_outputs
 from studio.ui.context import AppContext
 from studio.ui.i18n import Texts, t
+from studio.ui.limits import RANGES
 
 
 @dataclass
@@ -46,9 +47,9 @@ def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
     with tx.make(gr.Accordion, label="chat.settings", open=False):
         system = tx.make(gr.Textbox, label="chat.system", lines=2)
         with gr.Row():
-            temperature = tx.make(gr.Slider, label="chat.temperature", minimum=0.0, maximum=2.0, step=0.05, value=0.0)
-            top_p = tx.make(gr.Slider, label="chat.top_p", minimum=0.05, maximum=1.0, step=0.05, value=1.0)
-            max_new = tx.make(gr.Slider, label="chat.max_new", minimum=8, maximum=2048, step=8, value=256)
+            temperature = tx.make(gr.Slider, label="chat.temperature", **RANGES["temperature"].slider(), value=0.0)
+            top_p = tx.make(gr.Slider, label="chat.top_p", **RANGES["top_p"].slider(), value=1.0)
+            max_new = tx.make(gr.Slider, label="chat.max_new", **RANGES["max_new_tokens"].slider(), value=256)
     with gr.Row(equal_height=True):
         base_bot = tx.make(gr.Chatbot, label="chat.base", height=380, elem_id="chat-base")
         tuned_bot = tx.make(gr.Chatbot, label="chat.tuned", height=380, elem_id="chat-tuned")
@@ -59,7 +60,7 @@ def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
             clear = tx.make(gr.Button, value="chat.clear")
     refs = ChatRefs(tx, model, run, adapter, system, temperature, top_p, max_new, base_bot, tuned_bot, prompt, send, clear,
                     note)
-    ui = dict(api_visibility="undocumented")
+    ui = dict(api_visibility="private")
     run.focus(lambda: gr.update(choices=tuned_outputs(ctx)), None, run, **ui)
     run.change(lambda folder: on_run(ctx, folder), run, [adapter, model], **ui)
     adapter.change(lambda path, lg: tuned_note(ctx, path, lg), [adapter, lang], note, **ui)

@@ -155,7 +155,7 @@ def _build_editor(tx: Texts, refs: DataRefs) -> None:
 
 
 def _wire(ctx: AppContext, refs: DataRefs, lang: gr.State) -> None:
-    ui = dict(api_visibility="undocumented")
+    ui = dict(api_visibility="private")
     refs.choose.change(lambda p: p or gr.skip(), refs.choose, refs.spec, **ui)
     refs.choose.focus(lambda: gr.update(choices=_choices(ctx)), None, refs.choose, **ui)  # new copies and mixes show up
     refs.upload.upload(lambda f, lg: _on_upload(ctx, f, lg), [refs.upload, lang], [refs.spec, refs.info, refs.choose], **ui)

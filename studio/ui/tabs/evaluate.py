@@ -23,6 +23,7 @@ from studio.engine.selfcog.probe import format_summary, load_probe
 from studio.ui.common import fmt_duration, progress_bar, tuned_outputs
 from studio.ui.context import AppContext
 from studio.ui.i18n import Texts, t
+from studio.ui.limits import RANGES
 
 TICK_S = 2.0
 
@@ -85,9 +86,9 @@ def build(ctx: AppContext, lang: gr.State) -> EvalRefs:
                            t("code.metrics_dir", "zh", dir=ctx.access.metrics_dir)) if allowed else "code.off")
     with tx.make(gr.Accordion, label="eval.settings", open=False):
         with gr.Row():
-            max_new = tx.make(gr.Slider, label="eval.max_new", minimum=8, maximum=2048, step=8, value=128)
-            temperature = tx.make(gr.Slider, label="eval.temperature", minimum=0.0, maximum=2.0, step=0.05, value=0.0)
-            batch = tx.make(gr.Slider, label="eval.batch", minimum=1, maximum=128, step=1, value=8)
+            max_new = tx.make(gr.Slider, label="eval.max_new", **RANGES["max_new_tokens"].slider(), value=128)
+            temperature = tx.make(gr.Slider, label="eval.temperature", **RANGES["temperature"].slider(), value=0.0)
+            batch = tx.make(gr.Slider, label="eval.batch", **RANGES["batch_size"].slider(), value=8)
     out_dir = tx.make(gr.Textbox, label="eval.out", elem_id="eval-out")
     with gr.Row():
         start = tx.make(gr.Button, value="eval.start", variant="primary", elem_id="eval-start")
@@ -122,7 +123,7 @@ def _source_choices(lang: str) -> list[tuple[str, str]]:
 
 
 def _wire(ctx: AppContext, refs: EvalRefs, lang: gr.State) -> None:
-    ui = dict(api_visibility="undocumented")
+    ui = dict(api_visibility="private")
     refs.run.focus(lambda: gr.update(choices=tuned_outputs(ctx)), None, refs.run, **ui)
     refs.data.focus(lambda: gr.update(choices=ctx.dataset_files()), None, refs.data, **ui)
     refs.run.change(lambda f, lg: on_run(ctx, f, lg), [refs.run, lang], [refs.adapter, refs.model, refs.source, refs.out_dir,

@@ -107,7 +107,7 @@ def build(ctx: AppContext, lang: gr.State) -> ExportRefs:
 
 
 def _wire(ctx: AppContext, refs: ExportRefs, lang: gr.State) -> None:
-    ui = dict(api_visibility="undocumented")
+    ui = dict(api_visibility="private")
     refs.run.focus(lambda: gr.update(choices=exportable_runs(ctx)), None, refs.run, **ui)
     refs.run.change(lambda ids: _on_runs(ctx, ids), refs.run, [refs.source, refs.out_dir, refs.weights], **ui)
     form = [refs.source, refs.weights, refs.combine, refs.density, refs.output, refs.out_dir, refs.dtype, refs.gguf,
@@ -128,7 +128,7 @@ def _outputs(refs: ExportRefs) -> list:
 
 def wire_load(demo: gr.Blocks, refs: ExportRefs, lang: gr.State) -> None:
     """A page (re)load shows the newest running or just-ended export again, following it until it ends."""
-    demo.load(on_load, lang, _outputs(refs), concurrency_limit=None, api_visibility="undocumented")
+    demo.load(on_load, lang, _outputs(refs), concurrency_limit=None, api_visibility="private")
 
 
 def _on_runs(ctx: AppContext, run_ids: list[str] | None) -> list:

@@ -93,7 +93,7 @@ def build(ctx: AppContext, lang: gr.State) -> MonitorRefs:
 
 
 def _wire(ctx: AppContext, refs: MonitorRefs, lang: gr.State) -> None:
-    ui = dict(api_visibility="undocumented", show_progress="hidden")
+    ui = dict(api_visibility="private", show_progress="hidden")
     outs = outputs(refs)
     refs.timer.tick(lambda p, s, live, lg, sig: _on_tick(ctx, p, s, lg, sig) if live else [gr.skip()] * len(outs),
                     [refs.pick, refs.smoothing, refs.live, lang, refs.sig], outs, **ui)

@@ -186,7 +186,7 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
 
 def _wire(ctx: AppContext, refs: TrainRefs, lang: gr.State) -> None:
     form = refs.inputs()
-    ui = dict(api_visibility="undocumented")
+    ui = dict(api_visibility="private")
     refs.preset.change(lambda name, lg: _on_preset(ctx, refs.specs, name, lg), [refs.preset, lang],
                        [refs.preset_note, *form], **ui)
     # presets added while the studio runs show up the next time the dropdown is opened
