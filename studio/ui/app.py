@@ -24,12 +24,16 @@ import gradio as gr
 
 from studio import paths
 from studio.ui import api, guard, limits
-from studio.ui.tabs import chat as chat_tab, data as data_tab, evaluate as eval_tab, export as export_tab, monitor as monitor_tab, train as train_tab
-from studio.ui.panels import identity_card
-
 from studio.ui.common import tuned_outputs
 from studio.ui.context import AppContext
 from studio.ui.flags import AUTH_ENV, parse_args
+from studio.ui.panels import identity_card
+from studio.ui.tabs import chat as chat_tab
+from studio.ui.tabs import data as data_tab
+from studio.ui.tabs import evaluate as eval_tab
+from studio.ui.tabs import export as export_tab
+from studio.ui.tabs import monitor as monitor_tab
+from studio.ui.tabs import train as train_tab
 from studio.ui.i18n import LANG_NAMES, LANGS, Texts, t
 
 SHARE_USER = "studio"
@@ -47,6 +51,7 @@ CSS = """
 #ts-header h1 { margin-bottom: 0; }
 """
 
+
 @dataclass
 class AppRefs:
     demo: gr.Blocks
@@ -61,6 +66,7 @@ class AppRefs:
     export: export_tab.ExportRefs
     chat: chat_tab.ChatRefs
     evaluate: eval_tab.EvalRefs | None = None
+
 
 def build(ctx: AppContext) -> AppRefs:
     """Build the whole page (no launching): every tab, every handler, the API endpoints."""
@@ -92,8 +98,10 @@ def build(ctx: AppContext) -> AppRefs:
         _wire(ctx, refs)
     return refs
 
+
 def build_app(ctx: AppContext) -> gr.Blocks:
     return build(ctx).demo
+
 
 def _wire(ctx: AppContext, refs: AppRefs) -> None:
     ui = dict(api_visibility="private")
@@ -115,6 +123,7 @@ def _wire(ctx: AppContext, refs: AppRefs) -> None:
         lambda tgt, lg: [gr.Tabs(selected="chat"), *chat_tab.open_target(ctx, (tgt or {}).get("path"), lg)],
         [refs.export.target, refs.lang], [refs.tabs_block, chat.run, chat.adapter, chat.model, chat.note], **ui)
 
+
 def _relabel_targets(refs: AppRefs, ctx: AppContext | None = None) -> list:
     seen: dict = {}
     for tx in _all_texts(refs):
@@ -128,9 +137,11 @@ def _relabel_targets(refs: AppRefs, ctx: AppContext | None = None) -> list:
                 seen[component._id] = component
     return list(seen.values())
 
+
 def _all_texts(refs: AppRefs) -> list[Texts]:
     return [refs.header, refs.train.texts, refs.train.identity.texts, refs.monitor.texts, refs.data.texts, refs.export.texts, refs.chat.texts,
             refs.evaluate.texts]
+
 
 def _on_lang(ctx: AppContext, refs: AppRefs, lang: str) -> dict:
     merged: dict = {}
@@ -145,12 +156,14 @@ def _on_lang(ctx: AppContext, refs: AppRefs, lang: str) -> dict:
     out[refs.lang] = lang
     return out
 
+
 def _open_in_chat(ctx: AppContext, folder: str | None) -> list:
     """Select the Chat tab with ``folder`` (an adapter or model folder) as the tuned side."""
     if not folder:
         return [gr.skip()] * 4
-    adapter, model = chat_tab.on_run(ctx, folder)
+    adapter, model = chat_tab.on_run(folder)
     return [gr.Tabs(selected="chat"), gr.update(choices=tuned_outputs(ctx), value=folder), adapter, model]
+
 
 def _on_use_dataset(spec: str, current: str, lang: str) -> list:
     spec = (spec or "").strip()
@@ -161,10 +174,13 @@ def _on_use_dataset(spec: str, current: str, lang: str) -> list:
         lines.append(spec)
     return ["\n".join(lines), t("data.added", lang, spec=spec)]
 
+
 # -- launching -------------------------------------------------------------------------------------------------------------
+
 
 class LaunchRefused(Exception):
     """A launch that would be unsafe or cannot work; ``serve`` prints the message and exits with status 2."""
+
 
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
@@ -173,6 +189,7 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
 
 def resolve_auth(args: argparse.Namespace, say=print) -> tuple[str, str] | None:
     """The login to require: --auth/env, a generated one for --share, or None. Refuses (``LaunchRefused``) a short
@@ -201,6 +218,7 @@ def resolve_auth(args: argparse.Namespace, say=print) -> tuple[str, str] | None:
             "can start runs and read and write under the allowed folders.")
     return None
 
+
 def write_share_login(user: str, password: str) -> Path:
     """Keep the generated share login in ``$STUDIO_HOME/share-login.txt`` (mode 0600), so it survives a closed terminal."""
     path = paths.studio_home() / "share-login.txt"
@@ -211,10 +229,12 @@ def write_share_login(user: str, password: str) -> Path:
         f.write(f"user: {user}\npassword: {password}\n")
     return path
 
+
 def make_guard(args: argparse.Namespace | None = None) -> guard.WebGuard:
     """The front door for these flags: the Host/Origin names to accept, the login throttle, the upload cap."""
     host = getattr(args, "host", "127.0.0.1")
     return guard.WebGuard(guard.HostPolicy(host, getattr(args, "allow_host", []) or []))
+
 
 def launch_options(web_guard: guard.WebGuard | None = None) -> dict:
     """The look and server options every launch uses (tests launch with the same); the guard defaults to loopback."""
@@ -223,9 +243,11 @@ def launch_options(web_guard: guard.WebGuard | None = None) -> dict:
     app_kwargs = {"lifespan": guard.installer(web_guard or make_guard())}
     return dict(theme=theme, css=CSS, ssr_mode=False, max_file_size=limits.MAX_FILE_SIZE, quiet=True, app_kwargs=app_kwargs)
 
+
 def main(argv: list[str] | None = None) -> int:
     """``python launch.py [flags]`` / ``studio webui [flags]``."""
     return serve(parse_args(argv))
+
 
 def serve(args: argparse.Namespace) -> int:
     """Launch with parsed flags (``studio.ui.flags``) and block until Ctrl-C."""
@@ -264,6 +286,7 @@ def serve(args: argparse.Namespace) -> int:
         ctx.close()
         demo.close()
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
