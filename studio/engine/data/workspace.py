@@ -40,8 +40,8 @@ from studio.engine.data.load import parse_spec
 from studio.engine.data.formats import DataError
 from studio.engine.data.view import DatasetView, open_dataset, validate_row
 from studio.engine.data.rowfile import RowFile, atomic_write, rows_writer
-from studio.engine.data.versions import (HISTORY, VERSIONS, DiskFullError, StaleVersionError, Version,  # noqa: F401
-                                         VersionStore, is_disk_full, start_history)
+from studio.engine.data.versions import (VERSIONS, DiskFullError, StaleVersionError, Version, VersionStore, is_disk_full,
+                                         start_history)
 
 INFO = "dataset_info.json"
 META = f"{VERSIONS}/workspace.json"  # inside versions/: a folder spec loads only the top-level data file
