@@ -1,14 +1,16 @@
-"""``studio data inspect|import|mix``: look at a dataset exactly as training will, from the shell.
+"""``studio data inspect|import|mix|prune``: look at a dataset exactly as training will, from the shell.
 
     studio data inspect data/train.jsonl --model default --cutoff-len 1024 --rows 3 --json
     studio data inspect assets/data --dataset demo_multiturn
     studio data inspect orca.parquet --map question=prompt --map chatgpt=chosen --map llama2-13b-chat=rejected
     studio data import orca.parquet --name orca --map system=system --map question=prompt ...   # prints the folder
     studio data mix a.jsonl@500 assets/data#demo_sft --name my_mix                                # prints the folder
+    studio data prune ~/.cache/tuning-studio/datasets/orca --keep 10 [--dry-run]    # remove all but the newest 10 versions
 
 ``inspect`` prints the detected format, row count, stats (token lengths under the model's chat template, rows the cutoff
 would truncate, empty / duplicate / invalid rows) and the first rows rendered with the trained part marked. A bad file
-prints the same named error as the Data tab (``FILE: line N: reason``) and exits with code 2.
+prints the same named error as the Data tab (``FILE: line N: reason``) and exits with code 2. ``prune`` is the only way
+versions of an editable copy are ever removed: it prints how many it removes (or, with ``--dry-run``, would remove).
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def add_parser(sub) -> None:
     mix.add_argument("--name", default="mix", help="name of the new dataset folder")
     mix.add_argument("--preview", action="store_true", help="print the plan and the first rows; save nothing")
     mix.set_defaults(run=run_mix)
+    prune = dsub.add_parser("prune", help="remove the files of all but the newest N versions of an editable copy")
+    prune.add_argument("folder", help="the editable copy (a folder under $STUDIO_HOME/datasets)")
+    prune.add_argument("--keep", type=int, required=True, metavar="N", help="versions to keep, newest first (>= 1)")
+    prune.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    prune.set_defaults(run=run_prune)
 
 
 def parse_mapping(items: list[str]) -> dict:
@@ -168,4 +175,23 @@ def run_mix(args) -> int:
         return 2
     print(f"{plan['total']} rows of {plan['kind']} data", file=sys.stderr)
     print(ws.spec)
+    return 0
+
+
+def run_prune(args) -> int:
+    from studio.engine.data.formats import DataError
+    from studio.engine.data.workspace import Workspace
+
+    try:
+        ws = Workspace(args.folder)
+        gone = ws.prunable(args.keep)
+        if not args.dry_run:
+            removed = ws.prune(args.keep, expect=len(gone))
+    except (DataError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    listed = f" (versions {', '.join(map(str, gone[:20]))}{', ...' if len(gone) > 20 else ''})" if gone else ""
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{ws.name}: {verb} {len(gone) if args.dry_run else removed} version file(s){listed}; the newest "
+          f"{args.keep} and every history line stay")
     return 0

@@ -143,6 +143,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "data.empty": ("Choose or upload a dataset, then press Load.", "请选择或上传数据集，然后点击“加载”。"),
     "data.added": ("Added `{spec}` to the Train tab's data.datasets.", "已将 `{spec}` 添加到“训练”页的 data.datasets。"),
     "data.uploaded": ("Uploaded to `{path}`.", "已上传到 `{path}`。"),
+    "data.uploaded_renamed": ("A file named `{name}` is already in the uploads, so this one was saved as `{path}` (the "
+                              "existing file was not replaced).",
+                              "上传目录中已有名为 `{name}` 的文件，本次上传已另存为 `{path}`（原有文件未被替换）。"),
     "data.no_row": ("Row {row} does not exist (the dataset has {n} rows).", "第 {row} 行不存在（数据集共 {n} 行）。"),
     # data studio: entries, mapping, search, stats, editing, versions, mixing
     "data.entry": ("dataset_info.json entry", "dataset_info.json 条目"),
@@ -188,6 +191,25 @@ STRINGS: dict[str, tuple[str, str]] = {
     "data.versions": ("Versions", "版本"),
     "data.restore": ("Restore version", "恢复到版本"),
     "data.restore_btn": ("Restore", "恢复"),
+    "data.stale": ("Another session changed this dataset since you loaded version {base}: version {head} ({action}: "
+                   "{detail}) is the newest now. Press **Load** to see it, then make your change again; nothing was saved.",
+                   "自你加载版本 {base} 以来，另一个会话修改了该数据集：最新版本为 {head}（{action}：{detail}）。"
+                   "请点击 **加载** 查看后重新修改；本次未保存任何内容。"),
+    "data.disk_full": ("The disk is full: `{name}` was not saved and nothing was changed. Free some space, then try again.",
+                       "磁盘已满：`{name}` 未保存，未做任何修改。请释放空间后重试。"),
+    "data.prune_keep": ("Keep the newest versions", "保留最新的版本数"),
+    "data.prune_btn": ("Prune old versions…", "清理旧版本…"),
+    "data.prune_confirm": ("Remove them", "确认删除"),
+    "data.prune_preview": ("Keeping the newest {keep} removes the files of **{n} older versions** ({which}): their history "
+                           "lines stay, but they can no longer be restored. Press **Remove them** to go on.",
+                           "保留最新的 {keep} 个版本将删除 **{n} 个旧版本** 的文件（{which}）：历史记录保留，但这些版本将无法再恢复。"
+                           "点击 **确认删除** 继续。"),
+    "data.prune_none": ("Nothing to prune: keeping the newest {keep} keeps every version file there is.",
+                        "无需清理：保留最新的 {keep} 个版本即已包含全部版本文件。"),
+    "data.prune_done": ("Removed the files of {n} versions; the newest {keep} are kept.",
+                    "已删除 {n} 个版本的文件；保留最新的 {keep} 个。"),
+    "data.prune_not_ws": ("Only an editable copy has versions: open one (or make one) first.",
+                          "只有可编辑副本才有版本：请先打开（或创建）一个副本。"),
     "data.saved": ("Saved version {v} ({action}: {detail}).", "已保存版本 {v}（{action}：{detail}）。"),
     "data.replaced": ("Replaced {n} times in {rows} rows; saved version {v}.", "在 {rows} 行中替换了 {n} 处，已保存版本 {v}。"),
     "data.no_match": ("No row contains that text: nothing changed.", "没有行包含该文本，未做修改。"),
@@ -251,7 +273,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "export.dtype": ("Weights dtype", "权重精度"),
     "export.gguf": ("Also GGUF + Ollama Modelfile", "同时导出 GGUF 与 Ollama Modelfile"),
     "export.gguf_info": ("Llama-architecture models (e.g. the default model)", "仅限 Llama 架构模型（如默认模型）"),
-    "export.overwrite": ("Replace a non-empty output folder", "替换非空的输出目录"),
+    "export.overwrite": ("Replace an earlier export in the output folder (any other folder is never replaced)",
+                         "替换输出目录中先前的导出（其他目录从不替换）"),
     "export.merge": ("Export", "导出"),
     "export.open_chat": ("Open in Chat", "在对话页打开"),
     "export.command": ("The same export from a shell", "在终端中执行同样的导出"),

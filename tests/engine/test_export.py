@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.engine.export.merge import PROMPTS, ExportError, VerificationError, merge_adapter, merge_adapters
+from studio.engine.export.merge import MARKER, PROMPTS, ExportError, VerificationError, merge_adapter, merge_adapters
 
 
 def make_adapter(base_dir: Path, out: Path, seed: int, r: int = 4, targets=("q_proj", "k_proj", "v_proj", "o_proj",
@@ -193,18 +193,67 @@ def test_incompatible_adapters_are_refused(tiny_model_dir, tmp_path):
         merge_adapters([a, c], [0.5, 0.5], tmp_path / "y")
 
 
-def test_existing_output_folder_needs_overwrite(tiny_model_dir, tmp_path):
+def test_existing_output_folder_needs_overwrite_and_the_export_marker(tiny_model_dir, tmp_path):
     adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", seed=9)
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("user file")
-    with pytest.raises(ExportError, match="not empty"):
-        merge_adapter(adapter, out)
-    assert (out / "keep.txt").read_text() == "user file"
-    res = merge_adapter(adapter, out, overwrite=True)
-    assert res["ok"] and not (out / "keep.txt").exists() and (out / "config.json").is_file()
+    for overwrite in (False, True):  # a folder no export made is never replaced, whatever overwrite says
+        with pytest.raises(ExportError, match=r"not empty and was not made by a studio export \(no .studio-export file\)"):
+            merge_adapter(adapter, out, overwrite=overwrite)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"] and (out / "keep.txt").read_text() == "user file"
+    fresh = tmp_path / "fresh"
+    res = merge_adapter(adapter, fresh)
+    assert res["ok"] and (fresh / MARKER).is_file() and (fresh / "export.json").is_file()
+    with pytest.raises(ExportError, match="an earlier export: pass --overwrite"):
+        merge_adapter(adapter, fresh)
+    (fresh / "note.txt").write_text("stale")
+    res = merge_adapter(adapter, fresh, overwrite=True)  # an earlier export is replaced whole
+    assert res["ok"] and (fresh / MARKER).is_file() and not (fresh / "note.txt").exists()
+    assert not list(tmp_path.glob(".fresh.*"))  # no work or replaced folder left beside it
     with pytest.raises(ExportError, match="would delete"):
         merge_adapter(adapter, tmp_path, overwrite=True)  # the source lives inside: never rmtree it
+
+
+def _user_folders(home: Path, studio: Path) -> dict[str, Path]:
+    """Folders a user cares about, each holding a file: what an export with --overwrite must never delete."""
+    targets = {"ssh": home / ".ssh", "documents": home / "Documents", "runs": studio / "runs",
+               "datasets": studio / "datasets", "old_export": home / "exports" / "old"}
+    for name, folder in targets.items():
+        folder.mkdir(parents=True)
+        (folder / f"{name}.txt").write_text(f"the user's {name}")
+    (targets["runs"] / "20260101-demo").mkdir()
+    (targets["old_export"] / "export.json").write_text("{}")  # an export from before the marker: refused too
+    (home / "link").symlink_to(targets["ssh"])  # a link to ~/.ssh resolves to ~/.ssh
+    targets["link"] = home / "link"
+    fake = home / "fake"  # a marker that is a link is no marker
+    fake.mkdir()
+    (fake / MARKER).symlink_to(targets["documents"] / "documents.txt")
+    targets["fake_marker"] = fake
+    return targets
+
+
+@pytest.mark.parametrize("target", ["ssh", "documents", "runs", "datasets", "old_export", "link", "fake_marker"])
+def test_overwrite_never_deletes_a_folder_no_export_made(tiny_model_dir, tmp_path, monkeypatch, capsys, target):
+    home = tmp_path / "home"
+    studio = home / ".cache" / "tuning-studio"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("STUDIO_HOME", str(studio))
+    folders = _user_folders(home, studio)
+    before = {p: p.read_bytes() for p in home.rglob("*") if p.is_file() and not p.is_symlink()}
+    out = folders[target]
+    with pytest.raises(ExportError, match=r"was not made by a studio export.*whatever --overwrite says"):
+        merge_adapter(tiny_model_dir, out, overwrite=True)
+    adapter = make_adapter(tiny_model_dir, tmp_path / "adapter", seed=3)
+    with pytest.raises(ExportError, match="was not made by a studio export"):
+        merge_adapters([adapter, adapter], [0.5, 0.5], out, overwrite=True)
+    assert cli(["export", "--adapter", str(tiny_model_dir), "--out", str(out), "--overwrite"]) != 0
+    err = capsys.readouterr().err
+    assert "was not made by a studio export" in err and "Traceback" not in err
+    if target == "old_export":
+        assert "older version" in err
+    assert {p: p.read_bytes() for p in home.rglob("*") if p.is_file() and not p.is_symlink()} == before
+    assert not [p for p in home.rglob(".*export-*")]  # no work folder left behind
 
 
 def test_bad_sources_are_clear_errors(tmp_path):

@@ -156,12 +156,8 @@ def _columns(rows: list[dict]) -> list[str]:
 # Atomic saves
 
 
-def atomic_write(target: Path, write, snapshot: Path | None = None) -> Path:
-    """``write(fh)`` into a temp file next to ``target``, fsync, then rename over it; the temp is removed on any failure.
-
-    ``snapshot``: also keep the new content there (a hard link to the same bytes where the filesystem allows), made before
-    the rename so a version never exists without its file.
-    """
+def atomic_write(target: Path, write) -> Path:
+    """``write(fh)`` into a temp file next to ``target``, fsync, then rename over it; the temp is removed on any failure."""
     target = Path(target)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     try:
@@ -169,29 +165,19 @@ def atomic_write(target: Path, write, snapshot: Path | None = None) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        if snapshot is not None:
-            _link_or_copy(tmp, Path(snapshot))
         os.replace(tmp, target)
     except BaseException:
-        tmp.unlink(missing_ok=True)
-        if snapshot is not None:
-            Path(snapshot).unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the original error matters more; a workspace removes its stray temp files when it is next opened
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return target
 
 
-def _link_or_copy(src: Path, dest: Path) -> None:
-    import shutil
-
-    dest.unlink(missing_ok=True)
-    try:
-        os.link(src, dest)
-    except OSError:
-        shutil.copyfile(src, dest)
-
-
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: not every filesystem lets a folder be fsynced)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -204,24 +190,30 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_rows(target: Path, items, base: RowFile | None = None, snapshot: Path | None = None) -> Path:
-    """Atomically save rows to ``target`` in its own file type.
+def write_rows(target: Path, items, base: RowFile | None = None) -> Path:
+    """Atomically save rows to ``target`` in its own file type (see ``rows_writer``)."""
+    return atomic_write(target, rows_writer(target, items, base))
+
+
+def rows_writer(target: Path, items, base: RowFile | None = None):
+    """``write(fh)`` that stores rows in ``target``'s file type; rows that file type cannot hold are refused here, before
+    anything is written (errors name ``target``).
 
     ``items`` holds dicts (new or edited rows) and ints (row ``i`` of ``base`` unchanged: JSONL copies its bytes as they are).
     """
     suffix = Path(target).suffix.lower()
     if suffix == ".jsonl":
-        return atomic_write(target, lambda fh: _write_jsonl(fh, items, base), snapshot)
+        return lambda fh: _write_jsonl(fh, items, base)
     rows = [base.row(x) if isinstance(x, int) else x for x in items]
     if suffix == ".json":
         data = json.dumps(rows, ensure_ascii=False, indent=2).encode("utf-8")
-        return atomic_write(target, lambda fh: fh.write(data), snapshot)
+        return lambda fh: fh.write(data)
     if suffix in (".csv", ".parquet"):
         frame = _frame(target, rows)
         if suffix == ".csv":
             data = frame.to_csv(index=False).encode("utf-8")
-            return atomic_write(target, lambda fh: fh.write(data), snapshot)
-        return atomic_write(target, lambda fh: _to_parquet(frame, fh, target), snapshot)
+            return lambda fh: fh.write(data)
+        return lambda fh: _to_parquet(frame, fh, target)
     raise DataError(f"{target}: unsupported file type '{suffix}'")
 
 

@@ -6,15 +6,20 @@ is never written to. A workspace folder holds::
     data.<ext>            the working copy, same file type as the source (what training reads)
     dataset_info.json     when the columns were mapped or the source was a dataset_info.json entry: the entry, with
                           LLaMA-Factory "columns", so `studio train --set data.datasets=[FOLDER]` loads it the same way
-    versions/vNNNN.<ext>  one snapshot per saved version (hard links: unchanged bytes are not copied)
+    versions/vNNNN.<ext>  one read-only file per version (the data file is a hard link to the newest; undo and restore
+                          link an older one: unchanged bytes are not copied)
     versions/history.jsonl one line per version: version, parent, action, detail, time, rows
     versions/workspace.json name, working file, source path
 
 The folder itself is the dataset spec training takes (``data.datasets=[FOLDER]``).
 
 Every edit validates the rows it touches (normalised, and rendered through the chat template when a tokenizer is given),
-refuses the whole edit with the row and reason when one fails, and saves atomically (temp file, fsync, rename).
-Undo restores the version the current one was made from, as a new version: nothing is ever deleted by an undo.
+refuses the whole edit with the row and reason when one fails, and saves as a new version in three atomic steps that a
+crash at any point cannot leave inconsistent (``studio.engine.data.versions``). Undo restores the version the current one
+was made from, as a new version: nothing is deleted by an undo. Version files are kept until the user prunes them
+(``prune``). ``Workspace(folder, base=N)`` says the caller's view was read at version N: an edit, undo, restore or prune
+through it is refused with ``StaleVersionError`` once another session has saved a newer version (an appended row is
+kept: it overwrites nothing).
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from studio import paths
@@ -33,21 +39,12 @@ from studio.engine.data import dataset_info
 from studio.engine.data.load import parse_spec
 from studio.engine.data.formats import DataError
 from studio.engine.data.view import DatasetView, open_dataset, validate_row
-from studio.engine.data.rowfile import RowFile, atomic_write, write_rows
+from studio.engine.data.rowfile import RowFile, atomic_write, rows_writer
+from studio.engine.data.versions import (VERSIONS, DiskFullError, StaleVersionError, Version, VersionStore, is_disk_full,
+                                         start_history)
 
-INFO, VERSIONS, HISTORY = "dataset_info.json", "versions", "history.jsonl"
+INFO = "dataset_info.json"
 META = f"{VERSIONS}/workspace.json"  # inside versions/: a folder spec loads only the top-level data file
-MAX_SNAPSHOTS = 30  # older snapshot files are pruned (their history lines stay)
-
-
-@dataclass
-class Version:
-    version: int
-    parent: int  # the version this one was made from (0: none)
-    action: str
-    detail: str
-    time: float
-    rows: int
 
 
 def workspaces_root() -> Path:
@@ -60,10 +57,13 @@ def list_workspaces(root: Path | None = None) -> list[Path]:
 
 
 def _exclusive(method):
-    """Run an edit holding the workspace lock: two tabs (or a tab and a script) never interleave read-modify-write."""
+    """Run an edit holding the workspace lock: two tabs (or a tab and a script) never interleave read-modify-write; an
+    interrupted earlier save is repaired first, so the edit starts from the recorded newest version."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         with self._lock():
+            if not self.store.consistent():
+                self.store.reconcile()
             return method(self, *args, **kwargs)
     return wrapper
 
@@ -71,7 +71,7 @@ def _exclusive(method):
 class Workspace:
     """One working copy. ``Workspace.create(spec)`` imports, ``Workspace(folder)`` opens an existing one."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, base: int | None = None):
         self.root = Path(root)
         meta_path = self.root / META
         if not meta_path.is_file():
@@ -79,6 +79,13 @@ class Workspace:
         self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         self.data_path = self.root / self.meta["file_name"]
         self.name = self.meta["name"]
+        self.base = base  # the version the caller's view was read at (None: no check); follows this object's own saves
+        self.store = VersionStore(self.data_path)
+        self.repairs: list[str] = []  # what opening it repaired after an interrupted save (see versions.reconcile)
+        if not self.store.consistent():
+            with self._lock():
+                if not self.store.consistent():
+                    self.repairs = self.store.reconcile()
 
     # -- creating ---------------------------------------------------------------------------------------------------------
 
@@ -93,19 +100,14 @@ class Workspace:
         folder = _unique(root, _slug(name or view.entry or src.stem))
         tmp = root / f".{folder.name}.creating"
         shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / VERSIONS).mkdir(parents=True)
-        (tmp / VERSIONS / ".lock").touch()
-        file_name = "data" + src.suffix.lower()
-        shutil.copyfile(src, tmp / file_name)
-        entry = _entry_for(view, file_name)
-        if entry is not None:
-            atomic_write(tmp / INFO, lambda fh: fh.write(_dumps({folder.name: entry})))
-        meta = {"name": folder.name, "file_name": file_name, "source": str(src), "source_spec": str(spec),
-                "entry": view.entry, "created": time.time()}
-        atomic_write(tmp / META, lambda fh: fh.write(_dumps(meta)))
-        shutil.copyfile(tmp / file_name, tmp / VERSIONS / f"v0001{src.suffix.lower()}")
-        _append(tmp / VERSIONS / HISTORY, Version(1, 0, "import", str(src), time.time(), len(view)))
-        tmp.rename(folder)  # the workspace appears whole or not at all
+        try:
+            _fill(tmp, folder.name, view, src, spec)
+            tmp.rename(folder)  # the workspace appears whole or not at all
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if is_disk_full(exc):
+                raise DiskFullError(f"{src}: disk full while importing it into {folder}: nothing was created") from exc
+            raise
         return cls(folder)
 
     # -- reading ----------------------------------------------------------------------------------------------------------
@@ -133,16 +135,18 @@ class Workspace:
         return open_dataset(self.spec, mapping)
 
     def history(self) -> list[Version]:
-        path = self.root / VERSIONS / HISTORY
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-        return [Version(**json.loads(x)) for x in lines if x.strip()]
+        return self.store.history()
 
     @property
     def head(self) -> Version:
-        return self.history()[-1]
+        return self.store.head()
 
     def snapshot_path(self, version: int) -> Path:
-        return self.root / VERSIONS / f"v{version:04d}{self.data_path.suffix}"
+        return self.store.path(version)
+
+    def kept_versions(self) -> set[int]:
+        """The versions whose files are still there (the others were pruned: their history lines stay)."""
+        return set(self.store.files())
 
     # -- editing ----------------------------------------------------------------------------------------------------------
 
@@ -152,7 +156,7 @@ class Workspace:
         self._check(view, row, len(view) if at is None else at, tokenizer, cutoff_len)
         items = list(range(len(view)))
         items.insert(len(items) if at is None else max(0, min(int(at), len(items))), row)
-        return self._commit(view, items, "add", f"row {len(view) if at is None else at}")
+        return self._commit(view, items, "add", f"row {len(view) if at is None else at}", append=at is None)
 
     @_exclusive
     def update_row(self, index: int, row: dict, tokenizer=None, cutoff_len: int = 4096) -> Version:
@@ -239,20 +243,28 @@ class Workspace:
             raise DataError(f"{self.name}: no version {version} (versions 1..{self.head.version})")
         return self._restore(versions[version], "restore", parent=self.head.version)
 
+    def prunable(self, keep: int) -> list[int]:
+        """The versions whose files ``prune(keep)`` would remove (what a UI shows before it asks)."""
+        return self.store.prunable(keep)
+
+    @_exclusive
+    def prune(self, keep: int, expect: int | None = None) -> int:
+        """Remove the files of all but the newest ``keep`` versions; returns how many it removed. Their history lines stay
+        (restoring one says it was pruned). ``expect``: the count the user was shown; a different count (another session
+        saved or pruned meanwhile) refuses, removing nothing."""
+        self._check_base(append=False)
+        gone = self.store.prunable(keep)
+        if expect is not None and len(gone) != int(expect):
+            raise StaleVersionError(f"{self.name}: the versions changed since you looked: keeping the newest {keep} now "
+                                    f"removes {len(gone)}, not {expect}; nothing was removed", self.base or 0, self.head)
+        return len(self.store.prune(keep))
+
     def _restore(self, target: Version, action: str, parent: int) -> Version:
         snap = self.snapshot_path(target.version)
         if not snap.is_file():
-            raise DataError(f"{self.name}: version {target.version} was pruned (only the last {MAX_SNAPSHOTS} are kept)")
-        new = self.head.version + 1
-
-        def copy(fh):
-            with open(snap, "rb") as src:
-                shutil.copyfileobj(src, fh)
-
-        atomic_write(self.data_path, copy, snapshot=self.snapshot_path(new))
-        version = Version(new, parent, action, f"back to version {target.version}", time.time(), target.rows)
-        _append(self.root / VERSIONS / HISTORY, version)
-        return version
+            raise DataError(f"{self.name}: version {target.version} was pruned (its file was removed; its history line "
+                            f"stays); nothing was changed")
+        return self._save(action, f"back to version {target.version}", target.rows, parent, source=snap)
 
     # -- internals --------------------------------------------------------------------------------------------------------
 
@@ -262,17 +274,33 @@ class Workspace:
         except DataError as exc:
             raise DataError(f"{self.data_path.name}: row {index}: {exc}; nothing was saved") from None
 
-    def _commit(self, view: DatasetView, items: list, action: str, detail: str) -> Version:
-        new = self.head.version + 1
-        write_rows(self.data_path, items, base=view.files[0], snapshot=self.snapshot_path(new))
-        version = Version(new, self.head.version, action, detail, time.time(), len(items))
-        _append(self.root / VERSIONS / HISTORY, version)
-        self._prune(new)
+    def _commit(self, view: DatasetView, items: list, action: str, detail: str, append: bool = False) -> Version:
+        write = rows_writer(self.data_path, items, base=view.files[0])  # refuses rows the file type cannot hold
+        return self._save(action, detail, len(items), self.head.version, write=write, append=append)
+
+    def _save(self, action: str, detail: str, rows: int, parent: int, write=None, source: Path | None = None,
+              append: bool = False) -> Version:
+        """One new version (caller holds the lock); a full disk is a named error and leaves everything as it was."""
+        self._check_base(append)
+        try:
+            version = self.store.commit(action, detail, rows, parent, write=write, source=source)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(f"{self.data_path}: disk full while saving {self.name} ({action}: {detail}): "
+                                    "nothing was changed") from exc
+            raise
+        if self.base is not None:
+            self.base = version.version
         return version
 
-    def _prune(self, newest: int) -> None:
-        for v in range(1, newest - MAX_SNAPSHOTS + 1):
-            self.snapshot_path(v).unlink(missing_ok=True)
+    def _check_base(self, append: bool) -> None:
+        """Refuse an edit made from an older version than the newest: it would silently undo another session's save."""
+        head = self.head
+        if self.base is None or self.base == head.version or append:
+            return
+        raise StaleVersionError(f"{self.name}: changed since you loaded version {self.base}: version {head.version} "
+                                f"({head.action}: {head.detail}) is the newest now; reload and make your change "
+                                "again; nothing was saved", self.base, head)
 
 
 def _no_format(view: DatasetView):
@@ -309,13 +337,27 @@ def _entry_for(view: DatasetView, file_name: str) -> dict | None:
     return None
 
 
-def _append(path: Path, version: Version) -> None:
-    import os
-
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(asdict(version), ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+def _fill(tmp: Path, name: str, view: DatasetView, src: Path, spec) -> None:
+    """A new workspace's files in ``tmp``: version 1 is the source's bytes, the data file a hard link to it."""
+    suffix = src.suffix.lower()
+    (tmp / VERSIONS).mkdir(parents=True)
+    (tmp / VERSIONS / ".lock").touch()
+    file_name = "data" + suffix
+    first = tmp / VERSIONS / f"v0001{suffix}"
+    shutil.copyfile(src, first)
+    if os.name == "posix":
+        os.chmod(first, 0o444)  # versions are never written in place (see versions.py)
+    try:
+        os.link(first, tmp / file_name)
+    except OSError:
+        shutil.copyfile(first, tmp / file_name)
+    entry = _entry_for(view, file_name)
+    if entry is not None:
+        atomic_write(tmp / INFO, lambda fh: fh.write(_dumps({name: entry})))
+    meta = {"name": name, "file_name": file_name, "source": str(src), "source_spec": str(spec),
+            "entry": view.entry, "created": time.time()}
+    atomic_write(tmp / META, lambda fh: fh.write(_dumps(meta)))
+    start_history(tmp / VERSIONS, Version(1, 0, "import", str(src), time.time(), len(view)))
 
 
 def _dumps(obj) -> bytes:

@@ -15,6 +15,8 @@ Every export is checked before it is kept: the logits of the folder as written, 
 logits of the model it came from (base + adapter, computed in float32, unmerged) on a few chat prompts, within a
 tolerance set by the saved dtype. A mismatch raises ``VerificationError`` and leaves nothing behind. The work happens in
 a hidden sibling folder that replaces the output only at the end, so a failed or killed export never half-overwrites one.
+Every export writes a ``.studio-export`` marker file; an export replaces only a folder holding one (and only with
+``overwrite``): any other non-empty folder is refused by name, whatever ``overwrite`` says.
 Weights are read from safetensors only; no user-given path is ever unpickled.
 """
 
@@ -42,6 +44,9 @@ NEEDS_DENSITY = tuple(c for c in COMBINATIONS if c.startswith(("ties", "dare", "
 # summation-order noise (measured 3.6e-6 on the default model); half dtypes round every weight (fp16 keeps 11 mantissa
 # bits, bf16 8: measured 1.2e-3 and 8.9e-3 there).
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 5e-2}
+MARKER = ".studio-export"  # written into every finished export: the only kind of folder an export may replace
+
+
 @dataclass
 class Source:
     path: Path                  # the adapter folder (kind 'lora') or the model folder (kind 'full')
@@ -378,6 +383,36 @@ def _check_options(dtype: str, gguf: Sequence[str]) -> None:
             raise ExportError(f"gguf={q!r}: must be one of {', '.join(QTYPES)}")
 
 
+def check_output_folder(out_dir, overwrite: bool) -> Path:
+    """The resolved output folder, or ExportError when an export may not write there.
+
+    An export only ever replaces a folder an earlier export made (it holds the ``MARKER`` file ``_finish`` writes), and
+    only with ``overwrite``. A non-empty folder without the marker (``~/.ssh``, ``~/Documents``, ``$STUDIO_HOME/runs``,
+    a dataset folder...) is refused whatever ``overwrite`` says: nothing the user made is deleted by an export.
+    """
+    if not str(out_dir or "").strip():
+        raise ExportError("no output folder given (--out)")
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out}: exists and is not a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return out
+    if not is_export(out):
+        older = " (it has an export.json from an older version: delete it yourself if you want it gone)" \
+            if (out / "export.json").is_file() else ""
+        raise ExportError(f"{out}: folder exists, is not empty and was not made by a studio export (no {MARKER} file)"
+                          f"{older}; an export never replaces it, whatever --overwrite says: choose a new or empty folder")
+    if not overwrite:
+        raise ExportError(f"{out}: folder exists and is not empty (an earlier export: pass --overwrite to replace it)")
+    return out
+
+
+def is_export(folder: Path) -> bool:
+    """True when ``folder`` holds the marker a finished export writes (a plain file, not a link to one)."""
+    marker = Path(folder) / MARKER
+    return marker.is_file() and not marker.is_symlink()
+
+
 def _staging(out_dir, overwrite: bool, protect: list) -> tuple[Path, Path]:
     """Check the output folder and return (out, hidden work folder beside it)."""
     from studio.paths import studio_home
@@ -390,15 +425,34 @@ def _staging(out_dir, overwrite: bool, protect: list) -> tuple[Path, Path]:
     for p in keep:
         if p == out or out in p.parents:
             raise ExportError(f"{out}: replacing this folder would delete {p}; choose another output folder")
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ExportError(f"{out}: folder exists and is not empty (pass --overwrite to replace it)")
+    check_output_folder(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return out, tmp
+
+
+def _replace_output(tmp: Path, out: Path) -> None:
+    """Make the finished work folder ``out``. An old export there is moved aside first and deleted only once the new one
+    is in place; the marker is checked again here, so a folder that appeared since the start is never deleted."""
+    old = None
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not is_export(out):
+            raise ExportError(f"{out}: a folder without the {MARKER} file appeared there during the export; "
+                              "it was left as it is and nothing was written (choose another folder)")
+        old = out.parent / f".{out.name}.replaced-{os.getpid()}"
+        os.replace(out, old)
+    elif out.is_dir():
+        out.rmdir()  # empty: os.replace of a folder onto an empty folder is allowed on POSIX, not on Windows
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)  # the old export goes back where it was
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _finish(result: dict, out: Path, tmp: Path, config, run_dir, texts, inputs, gguf, report, start: float) -> None:
@@ -426,10 +480,9 @@ def _finish(result: dict, out: Path, tmp: Path, config, run_dir, texts, inputs, 
     result["size_bytes"] = folder_size(tmp)
     (tmp / "README.md").write_text(render_card(result, config, run_dir), encoding="utf-8")
     (tmp / "export.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    (tmp / MARKER).write_text(json.dumps({"made_by": "studio export", "time": time.time()}) + "\n", encoding="utf-8")
     result["size_bytes"] = folder_size(tmp)
-    if out.exists():
-        shutil.rmtree(out)  # only reached when overwrite was given (checked before any work)
-    os.replace(tmp, out)
+    _replace_output(tmp, out)
     report(1.0, f"done: {out}")
 
 

@@ -2,7 +2,11 @@
 see its detected format; map unknown columns to roles; page and search its rows; compute stats; render any row through
 the model's chat template with the trained tokens highlighted; edit rows (add, save, duplicate, delete, find-and-replace)
 in an editable copy with versions and undo, through a form fitted to the row's format (``row_form``) or as raw JSON;
-build a mix of several datasets.
+prune old versions (the count is shown before anything is removed); build a mix of several datasets.
+
+Each session remembers the version its rows were read at (``seen``, see ``data_versions``): an edit from an older version
+than the newest (another tab saved meanwhile) is refused with a message instead of overwriting that tab's edit. Uploads
+never replace a file (``studio.engine.data.uploads``).
 
 Every handler is a thin call into ``studio.engine.data.view`` / ``workspace`` / ``mix`` (imported inside the
 handlers; no torch: a tokenizer is loaded only to render, validate or count tokens). The mix builder is ``data_mix``.
@@ -12,7 +16,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import pandas as pd
 from studio.engine.data.formats import SUFFIXES
 from studio.ui.context import AppContext
 from studio.ui.panels import data_mix
+from studio.ui.panels import data_versions as dv
 from studio.ui.panels import row_form
 from studio.ui.i18n import Texts, t
 
@@ -75,6 +79,8 @@ class DataRefs:
     restore_v: gr.Number = None
     restore: gr.Button = None
     edit_msg: gr.Markdown = None
+    prune: dv.PruneRefs = None
+    seen: gr.State = None  # {"spec", "version"}: the version this session's rows were read at
     mix: data_mix.MixRefs = None
     form: row_form.FormRefs = None
 
@@ -152,27 +158,30 @@ def _build_editor(tx: Texts, refs: DataRefs) -> None:
             refs.restore_v = tx.make(gr.Number, label="data.restore", value=1, precision=0, minimum=1)
             refs.restore = tx.make(gr.Button, value="data.restore_btn")
         refs.versions = tx.make(gr.Dataframe, label="data.versions", value=None, interactive=False, elem_id="data-versions")
+        refs.prune = dv.build(tx)
 
 
 def _wire(ctx: AppContext, refs: DataRefs, lang: gr.State) -> None:
     ui = dict(api_visibility="private")
+    seen = refs.seen = gr.State({})
     refs.choose.change(lambda p: p or gr.skip(), refs.choose, refs.spec, **ui)
     refs.choose.focus(lambda: gr.update(choices=_choices(ctx)), None, refs.choose, **ui)  # new copies and mixes show up
     refs.upload.upload(lambda f, lg: _on_upload(ctx, f, lg), [refs.upload, lang], [refs.spec, refs.info, refs.choose], **ui)
     opened = [refs.info, refs.rows, refs.page, refs.entry, refs.map_box, refs.map_columns, *refs.map_roles, refs.versions,
-              refs.editor]
+              refs.editor, seen]
     open_in = [refs.spec, refs.page_size, refs.search, lang]
-    refs.load.click(_on_open, open_in, opened, **ui)
-    refs.spec.submit(_on_open, open_in, opened, **ui)
-    refs.entry.input(lambda s, e, n, q, lg: _on_open(_with_entry(s, e), n, q, lg, spec_out=True),
-                     [refs.spec, refs.entry, refs.page_size, refs.search, lang], [*opened, refs.spec], **ui)
+    refs.load.click(dv.tracked(_on_open), open_in, opened, **ui)
+    refs.spec.submit(dv.tracked(_on_open), open_in, opened, **ui)
+    refs.entry.input(dv.tracked(lambda s, e, n, q, lg: _on_open(_with_entry(s, e), n, q, lg, spec_out=True), _with_entry),
+                     [refs.spec, refs.entry, refs.page_size, refs.search, lang], [*opened[:-1], refs.spec, seen], **ui)
     page_in = [refs.spec, refs.page, refs.page_size, lang, refs.search]
-    page_outs = [refs.info, refs.rows, refs.page]
-    refs.prev.click(lambda s, p, n, lg, q: _on_page(s, (p or 1) - 1, n, lg, q), page_in, page_outs, **ui)
-    refs.next.click(lambda s, p, n, lg, q: _on_page(s, (p or 1) + 1, n, lg, q), page_in, page_outs, **ui)
-    refs.page.submit(_on_page, page_in, page_outs, **ui)
-    refs.search.submit(lambda s, p, n, lg, q: _on_page(s, 1, n, lg, q), page_in, page_outs, **ui)
-    refs.page_size.change(lambda s, p, n, lg, q: _on_page(s, 1, n, lg, q) if s else [gr.skip()] * 3, page_in, page_outs, **ui)
+    page_outs = [refs.info, refs.rows, refs.page, seen]
+    refs.prev.click(dv.tracked(lambda s, p, n, lg, q: _on_page(s, (p or 1) - 1, n, lg, q)), page_in, page_outs, **ui)
+    refs.next.click(dv.tracked(lambda s, p, n, lg, q: _on_page(s, (p or 1) + 1, n, lg, q)), page_in, page_outs, **ui)
+    refs.page.submit(dv.tracked(_on_page), page_in, page_outs, **ui)
+    refs.search.submit(dv.tracked(lambda s, p, n, lg, q: _on_page(s, 1, n, lg, q)), page_in, page_outs, **ui)
+    refs.page_size.change(dv.tracked(lambda s, p, n, lg, q: _on_page(s, 1, n, lg, q) if s else [gr.skip()] * 3), page_in,
+                          page_outs, **ui)
     form_outs = [refs.form.title, refs.form.loaded, *refs.form.components, refs.form.save, refs.form.add]
     refs.rows.select(_on_row_select, [refs.spec, refs.page, refs.page_size], [refs.row, refs.editor], **ui).then(
         row_form.fill, [refs.spec, refs.row, lang], form_outs, **ui)
@@ -185,19 +194,22 @@ def _wire(ctx: AppContext, refs: DataRefs, lang: gr.State) -> None:
     saved = gr.State(False)  # whether the last edit saved: only then the form is refilled (a refused save keeps the form)
     refill = dict(fn=lambda s, r, lg, ok: row_form.fill(s, r, lg) if ok else [gr.skip()] * len(form_outs),
                   inputs=[refs.spec, refs.row, lang, saved], outputs=form_outs, **ui)
-    edited = [refs.spec, refs.edit_msg, refs.info, refs.rows, refs.page, refs.versions, saved]
+    edited = [refs.spec, refs.edit_msg, refs.info, refs.rows, refs.page, refs.versions, seen, saved]
     common = [refs.spec, refs.row, refs.editor, refs.model, refs.cutoff, refs.page, refs.page_size, lang]
     for button, action in ((refs.save_row, "update"), (refs.add_row, "add"), (refs.duplicate, "duplicate"),
                            (refs.delete, "delete"), (refs.undo, "undo"), (refs.copy, "copy")):
-        button.click(lambda *a, _act=action: _saved(_on_edit(ctx, _act, *a)), common, edited, **ui).then(**refill)
-    refs.replace_btn.click(lambda *a: _saved(_on_replace(ctx, *a)), [*common, refs.find, refs.replace, refs.column,
-                                                                     refs.regex], edited, **ui).then(**refill)
-    refs.restore.click(lambda *a: _saved(_on_edit(ctx, "restore", *a)), [*common, refs.restore_v], edited, **ui).then(**refill)
+        button.click(lambda *a, _act=action: _saved(_on_edit(ctx, _act, *a[:-1], seen=a[-1])), [*common, seen], edited,
+                     **ui).then(**refill)
+    refs.replace_btn.click(lambda *a: _saved(_on_replace(ctx, *a[:-1], seen=a[-1])),
+                           [*common, refs.find, refs.replace, refs.column, refs.regex, seen], edited, **ui).then(**refill)
+    refs.restore.click(lambda *a: _saved(_on_edit(ctx, "restore", *a[:-1], seen=a[-1])), [*common, refs.restore_v, seen],
+                       edited, **ui).then(**refill)
     form = refs.form
     form_in = [refs.spec, refs.row, refs.model, refs.cutoff, refs.page, refs.page_size, lang, form.loaded, *form.components]
     for button, action in ((form.save, "update"), (form.add, "add")):
-        button.click(lambda *a, _act=action: _on_form_save(ctx, _act, *a), form_in, [*edited, refs.editor],
-                     **ui).then(**refill)
+        button.click(lambda *a, _act=action: _on_form_save(ctx, _act, *a[:-1], seen=a[-1]), [*form_in, seen],
+                     [*edited[:6], saved, seen, refs.editor], **ui).then(**refill)
+    dv.wire(refs.prune, refs.spec, lang, seen, refs.edit_msg, refs.versions)
 
 
 def _saved(outputs: list) -> list:
@@ -206,10 +218,7 @@ def _saved(outputs: list) -> list:
 
 
 def _errors() -> tuple:
-    from studio.engine.data.formats import DataError
-    from studio.engine.models import ModelLoadError
-
-    return (DataError, ModelLoadError, OSError, ValueError, KeyError)
+    return dv.errors()
 
 
 def _choices(ctx: AppContext) -> list[str]:
@@ -219,13 +228,21 @@ def _choices(ctx: AppContext) -> list[str]:
 
 
 def _on_upload(ctx: AppContext, file_path: str | None, lang: str) -> list:
+    """Keep the upload (gradio deletes its temp copy; training needs a stable path) under a name of its own."""
+    from studio.engine.data.uploads import save_upload, upload_name
+
     if not file_path:
         return [gr.skip()] * 3
-    src = Path(file_path)
-    ctx.uploads_root.mkdir(parents=True, exist_ok=True)
-    dest = ctx.uploads_root / src.name
-    shutil.copyfile(src, dest)  # gradio's temp copy is deleted later; training needs a stable path
-    return [str(dest), t("data.uploaded", lang, path=dest), gr.update(choices=_choices(ctx), value=str(dest))]
+    src = Path(file_path)  # gradio keeps the uploaded file's own name as the last part of its temp path
+    try:
+        dest = save_upload(src, ctx.uploads_root, src.name)
+    except _errors() as exc:
+        gr.Warning(str(exc))
+        return [gr.skip(), t("err.generic", lang, error=exc), gr.skip()]
+    wanted = "".join(upload_name(src.name))
+    msg = t("data.uploaded", lang, path=dest) if dest.name == wanted else \
+        t("data.uploaded_renamed", lang, name=wanted, path=dest)
+    return [str(dest), msg, gr.update(choices=_choices(ctx), value=str(dest))]
 
 
 def _with_entry(spec: str, entry: str) -> str:
@@ -233,18 +250,10 @@ def _with_entry(spec: str, entry: str) -> str:
     return f"{base}#{entry}" if entry else base
 
 
-def _workspace(spec: str):
-    """The Workspace behind a spec, or None when the spec is not an editable copy."""
-    from studio.engine.data.workspace import META, Workspace
-
-    folder = Path((spec or "").strip().split("#")[0]).expanduser()
-    return Workspace(folder) if (folder / META).is_file() else None
-
-
 def _summary(view, spec: str, lang: str, matches: int | None = None) -> str:
     cols = ", ".join(f"`{c}`" for c in view.columns[:12])
     text = t("data.detected", lang, fmt=view.format, n=len(view), cols=cols, src=spec)
-    ws = _workspace(spec)
+    ws = dv.workspace(spec)
     if ws is not None:
         text += t("data.workspace", lang, v=ws.head.version)
     if matches is not None:
@@ -291,7 +300,7 @@ def _on_open(spec: str, size: int, query: str, lang: str, spec_out: bool = False
         [gr.update(visible=False)] * (N_MAP - len(columns))
     map_box = gr.update(visible=True, open=bool(view.format_error))
     template = json.dumps(ds.row_template(view.formats[0] if view.formats else None), ensure_ascii=False, indent=2)
-    out = [info, frame, page, entry, map_box, columns, *roles, _versions_frame(spec), template]
+    out = [info, frame, page, entry, map_box, columns, *roles, dv.versions_frame(spec), template]
     return out + ([spec] if spec_out else [])
 
 
@@ -301,16 +310,6 @@ def _current_mapping(view) -> dict:
     if fs is None or not view.entry:
         return {}
     return {col: role for role, col in fs.columns.items() if col in view.columns and role in ROLE_CHOICES}
-
-
-def _versions_frame(spec: str):
-    ws = _workspace(spec)
-    if ws is None:
-        return None
-    import time
-
-    return pd.DataFrame([{"version": v.version, "from": v.parent or "", "action": v.action, "detail": v.detail, "rows": v.rows,
-                          "time": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.time))} for v in reversed(ws.history())])
 
 
 def _on_row_select(spec: str, page: int | None, size: int, evt: gr.SelectData) -> list:
@@ -387,56 +386,64 @@ def _on_apply_mapping(spec: str, columns: list, *rest) -> list:
     try:
         if not mapping:
             raise DataError("give at least one column a role")
-        ws = _workspace(spec)
+        ws = dv.workspace(spec)
         if ws is None:
             ws = Workspace.create((spec or "").strip(), mapping=mapping)
         else:
             ws.set_mapping(mapping)
     except _errors() as exc:
         gr.Warning(str(exc))
-        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * (N_MAP + 7)
+        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * (N_MAP + 8)
     gr.Info(t("data.mapped", lang, path=ws.root))
-    return [ws.spec, *_on_open(ws.spec, size, "", lang)]
+    return [ws.spec, *dv.tracked(_on_open)(ws.spec, size, "", lang)]
 
 
-def _editable(spec: str, lang: str):
+def _editable(spec: str, lang: str, base: int | None = None):
     """The editable copy of ``spec`` (made on the first edit: the original is never written) and a note when it is new."""
     from studio.engine.data.workspace import Workspace
 
-    ws = _workspace(spec)
+    ws = dv.workspace(spec, base)
     if ws is not None:
         return ws, ""
     ws = Workspace.create(spec)
     return ws, t("data.copied", lang, path=ws.root, src=spec) + "\n\n"
 
 
-def _on_edit(ctx: AppContext, action: str, spec, row, editor, model, cutoff, page, size, lang, version=None) -> list:
-    """One edit on the editable copy (created on the first edit: the original is never written)."""
+def _on_edit(ctx: AppContext, action: str, spec, row, editor, model, cutoff, page, size, lang, version=None,
+             seen: dict | None = None) -> list:
+    """One edit on the editable copy (created on the first edit: the original is never written).
+
+    [spec, message, info, rows, page, versions, seen]; ``seen`` is the session's {"spec", "version"} (see ``data_versions.tracked``):
+    an edit from an older version than the newest is refused."""
     spec = (spec or "").strip()
     try:
-        ws, note = _editable(spec, lang)
+        ws, note = _editable(spec, lang, dv.base_of(spec, seen))
         if action == "copy":
-            return [ws.spec, note or t("data.copied", lang, path=ws.root, src=ws.meta["source"]), *_refresh(ws, page, size, lang)]
+            return [ws.spec, note or t("data.copied", lang, path=ws.root, src=ws.meta["source"]),
+                    *_refresh(ws, page, size, lang)]
         tok = ctx.tokenizer(model or "default") if action in ("update", "add") else None
         version = _apply(ws, action, row, editor, tok, int(cutoff or 1024), version)
     except json.JSONDecodeError as exc:
-        return [gr.skip(), t("data.bad_json", lang, error=exc)] + [gr.skip()] * 4
+        return [gr.skip(), t("data.bad_json", lang, error=exc)] + [gr.skip()] * 5
     except _errors() as exc:
-        gr.Warning(str(exc))
-        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * 4
+        return [gr.skip(), dv.edit_error(exc, lang)] + [gr.skip()] * 5
     msg = note + t("data.saved", lang, v=version.version, action=version.action, detail=version.detail)
     return [ws.spec, msg, *_refresh(ws, page, size, lang)]
 
 
-def _on_form_save(ctx: AppContext, action: str, spec, row, model, cutoff, page, size, lang, loaded, *values) -> list:
-    """Save the form: its row (the selected row with the form's edits, same format) goes through ``_on_edit``."""
+def _on_form_save(ctx: AppContext, action: str, spec, row, model, cutoff, page, size, lang, loaded, *values,
+                  seen: dict | None = None) -> list:
+    """Save the form: its row (the selected row with the form's edits, same format) goes through ``_on_edit``.
+
+    [spec, message, info, rows, page, versions, saved, seen, editor text]."""
     try:
         new = row_form.row_from_form(spec, row, loaded, list(values), lang)
     except _errors() as exc:
         gr.Warning(str(exc))
-        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * 4 + [False, gr.skip()]
+        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * 4 + [False, gr.skip(), gr.skip()]
     text = json.dumps(new, ensure_ascii=False, indent=2)
-    return [*_saved(_on_edit(ctx, action, spec, row, text, model, cutoff, page, size, lang)), text]
+    out = _on_edit(ctx, action, spec, row, text, model, cutoff, page, size, lang, seen=seen)
+    return [*out[:6], isinstance(out[0], str), out[6], text]
 
 
 def _apply(ws, action: str, row, editor: str, tok, cutoff: int, version):
@@ -455,19 +462,21 @@ def _apply(ws, action: str, row, editor: str, tok, cutoff: int, version):
 
 
 def _refresh(ws, page, size, lang) -> list:
+    """[info, rows, page, versions, seen] after a save (the version read before the rows: see ``data_versions.tracked``)."""
+    seen = dv.seen_of(ws.spec)
     info, frame, number = _on_page(ws.spec, page, size, lang)
-    return [info, frame, number, _versions_frame(ws.spec)]
+    return [info, frame, number, dv.versions_frame(ws.spec), seen]
 
 
-def _on_replace(ctx: AppContext, spec, row, editor, model, cutoff, page, size, lang, find, replace, column, regex) -> list:
+def _on_replace(ctx: AppContext, spec, row, editor, model, cutoff, page, size, lang, find, replace, column, regex,
+                seen: dict | None = None) -> list:
     spec = (spec or "").strip()
     try:
-        ws, note = _editable(spec, lang)
+        ws, note = _editable(spec, lang, dv.base_of(spec, seen))
         out = ws.replace_text(find or "", replace or "", column=(column or "").strip(), regex=bool(regex),
                               tokenizer=ctx.tokenizer(model or "default"), cutoff_len=int(cutoff or 1024))
     except _errors() as exc:
-        gr.Warning(str(exc))
-        return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * 4
+        return [gr.skip(), dv.edit_error(exc, lang)] + [gr.skip()] * 5
     if not out["rows_changed"]:
         return [ws.spec, note + t("data.no_match", lang), *_refresh(ws, page, size, lang)]
     msg = note + t("data.replaced", lang, n=out["replacements"], rows=out["rows_changed"], v=out["version"]["version"])
