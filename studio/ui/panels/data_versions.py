@@ -37,7 +37,7 @@ def build(tx: Texts) -> PruneRefs:
 
 def wire(refs: PruneRefs, spec: gr.Textbox, lang: gr.State, seen: gr.State, message: gr.Markdown,
          versions: gr.Dataframe) -> None:
-    ui = dict(api_visibility="undocumented")
+    ui = dict(api_visibility="private")
     refs.preview.click(on_prune_preview, [spec, refs.keep, lang, seen], [message, refs.confirm, refs.pending], **ui)
     refs.confirm.click(on_prune, [spec, refs.pending, lang], [message, versions, refs.confirm, refs.pending], **ui)
 
