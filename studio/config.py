@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from studio.configinput import (MAX_LIST, MAX_TEXT, NotFinite, YamlError, YamlRefused, load_yaml, read_yaml_file, to_bool,
+                                to_float, to_int, to_list, to_str)
 
 STAGES = ("sft", "rm", "dpo", "kto", "ppo", "grpo", "rloo")
 FINETUNING_TYPES = ("lora", "qlora", "freeze", "full")
@@ -24,6 +28,11 @@ PREFERENCE_STAGES = ("rm", "dpo", "kto")
 # what DPOConfig.loss_type accepts in trl 1.16 (reference-free SimPO/ORPO exist only in trl.experimental: CPO/ORPO trainers)
 DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
               "apo_zero", "apo_down", "discopop", "sigmoid_norm")
+
+
+# upper bounds of the open-ended counts: far above any run this studio makes, far below what overflows a library
+MAX_STEPS = 10_000_000
+MAX_COUNT = 1_000_000_000
 
 
 class ConfigError(ValueError):
@@ -56,10 +65,12 @@ class DataSection:
     datasets: list = opt([], "Datasets, one per entry: PATH[#NAME][@MAX]. PATH is a .json/.jsonl/.csv/.parquet file or a folder "
                          "with dataset_info.json (#NAME picks an entry); @MAX caps the rows taken from that dataset.",
                          help_zh="数据集，每行一个：路径[#名称][@最大条数]")
-    max_samples: int = opt(0, "Cap on rows taken from each dataset (0 = all).", min=0, help_zh="每个数据集最多取多少条（0=全部）")
+    max_samples: int = opt(0, "Cap on rows taken from each dataset (0 = all).", min=0, max=MAX_COUNT,
+                           help_zh="每个数据集最多取多少条（0=全部）")
     train_on_prompt: bool = opt(False, "Also train on prompt/user tokens (default: loss only on assistant tokens).",
                                 help_zh="也在提示词上计算损失（默认只在回答上）")
     val_size: float = opt(0.0, "Held-out evaluation split: a fraction (<1) or a row count (>=1); 0 = none.", min=0,
+                          max=MAX_COUNT,
                           help_zh="验证集比例（<1）或条数（>=1），0 表示不划分")
     on_bad_row: str = opt("error", "A malformed row stops the run with its file and row ('error') or is skipped and counted ('skip').",
                           choices=("error", "skip"), help_zh="遇到格式错误的行：报错或跳过并计数")
@@ -108,7 +119,8 @@ class QuantizationSection:
 class TrainingSection:
     learning_rate: float = opt(2e-4, "Peak learning rate.", gt=0.0, max=1.0, help_zh="学习率")
     num_train_epochs: float = opt(3.0, "Passes over the data (ignored when max_steps > 0).", gt=0.0, max=1000, help_zh="训练轮数")
-    max_steps: int = opt(-1, "Stop after this many optimizer steps (-1: use epochs).", min=-1, help_zh="最大步数（-1 按轮数）")
+    max_steps: int = opt(-1, "Stop after this many optimizer steps (-1: use epochs).", min=-1, max=MAX_STEPS,
+                         help_zh="最大步数（-1 按轮数）")
     per_device_train_batch_size: int = opt(8, "Rows per step per device.", min=1, max=4096, help_zh="每设备批大小")
     gradient_accumulation_steps: int = opt(1, "Micro-batches summed before each optimizer step.", min=1, max=1024,
                                            help_zh="梯度累积步数")
@@ -116,14 +128,16 @@ class TrainingSection:
                           help_zh="最大序列长度（超出截断并计数）")
     lr_scheduler_type: str = opt("cosine", "Learning-rate schedule.", choices=("cosine", "linear", "constant", "constant_with_warmup"),
                                  help_zh="学习率调度")
-    warmup_steps: int = opt(0, "Linear warm-up steps.", min=0, help_zh="预热步数")
+    warmup_steps: int = opt(0, "Linear warm-up steps.", min=0, max=MAX_STEPS, help_zh="预热步数")
     weight_decay: float = opt(0.0, "AdamW weight decay.", min=0.0, max=1.0, help_zh="权重衰减", advanced=True)
-    max_grad_norm: float = opt(1.0, "Gradient clipping norm (0: off).", min=0.0, help_zh="梯度裁剪", advanced=True)
-    seed: int = opt(42, "Random seed (data shuffling, LoRA init).", min=0, help_zh="随机种子", advanced=True)
-    logging_steps: int = opt(1, "Write a metrics line every N steps.", min=1, help_zh="每 N 步记录一次指标")
-    save_steps: int = opt(0, "Save a checkpoint every N steps (0: only at the end).", min=0, help_zh="每 N 步保存检查点（0 仅结束时）")
+    max_grad_norm: float = opt(1.0, "Gradient clipping norm (0: off).", min=0.0, max=1e6, help_zh="梯度裁剪", advanced=True)
+    seed: int = opt(42, "Random seed (data shuffling, LoRA init).", min=0, max=2**32 - 1, help_zh="随机种子", advanced=True)
+    logging_steps: int = opt(1, "Write a metrics line every N steps.", min=1, max=MAX_STEPS, help_zh="每 N 步记录一次指标")
+    save_steps: int = opt(0, "Save a checkpoint every N steps (0: only at the end).", min=0, max=MAX_STEPS,
+                          help_zh="每 N 步保存检查点（0 仅结束时）")
     save_total_limit: int = opt(2, "Keep at most this many checkpoints.", min=1, max=1000, help_zh="最多保留检查点数")
-    eval_steps: int = opt(0, "Evaluate every N steps when val_size > 0 (0: once per epoch).", min=0, help_zh="每 N 步评估")
+    eval_steps: int = opt(0, "Evaluate every N steps when val_size > 0 (0: once per epoch).", min=0, max=MAX_STEPS,
+                          help_zh="每 N 步评估")
     gradient_checkpointing: str = opt("auto", "Recompute activations to save memory; 'auto' turns it on only for long rows on GPU.",
                                       choices=("auto", "on", "off"), help_zh="梯度检查点", advanced=True)
     batching: str = opt("padding_free", "padding_free: rows of a batch concatenated, no pad tokens computed; padded: classic "
@@ -260,6 +274,10 @@ class FieldSpec:
             return "one of " + ", ".join(map(str, self.choices))
         low = f"> {self.gt}" if self.gt is not None else (f">= {self.min}" if self.min is not None else "")
         high = f"<= {self.max}" if self.max is not None else ""
+        if self.type is list:
+            return f"a list of text entries, at most {MAX_LIST}"
+        if self.type is str:
+            return f"text without NUL characters, at most {MAX_TEXT:,} characters"
         return " and ".join(p for p in (low, high) if p) or f"a {self.type.__name__}"
 
 
@@ -290,42 +308,18 @@ def _suggest(word: str, options) -> str:
 
 
 def coerce(spec: FieldSpec, value: Any) -> Any:
-    """Turn a YAML/CLI/UI value into the field's type, or raise ConfigError naming the key."""
-    t = spec.type
+    """Turn a YAML/CLI/UI value into the field's type, or raise ConfigError naming the key and what it accepts."""
     try:
-        if t is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low in ("true", "yes", "on", "1"):
-                    return True
-                if low in ("false", "no", "off", "0", ""):
-                    return False
-                raise ValueError(value)
-            if isinstance(value, (bool, int)):
-                return bool(value)
-            raise ValueError(value)
-        if t is int:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(float(value)) if isinstance(value, str) else int(value)
-        if t is float:
-            if isinstance(value, bool):
-                raise ValueError(value)
-            return float(value)
-        if t is list:
-            if value is None:
-                return []
-            if isinstance(value, str):
-                parts = value.replace("\n", ",").split(",") if value.strip() else []
-                return [p.strip() for p in parts if p.strip()]
-            return [str(v) for v in value]
-        if t is str:
-            return "" if value is None else str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{spec.key}: {value!r} is not a valid {t.__name__} (expected {spec.describe_range()})") from None
-    return value
+        return to_str(value, spec.choices) if spec.type is str else _COERCE[spec.type](value)
+    except NotFinite:
+        raise ConfigError(f"{spec.key}: {value!r} is not a finite number (expected {spec.describe_range()})") from None
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise ConfigError(f"{spec.key}: {shown} is not a valid {spec.type.__name__} "
+                          f"(expected {spec.describe_range()})") from None
+
+
+_COERCE = {bool: to_bool, int: to_int, float: to_float, list: to_list}
 
 
 def from_dict(data: dict | None, base: RunConfig | None = None, source: str = "config") -> RunConfig:
@@ -333,6 +327,7 @@ def from_dict(data: dict | None, base: RunConfig | None = None, source: str = "c
     cfg = base if base is not None else RunConfig()
     specs = _spec_map()
     for sec_name, values in (data or {}).items():
+        sec_name = str(sec_name)
         if sec_name not in sections():
             raise ConfigError(f"{source}: unknown section '{sec_name}'{_suggest(sec_name, sections())}")
         if values is None:
@@ -340,6 +335,7 @@ def from_dict(data: dict | None, base: RunConfig | None = None, source: str = "c
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: section '{sec_name}' must be a mapping of key: value")
         for key, value in values.items():
+            key = str(key)
             spec = specs.get(f"{sec_name}.{key}")
             if spec is None:
                 names = [s.name for s in specs.values() if s.section == sec_name]
@@ -353,6 +349,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | dict[str, Any]) -> Ru
     items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides]
     nested: dict[str, dict] = {}
     for key, value in items:
+        key = str(key)
         if "." not in key:
             raise ConfigError(f"override '{key}': use section.key=value, e.g. training.learning_rate=1e-4")
         sec, name = key.split(".", 1)
@@ -361,16 +358,26 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | dict[str, Any]) -> Ru
 
 
 def _split_override(text: str) -> tuple[str, Any]:
+    """``key=value``: the value read as YAML (numbers, lists) by the same bounded loader as config files; a text field
+    keeps what was typed unless YAML reads it as text (so ``--set identity.name_en=0x10`` stays ``0x10``)."""
     if "=" not in text:
         raise ConfigError(f"override '{text}': expected section.key=value")
     key, raw = text.split("=", 1)
+    key = key.strip()
+    spec = _spec_map().get(key)
+    if not raw.strip():
+        return key, ""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    if isinstance(value, (dict, set)):
-        value = raw
-    return key.strip(), value
+        value = load_yaml(raw, f"override '{key}'")
+    except YamlRefused as exc:  # an alias, a duplicate key, nesting too deep: refused, never read as plain text
+        if spec is None or spec.type is not str:
+            raise ConfigError(str(exc)) from None
+        return key, raw
+    except YamlError:  # not YAML at all: the text as typed (coerce names it when the field wants a number)
+        return key, raw
+    if spec is not None and spec.type is str and not isinstance(value, str):
+        return key, raw
+    return key, value
 
 
 def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
@@ -381,8 +388,8 @@ def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
         if spec.choices and value not in spec.choices:
             errors.append(f"{spec.key}={value!r}: must be {spec.describe_range()}")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            bad = ((spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max)
-                   or (spec.gt is not None and value <= spec.gt))
+            bad = (not math.isfinite(value) or (spec.min is not None and value < spec.min)
+                   or (spec.max is not None and value > spec.max) or (spec.gt is not None and value <= spec.gt))
             if bad:
                 errors.append(f"{spec.key}={value!r}: must be {spec.describe_range()}")
     if require_data and not cfg.data.datasets and not cfg.identity.name_en.strip():
@@ -481,12 +488,10 @@ def load(path: str | Path | None = None, overrides: list[str] | dict | None = No
     cfg = RunConfig()
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
         try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+            data = load_yaml(read_yaml_file(p), str(p))
+        except YamlError as exc:
+            raise ConfigError(str(exc)) from None
         if data is not None and not isinstance(data, dict):
             raise ConfigError(f"{p}: expected a mapping of sections at the top level")
         cfg = from_dict(data, cfg, source=str(p))
@@ -512,8 +517,11 @@ def resolve_dataset_path(spec: str, config_dir: Path | None) -> str:
     if p.is_absolute():
         return spec
     for base in (Path.cwd(), config_dir, repo_root()):
-        if base is not None and (base / p).exists():
-            return str((base / p).resolve()) + suffix
+        try:
+            if base is not None and (base / p).exists():
+                return str((base / p).resolve()) + suffix
+        except OSError:  # a name too long for the filesystem: left as written, loading it names the problem
+            return spec
     return spec
 
 

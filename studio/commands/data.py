@@ -98,6 +98,9 @@ def run_inspect(args) -> int:
     from studio.engine.models import ModelLoadError
 
     try:
+        for flag, value, low in (("--cutoff-len", args.cutoff_len, 1), ("--rows", args.rows, 0), ("--sample", args.sample, 0)):
+            if value < low:
+                raise ValueError(f"{flag} {value}: must be >= {low}")
         report = inspect(_spec(args), args.model, args.cutoff_len, args.rows, parse_mapping(args.map), args.sample)
     except (DataError, ModelLoadError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

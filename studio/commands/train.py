@@ -34,6 +34,20 @@ def _check_model_path(name: str) -> None:
         raise C.ConfigError(f"model.name_or_path={name!r}: no such model folder")
 
 
+def _check_datasets(cfg) -> None:
+    """Every dataset resolves (the file or folder exists; a dataset_info.json is valid and its entry stays inside its
+    folder) before minutes of imports; rows are read by the run itself."""
+    from studio import config as C
+    from studio.engine.data.load import DataError, parse_spec, resolve
+
+    kind = "preference" if cfg.method.stage in ("rm", "dpo") else "kto" if cfg.method.stage == "kto" else "sft"
+    for spec in cfg.data.datasets:
+        try:
+            resolve(parse_spec(spec), kind)
+        except DataError as exc:
+            raise C.ConfigError(f"data.datasets: {exc}") from None
+
+
 def run(args) -> int:
     from studio import config as C
     from studio.engine.train.runner import RunDirError, prepare_run_dir
@@ -45,6 +59,7 @@ def run(args) -> int:
     try:
         cfg = C.check(C.load(args.config, args.overrides))
         _check_model_path(cfg.model.name_or_path)
+        _check_datasets(cfg)
         if args.check:
             print(C.dump(cfg), end="")
             return 0

@@ -5,11 +5,11 @@ shows it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from studio.engine.data.formats import (ALPACA_COLUMNS, KIND_USE, OPENAI_TAGS, SHAREGPT_COLUMNS, SHAREGPT_TAGS,
                                         SUFFIXES, USABLE_KINDS, DataError, FormatSpec)
+from studio.engine.data.textfile import loads, read_text
 
 # roles a source column can be mapped to; the names are LLaMA-Factory's dataset_info.json "columns" keys
 MAPPING_ROLES = ("system", "prompt", "query", "response", "history", "messages", "chosen", "rejected", "kto_tag", "text")
@@ -24,22 +24,81 @@ def entry_kind(entry: dict) -> str:
     return "kto" if "kto_tag" in (entry.get("columns") or {}) else "sft"
 
 
+MAX_INFO_BYTES = 16 * 1024 * 1024  # LLaMA-Factory's own, with ~100 entries, is ~30 KB
+FORMATTINGS = ("alpaca", "sharegpt")
+# the keys whose type is checked (others, such as hf_hub_url or split, are LLaMA-Factory's and ignored here)
+ENTRY_TYPES = {"file_name": (str, "text"), "formatting": (str, "text"), "columns": (dict, "an object"),
+               "tags": (dict, "an object"), "ranking": (bool, "true or false"), "kind": (str, "text")}
 
 
 def read_dataset_info(info_path: Path) -> dict:
-    """A dataset_info.json as {entry name: entry}; DataError when it is not an object of entries."""
-    try:
-        info = json.loads(Path(info_path).read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{info_path}: not valid JSON ({exc})") from None
+    """A dataset_info.json as {entry name: entry}, every entry type-checked; DataError naming the file and entry."""
+    info_path = Path(info_path)
+    if info_path.stat().st_size > MAX_INFO_BYTES:
+        raise DataError(f"{info_path}: {info_path.stat().st_size / 2**20:.1f} MB, over the "
+                        f"{MAX_INFO_BYTES / 2**20:g} MB limit for a dataset_info.json")
+    info = loads(read_text(info_path), str(info_path))
     if not isinstance(info, dict) or not info:
-        raise DataError(f"{info_path}: expected an object of dataset entries")
+        got = "an empty object" if info == {} else _json_type(info)
+        raise DataError(f"{info_path}: expected an object of dataset entries ({{\"name\": {{\"file_name\": ...}}}}), got {got}")
+    for name, entry in info.items():
+        check_entry(entry, f"{info_path}: entry '{name}'")
     return info
+
+
+def check_entry(entry, where: str) -> None:
+    """The types of one entry: file_name text, formatting alpaca|sharegpt, columns/tags objects of text, ranking a bool."""
+    if not isinstance(entry, dict):
+        raise DataError(f"{where}: expected an object with file_name, formatting, columns, ...; got {_json_type(entry)}")
+    for key, (want, what) in ENTRY_TYPES.items():
+        if key in entry and not isinstance(entry[key], want):
+            raise DataError(f"{where}: '{key}' must be {what}, got {_json_type(entry[key])}")
+    if "formatting" in entry and entry["formatting"] not in FORMATTINGS:
+        raise DataError(f"{where}: formatting '{entry['formatting']}' is not supported ({', '.join(FORMATTINGS)})")
+    if "kind" in entry and entry["kind"] != "text":
+        raise DataError(f"{where}: kind '{entry['kind']}' is not supported (only 'text', for plain-text rows)")
+    for key in ("columns", "tags"):
+        for k, v in (entry.get(key) or {}).items():
+            if not isinstance(v, str):
+                raise DataError(f"{where}: '{key}.{k}' must be text (a column or tag name), got {_json_type(v)}")
+
+
+def _json_type(value) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    names = {dict: "an object", list: "a list", str: "text", int: "a number", float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def entry_files(info_path: Path, name: str, entry: dict) -> list[Path]:
+    """The data files of an entry: its file_name, which must stay inside the dataset_info.json's folder (no absolute path,
+    no '..', no symlink out), or that folder's data files; DataError when there is none."""
+    where = f"{info_path}: entry '{name}'"
+    rel = entry.get("file_name") or ""
+    if not rel.strip():
+        raise DataError(f"{where}: has no file_name (hub datasets cannot be fetched here)")
+    folder = Path(info_path).parent.resolve()
+    if "\x00" in rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise DataError(f"{where}: file_name {rel!r} must be a path inside {folder} (no absolute path, no '..')")
+    target = Path(info_path).parent / rel
+    if not target.resolve().is_relative_to(folder):
+        raise DataError(f"{where}: file_name {rel!r} leads outside {folder} (a symlink?)")
+    if not target.exists():
+        raise DataError(f"{where}: file {target} not found")
+    if not target.is_dir():
+        return [target]
+    files = sorted(p for p in target.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+    outside = [p for p in files if not p.resolve().is_relative_to(folder)]
+    if outside:
+        raise DataError(f"{where}: {outside[0]} leads outside {folder} (a symlink?)")
+    if not files:
+        raise DataError(f"{where}: folder {target} has no {', '.join(SUFFIXES)} files")
+    return files
 
 
 def dataset_info_entries(info_path: Path) -> list[str]:
     """The entry names of a dataset_info.json that point at local files."""
-    names = [n for n, e in read_dataset_info(info_path).items() if isinstance(e, dict) and e.get("file_name")]
+    names = [n for n, e in read_dataset_info(info_path).items() if e.get("file_name")]
     if not names:
         raise DataError(f"{info_path}: no entry with a local file_name")
     return names
@@ -52,13 +111,13 @@ def spec_from_dataset_info(info_path: Path, name: str = "", kind: str | None = "
     if name and name not in info:
         raise DataError(f"{info_path}: no entry '{name}' (entries: {', '.join(sorted(info))})")
     usable = USABLE_KINDS[kind] if kind else None
-    names = [name] if name else [n for n, e in info.items() if isinstance(e, dict) and entry_kind(e) in (usable or ())]
+    names = [name] if name else [n for n, e in info.items() if entry_kind(e) in (usable or ())]
     if not names:
         raise DataError(f"{info_path}: no {kind} entries (entries: {', '.join(sorted(info))})")
     out = []
     for n in names:
         entry = info[n]
-        if not isinstance(entry, dict) or not entry.get("file_name"):
+        if not entry.get("file_name"):
             raise DataError(f"{info_path}: entry '{n}' has no file_name (hub datasets cannot be fetched here)")
         if usable is not None and entry_kind(entry) not in usable:
             raise DataError(f"{info_path}: entry '{n}' is {entry_kind(entry)} data: "
@@ -67,11 +126,7 @@ def spec_from_dataset_info(info_path: Path, name: str = "", kind: str | None = "
             fs = spec_from_entry(entry)
         except DataError as exc:
             raise DataError(f"{info_path}: entry '{n}': {exc}") from None
-        target = info_path.parent / entry["file_name"]
-        if not target.exists():
-            raise DataError(f"{info_path}: entry '{n}': file {target} not found")
-        files = sorted(p for p in target.iterdir() if p.suffix.lower() in SUFFIXES) if target.is_dir() else [target]
-        out += [(f, fs) for f in files]
+        out += [(f, fs) for f in entry_files(info_path, n, entry)]
     return out
 
 

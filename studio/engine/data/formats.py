@@ -8,16 +8,14 @@ Pure Python + pandas (for CSV/Parquet): no torch.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.engine.data.textfile import (DataError, check_csv_shape, check_rows_nesting, jsonl_lines, loads, parse_line,
+                                         read_text, table_rows)
+
 
 SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")  # every dataset file type the studio reads (Data tab and training)
-
-
-class DataError(ValueError):
-    """Bad dataset input; the message names the file, the row (when there is one) and the reason."""
 
 
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
@@ -59,40 +57,20 @@ def read_raw_rows(path: Path, offset: int = 0, limit: int | None = None) -> tupl
     return rows[offset:end], len(rows)
 
 
-def _read_text(path: Path) -> str:
-    raw = path.read_bytes()
-    if b"\x00" in raw[:4096]:
-        raise DataError(f"{path}: this is a binary file, not text (renamed?)")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the file as UTF-8") from None
-
-
 def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for lineno, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
+    return [parse_line(path, lineno, line) for lineno, _, line in jsonl_lines(path) if line.strip()]
 
 
 def _read_json(path: Path) -> list[dict]:
-    text = _read_text(path)
+    text = read_text(path)
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty (nothing but white space or a byte-order mark)")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":  # JSON Lines saved with a .json name
+        data = loads(text, str(path))
+    except DataError as exc:
+        if "invalid JSON (Extra data" in str(exc):  # JSON Lines saved with a .json name
             return _read_jsonl(path)
-        raise DataError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        raise
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1:  # {"data": [...]} wrappers
@@ -104,36 +82,27 @@ def _read_json(path: Path) -> list[dict]:
     for i, row in enumerate(data, start=1):
         if not isinstance(row, dict):
             raise DataError(f"{path}: row {i}: expected a JSON object, got {type(row).__name__}")
+    check_rows_nesting(path, data, text)
     return data
 
 
 def _read_table(path: Path) -> list[dict]:
+    import io
+
     import pandas as pd
 
     try:
         if path.suffix.lower() == ".csv":
-            _read_text(path)  # same encoding/binary checks as JSON
-            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+            text = read_text(path)  # same encoding/binary checks as JSON
+            check_csv_shape(path, text)
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         else:
             df = pd.read_parquet(path)
     except DataError:
         raise
     except Exception as exc:  # pandas/pyarrow raise many types for one user problem: an unreadable table
         raise DataError(f"{path}: cannot read as {path.suffix[1:].upper()}: {str(exc).splitlines()[0][:300]}") from None
-    return [_to_python(r) for r in df.to_dict(orient="records")]
-
-
-def _to_python(value):
-    """numpy arrays / scalars from Parquet into plain lists and scalars."""
-    if isinstance(value, dict):
-        return {k: _to_python(v) for k, v in value.items()}
-    if hasattr(value, "tolist"):
-        return _to_python(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_to_python(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN: a missing cell in a table
-        return None
-    return value
+    return table_rows(path, df)
 
 
 # ----------------------------------------------------------------------------------------------------------------------------

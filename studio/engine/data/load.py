@@ -63,7 +63,11 @@ def resolve(ref: DatasetRef, kind: str | None = None) -> Resolved:
     """The one resolver of dataset specs, shared by the Data tab (``kind=None``: the named entry, else the first) and
     training (``kind`` 'sft', 'preference', 'kto': the named entry, else every entry of that kind)."""
     path = ref.path
-    if not path.exists():
+    try:
+        found = path.exists()
+    except (OSError, ValueError) as exc:  # a name too long, or a NUL byte in it
+        raise DataError(f"{str(path)[:200]!r}: not a usable path ({getattr(exc, 'strerror', None) or exc})") from None
+    if not found:
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
         info = path / "dataset_info.json"
@@ -71,7 +75,7 @@ def resolve(ref: DatasetRef, kind: str | None = None) -> Resolved:
             entries = dataset_info_entries(info)
             name = ref.name or (entries[0] if kind is None else "")
             return Resolved(spec_from_dataset_info(info, name, kind), entries, name)
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
         if not files:
             raise DataError(f"{path}: folder has no dataset_info.json and no {', '.join(SUFFIXES)} files")
         return Resolved([(f, None) for f in files])

@@ -16,8 +16,8 @@ from array import array
 from pathlib import Path
 
 from studio.engine.data.formats import SUFFIXES, DataError, read_raw_rows
+from studio.engine.data.textfile import MAX_ROW_BYTES, jsonl_lines, parse_line
 
-MAX_ROW_BYTES = 8 * 1024 * 1024  # one row bigger than this is a broken file, not a training example
 SCAN_COLUMNS_ROWS = 2000  # rows whose keys make up the column list
 
 
@@ -81,44 +81,15 @@ class RowFile:
     def _index_jsonl(self) -> None:
         """One pass: offsets of non-blank lines, each decoded and parsed once so a bad line is named at open."""
         keys: dict[str, None] = {}
-        pos = 0
-        with open(self.path, "rb") as fh:
-            head = fh.read(4096)
-            if b"\x00" in head:
-                raise DataError(f"{self.path}: this is a binary file, not text (renamed?)")
-            fh.seek(0)
-            for lineno, line in enumerate(fh, start=1):
-                size = len(line)
-                if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):  # UTF-8 BOM
-                    pos, line = 3, line[3:]
-                    size -= 3
-                if line.strip():
-                    row = _parse_line(self.path, lineno, line)
-                    if len(self._offsets) < SCAN_COLUMNS_ROWS:
-                        keys.update(dict.fromkeys(row))
-                    self._offsets.append(pos)
-                    self._lengths.append(size)
-                    self._lines.append(lineno)
-                pos += size
+        for lineno, pos, line in jsonl_lines(self.path, MAX_ROW_BYTES):
+            if line.strip():
+                row = parse_line(self.path, lineno, line)
+                if len(self._offsets) < SCAN_COLUMNS_ROWS:
+                    keys.update(dict.fromkeys(row))
+                self._offsets.append(pos)
+                self._lengths.append(len(line))
+                self._lines.append(lineno)
         self.columns = list(keys)
-
-
-def _parse_line(path: Path, lineno: int, line: bytes) -> dict:
-    if len(line) > MAX_ROW_BYTES:
-        raise DataError(f"{path}: line {lineno}: the row is {len(line) / 2**20:.1f} MB, over the "
-                        f"{MAX_ROW_BYTES / 2**20:g} MB limit for one row (is the file broken?)")
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: line {lineno}: not UTF-8 text ({exc.reason} at byte {exc.start} of the line); "
-                        "save the file as UTF-8") from None
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(row, dict):
-        raise DataError(f"{path}: line {lineno}: expected a JSON object, got {type(row).__name__}")
-    return row
 
 
 def _looks_like_jsonl(path: Path) -> bool:
@@ -130,7 +101,7 @@ def _looks_like_jsonl(path: Path) -> bool:
     first, _, rest = head.partition(b"\n")
     try:
         json.loads(first)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON (or not UTF-8), or nested too deep: the full reader names it
         return False
     return bool(rest.strip()) and rest.lstrip().startswith(b"{")
 

@@ -193,10 +193,11 @@ class Workspace:
         """Find and replace in every text value (or one column) of every row, e.g. ``{{NAME}}`` -> ``Nova``.
 
         Every changed row is validated; one failure refuses the whole replacement. Returns the counts and the version.
+        The pattern is bounded in size and in time (this runs in the UI process): DataError past a limit, nothing saved.
         """
-        if not find:
-            raise DataError("nothing to find: give the text to replace")
-        pattern = re.compile(find if regex else re.escape(find), 0 if case_sensitive else re.IGNORECASE)
+        from studio.engine.data.findreplace import compile_find
+
+        pattern = compile_find(find, replace, regex=regex, case_sensitive=case_sensitive)
         view = self.view()
         items: list = []
         changed, count = [], 0
