@@ -26,7 +26,7 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--adapter", action="append", required=True, metavar="DIR",
                    help="run folder, LoRA adapter folder or model folder; repeat to combine several adapters")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty unless --overwrite)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder: new, empty, or an earlier export (with --overwrite)")
     p.add_argument("--weights", default="", metavar="W1,W2", help="one weight per --adapter (needed with several)")
     p.add_argument("--combine", choices=COMBINATIONS, default="cat",
                    help="how to combine several adapters (PEFT add_weighted_adapter); cat = exact weighted sum")
@@ -39,7 +39,9 @@ def add_parser(sub) -> None:
     p.add_argument("--base", default="", help="base model when the adapter does not name one (or to override it)")
     p.add_argument("--max-shard-size", default="2GB", help="largest safetensors shard (default 2GB)")
     p.add_argument("--seed", type=int, default=0, help="seed for DARE's random drop")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export in --out (a folder holding the marker an export writes); any other "
+                        "non-empty folder is refused")
     p.add_argument("--json", action="store_true", help="print the result (or the error) as one JSON line on stdout")
     p.set_defaults(run=run)
 

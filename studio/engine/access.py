@@ -78,8 +78,9 @@ class Access:
         return "" if not str(value or "").strip() else str(self.path(value, what))
 
     def spec(self, spec: str, what: str = "dataset") -> str:
-        """A dataset spec ``PATH[#ENTRY][@MAX]`` whose PATH passes ``path``; returned with PATH resolved."""
-        m = _SPEC_TAIL.match(str(spec or "").strip())
+        """A dataset spec ``PATH[#ENTRY][@MAX]`` whose PATH passes ``path``; returned with PATH resolved. A relative PATH
+        means what it means in a config: the working folder, then the checkout (``assets/data``)."""
+        m = _SPEC_TAIL.match(resolve_dataset_path(str(spec or "").strip(), None))
         raw, tail = (m.group(1), m.group(2)) if m else (str(spec), "")
         return str(self.path(raw, what)) + tail
 
@@ -127,8 +128,7 @@ class Access:
         cfg.model.chat_template = self.chat_template(cfg.model.chat_template)
         if cfg.model.trust_remote_code:
             self.code("model.trust_remote_code")
-        # relative specs mean what config.load makes them mean (working folder, then the checkout: presets say assets/...)
-        cfg.data.datasets = [self.spec(resolve_dataset_path(d, None), "data.datasets") for d in cfg.data.datasets]
+        cfg.data.datasets = [self.spec(d, "data.datasets") for d in cfg.data.datasets]
         cfg.output.runs_dir = self.optional_path(cfg.output.runs_dir, "output.runs_dir")
         cfg.rl.reward_model = self.optional_path(cfg.rl.reward_model, "rl.reward_model")
 

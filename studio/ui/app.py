@@ -161,7 +161,7 @@ def _open_in_chat(ctx: AppContext, folder: str | None) -> list:
     """Select the Chat tab with ``folder`` (an adapter or model folder) as the tuned side."""
     if not folder:
         return [gr.skip()] * 4
-    adapter, model = chat_tab.on_run(folder)
+    adapter, model = chat_tab.on_run(ctx, folder)
     return [gr.Tabs(selected="chat"), gr.update(choices=tuned_outputs(ctx), value=folder), adapter, model]
 
 

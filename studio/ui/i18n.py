@@ -317,6 +317,8 @@ STRINGS: dict[str, tuple[str, str]] = {
                            "权重“{weights}”格式不对，应为逗号分隔的数字，例如 0.7, 0.3。"),
     "export.weights_count": ("{n} folder(s) but {got} weight(s): give one weight per folder.",
                              "共 {n} 个目录但有 {got} 个权重：每个目录需要一个权重。"),
+    "export.not_export": ("`{out}` exists, is not empty and was not made by an export: an export never replaces it. "
+                          "Choose a new or empty folder.", "`{out}` 已存在且非空，且不是导出生成的目录：导出绝不会替换它。请换一个新的或空的目录。"),
     "export.occupied": ("`{out}` exists and is not empty. Tick \"Replace a non-empty output folder\" to replace it, or choose "
                         "another folder.", "`{out}` 已存在且非空。勾选“替换非空的输出目录”以替换，或换一个目录。"),
     "export.gguf_line": ("GGUF {qtype}: `{path}` ({size}); round trip through transformers: max abs diff {diff} (tolerance "

@@ -366,19 +366,19 @@ def test_data_tab_handlers_map_edit_undo_and_mix(tmp_path, default_tokenizer_dir
 
     ctx = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False, allow_paths=TEST_ROOTS)
     model = str(default_tokenizer_dir)
-    folder = data_tab._on_open(str(ASSETS), 10, "", "en")
+    folder = data_tab._on_open(ctx.access, str(ASSETS), 10, "", "en")
     assert folder[3]["choices"] and folder[3]["value"] == "demo_sft" and folder[3]["visible"] is True
-    entry = data_tab._on_open(f"{ASSETS}#demo_multiturn", 10, "", "en", spec_out=True)
+    entry = data_tab._on_open(ctx.access, f"{ASSETS}#demo_multiturn", 10, "", "en", spec_out=True)
     assert "**sharegpt** format" in entry[0] and entry[-1] == f"{ASSETS}#demo_multiturn"
     assert json.loads(entry[-2]) == {"conversations": [{"from": "human", "value": ""}, {"from": "gpt", "value": ""}]}
     src = write(tmp_path / "orca.jsonl", ORCA)
-    opened = data_tab._on_open(str(src), 10, "", "en")
+    opened = data_tab._on_open(ctx.access, str(src), 10, "", "en")
     info, columns, roles = opened[0], opened[5], opened[6:6 + data_tab.N_MAP]
     assert "**unknown** format" in info and "map the columns" in info.lower()
     assert columns == list(ORCA[0]) and [r["label"] for r in roles[:4]] == list(ORCA[0])
     assert [r["value"] for r in roles[:4]] == ["system", "prompt", "", ""]  # guessed from the names; the user adds the rest
     assert opened[-1] == "{}"  # no format yet: no row template for the editor
-    out = data_tab._on_apply_mapping(str(src), columns, *[ORCA_MAP.get(c, "") for c in columns],
+    out = data_tab._on_apply_mapping(ctx.access, str(src), columns, *[ORCA_MAP.get(c, "") for c in columns],
                                      *[""] * (data_tab.N_MAP - len(columns)), 10, "en")
     spec = out[0]
     assert Path(spec).parent == ctx.uploads_root.parent / "datasets" and "**pref_alpaca** format" in out[1]
@@ -405,9 +405,9 @@ def test_data_tab_handlers_map_edit_undo_and_mix(tmp_path, default_tokenizer_dir
     assert "Working copy" in copy[1] and len(ds.open_dataset(copy[0])) == 5 and plain.read_text().count("\n") == 4
     table = pd.DataFrame([[copy[0], 3, 0.0], [str(tmp_path / "plain.jsonl"), 0, 0.0], ["", 0, 0.0]],
                          columns=data_mix.COLUMNS)
-    msg, frame = data_mix.on_preview(table, 0, 0, "en")
+    msg, frame = data_mix.on_preview(ctx.access, table, 0, 0, "en")
     assert "7 rows of sft data" in msg and len(frame) == 7
-    msg, _ = data_mix.on_save(table, 0, 0, "en", "ui_mix")
+    msg, _ = data_mix.on_save(ctx.access, table, 0, 0, "en", "ui_mix")
     assert "Mix saved as" in msg and len(load_dataset_spec(msg.split("`")[-2]).records) == 7
 
 

@@ -118,3 +118,77 @@ def test_tab_handlers_refuse_outside_paths_and_code(ctx, tmp_path):
     refused("chat model /etc", lambda: ctx.chat_model("/etc", None))
     refused("tokenizer /etc", lambda: ctx.tokenizer("/etc"))
     REFUSED.append("chat tab /etc")
+
+
+def test_data_tab_handlers_read_and_write_nothing_outside(ctx, tmp_path):
+    import json
+
+    from studio.engine.data.workspace import list_workspaces, workspaces_root
+    from studio.ui.panels import data_mix, data_versions as dv, row_form
+    from studio.ui.tabs import data as data_tab
+
+    secret = Path("/etc/passwd")
+    outside = Path.home() / "studio-test-outside.jsonl"  # a file the page may not read, written by the test itself
+    outside.write_text(json.dumps({"instruction": "secret?", "input": "", "output": "the secret"}) + "\n")
+    try:
+        before = list_workspaces()
+        for spec in (str(secret), str(outside), f"{outside}#entry", "../" * 8 + "etc/passwd"):
+            info = data_tab._on_open(ctx.access, spec, 10, "", "en")[0]
+            assert "outside the folders" in info and "the secret" not in json.dumps(info)
+            assert "outside the folders" in data_tab._on_apply_mapping(ctx.access, spec, ["instruction"], "prompt", 10, "en")[1]
+            edit = data_tab._on_edit(ctx, "copy", spec, 0, "", "default", 1024, 1, 10, "en")
+            assert "outside the folders" in edit[1]
+            assert row_form.fill(ctx.access, spec, 0, "en")[1] == {}  # nothing loaded into the form
+            assert "outside the folders" in data_mix.on_preview(ctx.access, {"data": [[spec, 0, 0.0]]}, 0, 0, "en")[0]
+            assert "outside the folders" in dv.on_prune_preview(ctx.access, spec, 1, "en")[0] or \
+                "Only an editable copy" in dv.on_prune_preview(ctx.access, spec, 1, "en")[0]
+            REFUSED.append(f"data tab {spec}")
+        assert list_workspaces() == before  # no copy was made of anything outside
+        # a mix name is a folder name, never a path: "../../x" lands inside the datasets folder
+        good = tmp_path / "in.jsonl"
+        good.write_text(json.dumps({"instruction": "q", "input": "", "output": "a"}) + "\n")
+        msg, _ = data_mix.on_save(ctx.access, {"data": [[str(good), 0, 0.0]]}, 0, 0, "en", "../../../../tmp/escaped")
+        made = [p for p in list_workspaces() if p not in before]
+        assert len(made) == 1 and made[0].parent == workspaces_root() and not Path("/tmp/escaped.jsonl").exists()
+        REFUSED.append("mix name traversal")
+    finally:
+        outside.unlink(missing_ok=True)
+
+
+def _engine_names(tree) -> set[str]:
+    """The names a UI module binds to the engine: imported engine modules, functions and classes (aliases too)."""
+    import ast
+
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("studio.engine"):
+            names |= {a.asname or a.name for a in node.names}
+    return names
+
+
+def test_every_ui_call_to_a_guarded_engine_function_passes_the_access_policy():
+    """A handler that forgot ``access=`` would run with the CLI's full freedom: computed from the UI's real code (every
+    engine function with an ``access`` parameter, every call of it from studio/ui, through whatever name it was imported)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "studio"
+    guarded = {n.name for p in (root / "engine").rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
+               if isinstance(n, ast.FunctionDef) and any(a.arg == "access" for a in n.args.args + n.args.kwonlyargs)}
+    assert {"open_dataset", "submit", "eval_argv", "open_chat", "build_request", "plan_mix"} <= guarded
+    missing, seen = [], 0
+    for path in (root / "ui").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        engine = _engine_names(tree)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            f = node.func
+            direct = isinstance(f, ast.Name) and f.id in engine and f.id in guarded
+            via = isinstance(f, ast.Attribute) and f.attr in guarded and (
+                isinstance(f.value, ast.Name) and f.value.id in engine
+                or isinstance(f.value, ast.Attribute) and f.value.attr == "jobs" and f.attr == "submit")
+            if direct or via:
+                seen += 1
+                if not any(k.arg == "access" for k in node.keywords):
+                    missing.append(f"{path.relative_to(root)}:{node.lineno} {ast.unparse(f)}")
+    assert seen >= 20 and missing == []

@@ -11,7 +11,7 @@ import os
 import stat
 
 import pytest
-from tests.helpers import write_jsonl
+from tests.helpers import TEST_ROOTS, write_jsonl
 
 from studio.engine.data.workspace import Workspace
 from studio.ui.context import AppContext
@@ -23,7 +23,7 @@ ROWS = [{"instruction": f"Say {i}.", "input": "", "output": f"{i}."} for i in ra
 
 @pytest.fixture
 def ctx(tmp_path):
-    c = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False)
+    c = AppContext.create(runs_root=tmp_path / "runs", start_jobs=False, allow_paths=TEST_ROOTS)
     c.uploads_root = tmp_path / "uploads"
     yield c
     c.close()
@@ -34,9 +34,9 @@ def spec(tmp_path):
     return Workspace.create(write_jsonl(tmp_path / "a.jsonl", ROWS), root=tmp_path / "ws").spec
 
 
-def load(spec: str) -> dict:
+def load(ctx, spec: str) -> dict:
     """What the Load button gives a session: its last output is the version the rows were read at."""
-    out = dv.tracked(data_tab._on_open)(spec, 10, "", "en")
+    out = dv.tracked(ctx.access, data_tab._on_open)(spec, 10, "", "en")
     assert out[-1] == {"spec": spec, "version": Workspace(spec).head.version}
     return out[-1]
 
@@ -48,7 +48,7 @@ def edit(ctx, model, spec, seen, action="update", row=0, new=None, lang="en") ->
 
 def test_two_sessions_editing_one_dataset_never_overwrite_each_other(ctx, spec, default_tokenizer_dir):
     model = str(default_tokenizer_dir)
-    seen_a, seen_b = load(spec), load(spec)  # two browser tabs open version 1
+    seen_a, seen_b = load(ctx, spec), load(ctx, spec)  # two browser tabs open version 1
     saved = edit(ctx, model, spec, seen_a, new={"instruction": "A's edit?", "input": "", "output": "A."})
     assert "Saved version 2 (edit: row 0)" in saved[1] and saved[6] == {"spec": spec, "version": 2}
     before = Workspace(spec).data_path.read_bytes()
@@ -71,12 +71,12 @@ def test_two_sessions_editing_one_dataset_never_overwrite_each_other(ctx, spec, 
     assert "Saved version 3 (add" in added[1]  # appending overwrites nothing: both edits are kept
     rows = Workspace(spec).view().rows()
     assert rows[0]["instruction"] == "A's edit?" and rows[-1]["instruction"] == "B's row?"
-    seen_b = load(spec)  # B reloads, then its edit goes through
+    seen_b = load(ctx, spec)  # B reloads, then its edit goes through
     assert "Saved version 4" in edit(ctx, model, spec, seen_b, row=1)[1]
 
 
 def test_disk_full_in_the_data_tab_changes_nothing_and_says_so(ctx, spec, default_tokenizer_dir, monkeypatch):
-    seen = load(spec)
+    seen = load(ctx, spec)
     folder = Workspace(spec).root
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
@@ -113,16 +113,16 @@ def test_prune_says_how_many_before_it_removes_and_refuses_when_things_changed(c
     ws = Workspace(spec)
     for k in range(5):
         ws.duplicate_row(0)
-    seen = load(spec)
-    msg, confirm, pending = dv.on_prune_preview(spec, 2, "en", seen)
+    seen = load(ctx, spec)
+    msg, confirm, pending = dv.on_prune_preview(ctx.access, spec, 2, "en", seen)
     assert "removes the files of **4 older versions** (1, 2, 3, 4)" in msg and confirm["visible"] is True
     assert ws.kept_versions() == set(range(1, 7))  # the preview removed nothing
     ws.duplicate_row(0)  # another session saves meanwhile
-    msg, frame, confirm, _ = dv.on_prune(spec, pending, "en")
+    msg, frame, confirm, _ = dv.on_prune(ctx.access, spec, pending, "en")
     assert "Another session changed" in msg and ws.kept_versions() == set(range(1, 8)) and confirm["visible"] is False
-    msg, confirm, pending = dv.on_prune_preview(spec, 2, "en", load(spec))
-    msg, frame, confirm, pending = dv.on_prune(spec, pending, "en")
+    msg, confirm, pending = dv.on_prune_preview(ctx.access, spec, 2, "en", load(ctx, spec))
+    msg, frame, confirm, pending = dv.on_prune(ctx.access, spec, pending, "en")
     assert msg == "Removed the files of 5 versions; the newest 2 are kept." and pending == {}
     assert ws.kept_versions() == {6, 7} and frame["file"].tolist() == ["kept", "kept"] + ["pruned"] * 5
-    assert "Nothing to prune" in dv.on_prune_preview(spec, 2, "en", load(spec))[0]
-    assert "Only an editable copy" in dv.on_prune_preview(str(ws.data_path.parent.parent / "a.jsonl"), 2, "en")[0]
+    assert "Nothing to prune" in dv.on_prune_preview(ctx.access, spec, 2, "en", load(ctx, spec))[0]
+    assert "Only an editable copy" in dv.on_prune_preview(ctx.access, str(ws.data_path.parent.parent / "a.jsonl"), 2, "en")[0]

@@ -60,7 +60,7 @@ def test_preview_with_an_empty_name_says_why():
 def test_save_writes_an_editable_dataset_and_never_overwrites(ctx):
     first = card.on_save(ctx, "en", *NAMES)
     second = card.on_save(ctx, "en", *NAMES)
-    files = sorted(ctx.uploads_root.glob("identity-nova*.jsonl"))
+    files = sorted(ctx.uploads_root.glob("identity-Nova*.jsonl"))
     assert len(files) == 2 and str(files[0]) in first + second
     rows = [json.loads(x) for x in files[0].read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 212 and all("{{" not in r["output"] for r in rows)

@@ -299,7 +299,8 @@ def test_export_tab_offers_every_export_and_opens_it_in_chat(ctx, refs, monkeypa
     taken.mkdir(exist_ok=True)
     (taken / "keep.txt").write_text("mine")
     occupied_form = (a, "", "cat", 0.5, "model", str(taken), "float32", [], False)
-    assert "not empty" in export_tab.build_request(ctx, *occupied_form)[1]
+    assert "not made by an export" in export_tab.build_request(ctx, *occupied_form)[1]
+    assert "not made by an export" in export_tab.build_request(ctx, *occupied_form[:-1], True)[1]  # whatever overwrite says
     assert export_tab.preview_command(ctx, *occupied_form).endswith(f"--out={taken.resolve()}")  # still shows the command
     req, problem = export_tab.build_request(ctx, str(ctx.runs_root / "r1" / "adapter"), "", "cat", 0.5, "model", "",
                                             "float32", [], False)

@@ -303,7 +303,7 @@ def test_data_tab_pages_and_renders_a_row(studio, tiny_model_dir):
 
     _, ctx = studio
     spec = C.load(ctx.presets()["tiny"]).data.datasets[0]
-    info, frame, page = data_tab._on_page(spec, 2, 5, "en")
+    info, frame, page = data_tab._on_page(ctx.access, spec, 2, 5, "en")
     assert "**alpaca** format" in info and page == 2 and frame["#"].tolist() == [5, 6, 7, 8, 9]
     html, stats = data_tab._on_render(ctx, spec, 3, str(tiny_model_dir), 1024, "en")
     assert "<span class='ts-trained'>3.<|im_end|>".replace("<|", "&lt;|").replace("|>", "|&gt;") in html

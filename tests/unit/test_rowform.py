@@ -149,7 +149,7 @@ def test_data_tab_form_fills_saves_in_format_refuses_and_undoes(tmp_path, defaul
     src = tmp_path / "chat.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     original = src.read_bytes()
-    filled = dfu.fill(str(src), 1, "en")
+    filled = dfu.fill(ctx.access, str(src), 1, "en")
     title, loaded, updates = filled[0], filled[1], dict(zip(dfu.FIELDS, filled[2:-2]))
     assert "**sharegpt** format" in title and loaded == {"spec": str(src), "row": 1, "format": "sharegpt"}
     assert updates["turns"]["visible"] and not updates["instruction"]["visible"] and filled[-1]["visible"]
@@ -168,7 +168,7 @@ def test_data_tab_form_fills_saves_in_format_refuses_and_undoes(tmp_path, defaul
     assert json.loads(out[-1]) == saved and src.read_bytes() == original  # the editor shows it; the original untouched
     stale = data_tab._on_form_save(ctx, "update", spec, *args, *values)  # loaded still names the original file
     assert "select the row in the table again" in stale[1] and stale[6] is False
-    loaded = dfu.fill(spec, 1, "en")[1]
+    loaded = dfu.fill(ctx.access, spec, 1, "en")[1]
     values[dfu.FIELDS.index("turns")] = [["user", "Q"], ["assistant", ""]]
     refused = data_tab._on_form_save(ctx, "update", spec, 1, model, 1024, 1, 10, "en", loaded, *values)
     assert "nothing was saved" in refused[1] and refused[6] is False and ds.open_dataset(spec).row(1) == saved
@@ -177,7 +177,7 @@ def test_data_tab_form_fills_saves_in_format_refuses_and_undoes(tmp_path, defaul
     assert "Saved version 3" in added[1] and ds.open_dataset(spec).row(2)["conversations"][1] == {"from": "gpt", "value": "A"}
     data_tab._on_edit(ctx, "undo", spec, 1, "", model, 1024, 1, 10, "en")
     assert len(ds.open_dataset(spec)) == 2
-    assert dfu.fill(str(tmp_path / "missing.jsonl"), 0, "en")[1] == {}  # nothing to show: every field hidden
+    assert dfu.fill(ctx.access, str(tmp_path / "missing.jsonl"), 0, "en")[1] == {}  # nothing to show: every field hidden
     from studio.engine.data.rowform import _FIELDS_OF
 
     assert {f for fields in _FIELDS_OF.values() for f in fields} == set(dfu.FIELDS)  # the UI has a box for every field

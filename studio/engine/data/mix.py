@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.engine.access import FULL, Access
 from studio.engine.data import formats as F
 from studio.engine.data.formats import DataError
 from studio.engine.data.view import cell, normalize, open_dataset
@@ -28,14 +29,15 @@ class MixPart:
     ratio: float = 0.0  # share of ``total`` (with a total); ratios are relative to each other
 
 
-def plan_mix(parts: list[MixPart], total: int = 0, seed: int = 0) -> dict:
-    """Which rows of each dataset the mix takes: {kind, total, parts: [{spec, format, rows, wanted, taken, indices}]}."""
+def plan_mix(parts: list[MixPart], total: int = 0, seed: int = 0, access: Access = FULL) -> dict:
+    """Which rows of each dataset the mix takes: {kind, total, parts: [{spec, format, rows, wanted, taken, indices}]}.
+    ``access``: the caller's policy for reading the datasets (engine/access.py)."""
     if not parts:
         raise DataError("add at least one dataset to the mix")
     ratios = sum(p.ratio for p in parts if p.ratio > 0)
     out, kinds = [], set()
     for k, part in enumerate(parts):
-        view = open_dataset(part.spec)
+        view = open_dataset(part.spec, access=access)
         if view.format_error:
             raise DataError(f"{part.spec}: {view.format_error}")
         kinds.add(F.kind_of(view.format))
@@ -81,12 +83,14 @@ def _summary(norm: dict) -> str:
 
 
 def save_mix(plan: dict, name: str, root: Path | None = None):
-    """Write the mix as a JSONL of normalised rows into a new workspace; returns the Workspace."""
-    from studio.engine.data.workspace import Workspace
+    """Write the mix as a JSONL of normalised rows into a new workspace; returns the Workspace. ``name`` becomes a
+    folder name (letters, digits, '.', '_', '-'): a name like ``../../x`` cannot reach outside."""
+    from studio.engine.data.workspace import Workspace, dataset_name
 
+    name = dataset_name(name or "mix")
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{name or 'mix'}.jsonl"
+        path = Path(tmp) / f"{name}.jsonl"
         with open(path, "w", encoding="utf-8") as fh:
             for _, _, norm in mixed_rows(plan):
                 fh.write(json.dumps(norm, ensure_ascii=False) + "\n")
-        return Workspace.create(path, name=name or "mix", root=root)
+        return Workspace.create(path, name=name, root=root)

@@ -18,6 +18,7 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from studio.engine.access import FULL, Access
 from studio.engine.data import dataset_info
 from studio.engine.data import formats as F
 from studio.engine.data.load import Rendered, parse_spec, render_example, resolve
@@ -100,12 +101,15 @@ class DatasetView:
 # Opening
 
 
-def open_dataset(spec: str | Path, mapping: dict | None = None) -> DatasetView:
+def open_dataset(spec: str | Path, mapping: dict | None = None, access: Access = FULL) -> DatasetView:
     """Open ``PATH``, ``FOLDER`` or ``FOLDER#ENTRY`` (a ``@MAX`` suffix is ignored: the studio shows every row).
 
     The format comes from dataset_info.json, else from ``mapping`` ({source column: role}), else is detected from the
     first row; when nothing matches, the view still opens (browse it, then map the columns) with ``format_error`` set.
+    ``access``: a web caller's policy (engine/access.py); the path must lie where it may read.
     """
+    if access.confined:
+        spec = access.spec(str(spec), "dataset")
     ref = parse_spec(str(spec))
     found = resolve(ref)
     entries, entry, pairs = found.entries, found.entry, found.files

@@ -38,6 +38,8 @@ from studio import paths
 from studio.engine.data import dataset_info
 from studio.engine.data.load import parse_spec
 from studio.engine.data.formats import DataError
+from studio.engine.access import FULL, Access
+from studio.engine.data.findreplace import compile_find
 from studio.engine.data.view import DatasetView, open_dataset, validate_row
 from studio.engine.data.rowfile import RowFile, atomic_write, rows_writer
 from studio.engine.data.versions import (VERSIONS, DiskFullError, StaleVersionError, Version, VersionStore, is_disk_full,
@@ -90,14 +92,16 @@ class Workspace:
     # -- creating ---------------------------------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, spec: str | Path, name: str = "", root: Path | None = None, mapping: dict | None = None) -> "Workspace":
-        """Copy the dataset behind ``spec`` (one file, or one dataset_info.json entry) into a new workspace."""
-        view = open_dataset(spec, mapping)
+    def create(cls, spec: str | Path, name: str = "", root: Path | None = None, mapping: dict | None = None,
+               access: Access = FULL) -> "Workspace":
+        """Copy the dataset behind ``spec`` (one file, or one dataset_info.json entry) into a new workspace
+        (``access``: the caller's policy for reading ``spec``)."""
+        view = open_dataset(spec, mapping, access=access)
         if len(view.files) != 1:
             raise DataError(f"{spec}: this dataset has {len(view.files)} files; open one file (or entry) to edit it")
         src = view.files[0].path
         root = Path(root or workspaces_root())
-        folder = _unique(root, _slug(name or view.entry or src.stem))
+        folder = _unique(root, dataset_name(name or view.entry or src.stem))
         tmp = root / f".{folder.name}.creating"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
@@ -195,8 +199,6 @@ class Workspace:
         Every changed row is validated; one failure refuses the whole replacement. Returns the counts and the version.
         The pattern is bounded in size and in time (this runs in the UI process): DataError past a limit, nothing saved.
         """
-        from studio.engine.data.findreplace import compile_find
-
         pattern = compile_find(find, replace, regex=regex, case_sensitive=case_sensitive)
         view = self.view()
         items: list = []
@@ -363,6 +365,20 @@ def _fill(tmp: Path, name: str, view: DatasetView, src: Path, spec) -> None:
 
 def _dumps(obj) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+
+
+def open_workspace(spec: str, base: int | None = None, access: Access = FULL) -> "Workspace | None":
+    """The workspace behind a spec (its folder, ``#ENTRY`` ignored), or None when the spec is no editable copy.
+    ``base``: the version the caller's rows were read at (its edits are refused once a newer one exists)."""
+    folder = Path((spec or "").strip().split("#")[0]).expanduser()
+    if access.confined:
+        folder = access.path(folder, "dataset")
+    return Workspace(folder, base=base) if (folder / META).is_file() else None
+
+
+def dataset_name(text: str) -> str:
+    """A workspace folder name from a user's name: letters (CJK too), digits, '.', '_', '-'; never '..' or a path."""
+    return _slug(text)
 
 
 def _slug(text: str) -> str:

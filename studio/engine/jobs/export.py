@@ -139,9 +139,15 @@ def build_request(sources: list[str] | str, weights: str | list[float] | None = 
         raise RequestError(f"{len(folders)} folder(s) but {len(parsed or [])} weight(s): give one weight per folder",
                            "export.weights_count", n=len(folders), got=len(parsed or []))
     out = str(access.path((out_dir or "").strip() or default_out_dir([source_name(f) for f in folders]), "export folder"))
-    if check_out and occupied(out) and not overwrite:
-        raise RequestError(f"{out} exists and is not empty: pass overwrite to replace it, or choose another folder",
-                           "export.occupied", out=out)
+    if check_out and occupied(out):
+        from studio.engine.export.merge import is_export  # reads two small files; no torch
+
+        if not is_export(Path(out)):  # only an earlier export is ever replaced (the marker file it wrote)
+            raise RequestError(f"{out} exists, is not empty and was not made by a studio export: an export never "
+                               "replaces it; choose a new or empty folder", "export.not_export", out=out)
+        if not overwrite:
+            raise RequestError(f"{out} exists and is not empty (an earlier export): pass overwrite to replace it, or "
+                               "choose another folder", "export.occupied", out=out)
     return ExportRequest(sources=folders, out_dir=out, weights=parsed, combine=combine or "cat", density=float(density),
                          output=output or "model", dtype=dtype or "float32", gguf=list(gguf or []), overwrite=bool(overwrite))
 

@@ -41,8 +41,8 @@ def build(ctx: AppContext, tx: Texts, lang: gr.State) -> MixRefs:
     refs = MixRefs(table, total, seed, name, preview, save, message, rows)
     ui = dict(api_visibility="private")
     inputs = [table, total, seed, lang]
-    preview.click(on_preview, inputs, [message, rows], **ui)
-    save.click(on_save, [*inputs, name], [message, rows], **ui)
+    preview.click(lambda *a: on_preview(ctx.access, *a), inputs, [message, rows], **ui)
+    save.click(lambda *a: on_save(ctx.access, *a), [*inputs, name], [message, rows], **ui)
     return refs
 
 
@@ -59,10 +59,10 @@ def parts_from_table(frame) -> list:
     return parts
 
 
-def _plan(frame, total, seed):
+def _plan(access, frame, total, seed):
     from studio.engine.data.mix import plan_mix
 
-    return plan_mix(parts_from_table(frame), total=int(total or 0), seed=int(seed or 0))
+    return plan_mix(parts_from_table(frame), total=int(total or 0), seed=int(seed or 0), access=access)
 
 
 def _plan_text(plan: dict, lang: str) -> str:
@@ -71,24 +71,24 @@ def _plan_text(plan: dict, lang: str) -> str:
     return t("data.mix_plan", lang, total=plan["total"], kind=plan["kind"], parts=parts)
 
 
-def on_preview(frame, total, seed, lang: str) -> list:
+def on_preview(access, frame, total, seed, lang: str) -> list:
     from studio.engine.data.mix import preview_mix
     from studio.engine.data.formats import DataError
 
     try:
-        plan = _plan(frame, total, seed)
+        plan = _plan(access, frame, total, seed)
         return [_plan_text(plan, lang), preview_mix(plan, rows=20)]
     except (DataError, OSError, ValueError) as exc:
         gr.Warning(str(exc))
         return [t("err.generic", lang, error=exc), None]
 
 
-def on_save(frame, total, seed, lang: str, name: str) -> list:
+def on_save(access, frame, total, seed, lang: str, name: str) -> list:
     from studio.engine.data.mix import preview_mix, save_mix
     from studio.engine.data.formats import DataError
 
     try:
-        plan = _plan(frame, total, seed)
+        plan = _plan(access, frame, total, seed)
         ws = save_mix(plan, (name or "mix").strip())
     except (DataError, OSError, ValueError) as exc:
         gr.Warning(str(exc))

@@ -35,11 +35,13 @@ def build(tx: Texts) -> PruneRefs:
     return PruneRefs(keep, preview, confirm, gr.State({}))
 
 
-def wire(refs: PruneRefs, spec: gr.Textbox, lang: gr.State, seen: gr.State, message: gr.Markdown,
+def wire(access, refs: PruneRefs, spec: gr.Textbox, lang: gr.State, seen: gr.State, message: gr.Markdown,
          versions: gr.Dataframe) -> None:
     ui = dict(api_visibility="private")
-    refs.preview.click(on_prune_preview, [spec, refs.keep, lang, seen], [message, refs.confirm, refs.pending], **ui)
-    refs.confirm.click(on_prune, [spec, refs.pending, lang], [message, versions, refs.confirm, refs.pending], **ui)
+    refs.preview.click(lambda *a: on_prune_preview(access, *a), [spec, refs.keep, lang, seen],
+                       [message, refs.confirm, refs.pending], **ui)
+    refs.confirm.click(lambda *a: on_prune(access, *a), [spec, refs.pending, lang],
+                       [message, versions, refs.confirm, refs.pending], **ui)
 
 
 def errors() -> tuple:
@@ -49,30 +51,29 @@ def errors() -> tuple:
     return (DataError, ModelLoadError, OSError, ValueError, KeyError)
 
 
-def workspace(spec: str, base: int | None = None):
+def workspace(access, spec: str, base: int | None = None):
     """The Workspace behind a spec, or None when the spec is not an editable copy. ``base``: the version the session's
-    rows were read at (its edits are refused once another session saved a newer one)."""
-    from studio.engine.data.workspace import META, Workspace
+    rows were read at (its edits are refused once another session saved a newer one). ``access``: the page's policy."""
+    from studio.engine.data.workspace import open_workspace
 
-    folder = Path((spec or "").strip().split("#")[0]).expanduser()
-    return Workspace(folder, base=base) if (folder / META).is_file() else None
+    return open_workspace(spec, base, access=access)
 
 
-def seen_of(spec: str) -> dict:
+def seen_of(access, spec: str) -> dict:
     """{"spec", "version"}: the newest version of the editable copy behind ``spec`` (None for any other dataset)."""
     try:
-        ws = workspace(spec)
+        ws = workspace(access, spec)
     except errors():
         ws = None
     return {"spec": (spec or "").strip(), "version": ws.head.version if ws is not None else None}
 
 
-def tracked(handler, spec_of=None):
+def tracked(access, handler, spec_of=None):
     """``handler`` + the version its rows were read at, as a last output. The version is read *before* the rows: should
     another session save in between, the rows are newer than the version and an edit is refused, never the reverse."""
     def run(*args):
-        seen = seen_of(spec_of(*args[:2]) if spec_of else args[0])
-        return [*handler(*args), seen]
+        seen = seen_of(access, spec_of(*args[:2]) if spec_of else args[0])
+        return [*handler(access, *args), seen]
     return run
 
 
@@ -94,9 +95,9 @@ def edit_error(exc: Exception, lang: str) -> str:
     return t("err.generic", lang, error=exc)
 
 
-def versions_frame(spec: str):
+def versions_frame(access, spec: str):
     """The versions of the editable copy behind ``spec``, newest first (``file``: kept, or pruned by the user)."""
-    ws = workspace(spec)
+    ws = workspace(access, spec)
     if ws is None:
         return None
     kept = ws.kept_versions()
@@ -105,10 +106,10 @@ def versions_frame(spec: str):
                           "file": "kept" if v.version in kept else "pruned"} for v in reversed(ws.history())])
 
 
-def on_prune_preview(spec: str, keep, lang: str, seen: dict | None = None) -> list:
+def on_prune_preview(access, spec: str, keep, lang: str, seen: dict | None = None) -> list:
     """[message, confirm button, pending]: how many version files pruning would remove, before anything is removed."""
     try:
-        ws = workspace(spec, base_of(spec, seen))
+        ws = workspace(access, spec, base_of(spec, seen))
         if ws is None:
             return [t("data.prune_not_ws", lang), gr.update(visible=False), {}]
         keep = int(keep or 0)
@@ -122,15 +123,15 @@ def on_prune_preview(spec: str, keep, lang: str, seen: dict | None = None) -> li
     return [t("data.prune_preview", lang, keep=keep, n=len(gone), which=which), gr.update(visible=True), pending]
 
 
-def on_prune(spec: str, pending: dict | None, lang: str) -> list:
+def on_prune(access, spec: str, pending: dict | None, lang: str) -> list:
     """[message, versions, confirm button, pending]: prune exactly what the preview said, or refuse and remove nothing
     (another session saved or pruned since, or the spec now names another dataset)."""
     pending, hide = pending or {}, gr.update(visible=False)
     try:
-        ws = workspace(spec, base=pending.get("base"))
+        ws = workspace(access, spec, base=pending.get("base"))
         if ws is None or not pending or pending.get("spec") != ws.spec:
             return [t("data.prune_not_ws", lang), gr.skip(), hide, {}]
         n = ws.prune(pending["keep"], expect=pending["count"])
     except errors() as exc:
-        return [edit_error(exc, lang), versions_frame(spec), hide, {}]
-    return [t("data.prune_done", lang, n=n, keep=pending["keep"]), versions_frame(ws.spec), hide, {}]
+        return [edit_error(exc, lang), versions_frame(access, spec), hide, {}]
+    return [t("data.prune_done", lang, n=n, keep=pending["keep"]), versions_frame(access, ws.spec), hide, {}]

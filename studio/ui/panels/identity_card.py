@@ -107,10 +107,15 @@ def on_preview(lang: str, name_zh: str, name_en: str, author_zh: str, author_en:
 
 
 def on_save(ctx: AppContext, lang: str, name_zh: str, name_en: str, author_zh: str, author_en: str) -> str:
+    import tempfile
+
+    from studio.engine.data.uploads import save_upload
+
     try:
         names = identity.names_from(name_zh, name_en, author_zh, author_en)
-        path = _free_path(ctx.uploads_root / f"identity-{_slug(names['name_en'])}.jsonl")
-        identity.save_identity_dataset(path, **names)
+        with tempfile.TemporaryDirectory() as tmp:  # written whole, then kept under a name no other file has
+            rows = identity.save_identity_dataset(Path(tmp) / "identity.jsonl", **names)
+            path = save_upload(rows, ctx.uploads_root, f"identity-{names['name_en']}.jsonl")
     except (ValueError, OSError) as exc:
         return t("err.generic", lang, error=str(exc))
     n = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
@@ -181,19 +186,6 @@ def chat_target(run: str | None) -> str | None:
         if (Path(run) / sub).is_dir():
             return str(Path(run) / sub)
     return None
-
-
-def _slug(text: str) -> str:
-    keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in text.strip())
-    return keep.strip("-").lower() or "model"
-
-
-def _free_path(path: Path) -> Path:
-    """``path`` or ``path-2``, ``path-3``…: saving never overwrites a dataset the user may have edited."""
-    candidate, n = path, 2
-    while candidate.exists():
-        candidate, n = path.with_name(f"{path.stem}-{n}{path.suffix}"), n + 1
-    return candidate
 
 
 def relabel(ctx: AppContext, refs: IdentityRefs, lang: str) -> dict:

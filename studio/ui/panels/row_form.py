@@ -60,7 +60,7 @@ def build(tx: Texts) -> FormRefs:
     return FormRefs(title, loaded, f, save, add)
 
 
-def fill(spec: str, row, lang: str) -> list:
+def fill(access, spec: str, row, lang: str) -> list:
     """[title, loaded, *one update per field, save, add]: the selected row's form (fields of other formats hidden)."""
     from studio.engine.data import view as ds
     from studio.engine.data.formats import DataError
@@ -68,7 +68,7 @@ def fill(spec: str, row, lang: str) -> list:
 
     spec = (spec or "").strip()
     try:
-        view = ds.open_dataset(spec)
+        view = ds.open_dataset(spec, access=access)
         index = int(row or 0)
         raw = view.row(index)
         try:
@@ -98,14 +98,14 @@ def _field_update(name: str, fields: dict):
     return gr.update(value=value, visible=True)
 
 
-def row_from_form(spec: str, row, loaded: dict, values: list, lang: str) -> dict:
+def row_from_form(access, spec: str, row, loaded: dict, values: list, lang: str) -> dict:
     """The selected row with the form's edits, in the dataset's own format (saved in place, or added as a new row)."""
     from studio.engine.data import view as ds
     from studio.engine.data.formats import DataError
     from studio.engine.data.rowform import form_to_row, row_to_form
 
     spec, index = (spec or "").strip(), int(row or 0)
-    view = ds.open_dataset(spec)
+    view = ds.open_dataset(spec, access=access)
     fs = view.format_of(index)
     if (loaded or {}).get("spec") != spec or loaded.get("row") != index or loaded.get("format") != fs.format:
         raise DataError(t("data.form_stale", lang, row=index))  # the form shows another row: never save it here

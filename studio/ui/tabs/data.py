@@ -170,29 +170,36 @@ def _wire(ctx: AppContext, refs: DataRefs, lang: gr.State) -> None:
     opened = [refs.info, refs.rows, refs.page, refs.entry, refs.map_box, refs.map_columns, *refs.map_roles, refs.versions,
               refs.editor, seen]
     open_in = [refs.spec, refs.page_size, refs.search, lang]
-    refs.load.click(dv.tracked(_on_open), open_in, opened, **ui)
-    refs.spec.submit(dv.tracked(_on_open), open_in, opened, **ui)
-    refs.entry.input(dv.tracked(lambda s, e, n, q, lg: _on_open(_with_entry(s, e), n, q, lg, spec_out=True), _with_entry),
+    acc = ctx.access  # what the page may read and run (engine/access.py): every handler below passes it on
+    refs.load.click(dv.tracked(acc, _on_open), open_in, opened, **ui)
+    refs.spec.submit(dv.tracked(acc, _on_open), open_in, opened, **ui)
+    refs.entry.input(dv.tracked(acc, lambda a, s, e, n, q, lg: _on_open(a, _with_entry(s, e), n, q, lg, spec_out=True),
+                                _with_entry),
                      [refs.spec, refs.entry, refs.page_size, refs.search, lang], [*opened[:-1], refs.spec, seen], **ui)
     page_in = [refs.spec, refs.page, refs.page_size, lang, refs.search]
     page_outs = [refs.info, refs.rows, refs.page, seen]
-    refs.prev.click(dv.tracked(lambda s, p, n, lg, q: _on_page(s, (p or 1) - 1, n, lg, q)), page_in, page_outs, **ui)
-    refs.next.click(dv.tracked(lambda s, p, n, lg, q: _on_page(s, (p or 1) + 1, n, lg, q)), page_in, page_outs, **ui)
-    refs.page.submit(dv.tracked(_on_page), page_in, page_outs, **ui)
-    refs.search.submit(dv.tracked(lambda s, p, n, lg, q: _on_page(s, 1, n, lg, q)), page_in, page_outs, **ui)
-    refs.page_size.change(dv.tracked(lambda s, p, n, lg, q: _on_page(s, 1, n, lg, q) if s else [gr.skip()] * 3), page_in,
-                          page_outs, **ui)
+    refs.prev.click(dv.tracked(acc, lambda a, s, p, n, lg, q: _on_page(a, s, (p or 1) - 1, n, lg, q)), page_in,
+                    page_outs, **ui)
+    refs.next.click(dv.tracked(acc, lambda a, s, p, n, lg, q: _on_page(a, s, (p or 1) + 1, n, lg, q)), page_in,
+                    page_outs, **ui)
+    refs.page.submit(dv.tracked(acc, _on_page), page_in, page_outs, **ui)
+    refs.search.submit(dv.tracked(acc, lambda a, s, p, n, lg, q: _on_page(a, s, 1, n, lg, q)), page_in, page_outs, **ui)
+    refs.page_size.change(dv.tracked(acc, lambda a, s, p, n, lg, q: _on_page(a, s, 1, n, lg, q) if s else
+                                     [gr.skip()] * 3), page_in, page_outs, **ui)
     form_outs = [refs.form.title, refs.form.loaded, *refs.form.components, refs.form.save, refs.form.add]
-    refs.rows.select(_on_row_select, [refs.spec, refs.page, refs.page_size], [refs.row, refs.editor], **ui).then(
-        row_form.fill, [refs.spec, refs.row, lang], form_outs, **ui)
+    def row_selected(spec, page, size, evt: gr.SelectData):  # gradio passes the event by this annotation
+        return _on_row_select(acc, spec, page, size, evt)
+
+    refs.rows.select(row_selected, [refs.spec, refs.page, refs.page_size], [refs.row, refs.editor], **ui).then(
+        lambda s, r, lg: row_form.fill(acc, s, r, lg), [refs.spec, refs.row, lang], form_outs, **ui)
     refs.render.click(lambda s, r, m, c, lg: _on_render(ctx, s, r, m, c, lg), [refs.spec, refs.row, refs.model, refs.cutoff, lang],
                       [refs.rendered, refs.render_info], **ui)
     refs.stats_btn.click(lambda s, m, c, lg: _on_stats(ctx, s, m, c, lg), [refs.spec, refs.model, refs.cutoff, lang],
                          [refs.stats_md, refs.histogram], **ui)
-    refs.apply_map.click(_on_apply_mapping, [refs.spec, refs.map_columns, *refs.map_roles, refs.page_size, lang],
+    refs.apply_map.click(lambda *a: _on_apply_mapping(acc, *a), [refs.spec, refs.map_columns, *refs.map_roles, refs.page_size, lang],
                          [refs.spec, *opened], **ui)
     saved = gr.State(False)  # whether the last edit saved: only then the form is refilled (a refused save keeps the form)
-    refill = dict(fn=lambda s, r, lg, ok: row_form.fill(s, r, lg) if ok else [gr.skip()] * len(form_outs),
+    refill = dict(fn=lambda s, r, lg, ok: row_form.fill(acc, s, r, lg) if ok else [gr.skip()] * len(form_outs),
                   inputs=[refs.spec, refs.row, lang, saved], outputs=form_outs, **ui)
     edited = [refs.spec, refs.edit_msg, refs.info, refs.rows, refs.page, refs.versions, seen, saved]
     common = [refs.spec, refs.row, refs.editor, refs.model, refs.cutoff, refs.page, refs.page_size, lang]
@@ -209,7 +216,7 @@ def _wire(ctx: AppContext, refs: DataRefs, lang: gr.State) -> None:
     for button, action in ((form.save, "update"), (form.add, "add")):
         button.click(lambda *a, _act=action: _on_form_save(ctx, _act, *a[:-1], seen=a[-1]), [*form_in, seen],
                      [*edited[:6], saved, seen, refs.editor], **ui).then(**refill)
-    dv.wire(refs.prune, refs.spec, lang, seen, refs.edit_msg, refs.versions)
+    dv.wire(acc, refs.prune, refs.spec, lang, seen, refs.edit_msg, refs.versions)
 
 
 def _saved(outputs: list) -> list:
@@ -250,10 +257,10 @@ def _with_entry(spec: str, entry: str) -> str:
     return f"{base}#{entry}" if entry else base
 
 
-def _summary(view, spec: str, lang: str, matches: int | None = None) -> str:
+def _summary(access, view, spec: str, lang: str, matches: int | None = None) -> str:
     cols = ", ".join(f"`{c}`" for c in view.columns[:12])
     text = t("data.detected", lang, fmt=view.format, n=len(view), cols=cols, src=spec)
-    ws = dv.workspace(spec)
+    ws = dv.workspace(access, spec)
     if ws is not None:
         text += t("data.workspace", lang, v=ws.head.version)
     if matches is not None:
@@ -263,7 +270,7 @@ def _summary(view, spec: str, lang: str, matches: int | None = None) -> str:
     return text
 
 
-def _on_page(spec: str, page: int | None, size: int, lang: str, query: str = "") -> list:
+def _on_page(access, spec: str, page: int | None, size: int, lang: str, query: str = "") -> list:
     """[summary, the page's rows, page number] (with ``query``: pages over the matching rows)."""
     from studio.engine.data import view as ds
 
@@ -271,23 +278,23 @@ def _on_page(spec: str, page: int | None, size: int, lang: str, query: str = "")
     if not spec:
         return [t("data.empty", lang), None, 1]
     try:
-        view = ds.open_dataset(spec)
+        view = ds.open_dataset(spec, access=access)
         out = ds.page(view, int(page or 1), int(size or 10), query=(query or "").strip())
     except _errors() as exc:
         gr.Warning(str(exc))
         return [t("err.generic", lang, error=exc), None, 1]
-    summary = _summary(view, spec, lang, out["total"] if query else None)
+    summary = _summary(access, view, spec, lang, out["total"] if query else None)
     return [f"{summary} · {t('data.page', lang)} {out['page']}/{out['pages']}", out["frame"], out["page"]]
 
 
-def _on_open(spec: str, size: int, query: str, lang: str, spec_out: bool = False) -> list:
+def _on_open(access, spec: str, size: int, query: str, lang: str, spec_out: bool = False) -> list:
     """Everything the tab shows about a dataset: summary + page 1, entries, the mapping form, versions."""
     from studio.engine.data import view as ds
 
-    info, frame, page = _on_page(spec, 1, size, lang, query)
+    info, frame, page = _on_page(access, spec, 1, size, lang, query)
     hidden = [gr.update(visible=False)] * N_MAP
     try:
-        view = ds.open_dataset((spec or "").strip()) if (spec or "").strip() else None
+        view = ds.open_dataset((spec or "").strip(), access=access) if (spec or "").strip() else None
     except _errors():
         view = None
     if view is None:
@@ -300,7 +307,7 @@ def _on_open(spec: str, size: int, query: str, lang: str, spec_out: bool = False
         [gr.update(visible=False)] * (N_MAP - len(columns))
     map_box = gr.update(visible=True, open=bool(view.format_error))
     template = json.dumps(ds.row_template(view.formats[0] if view.formats else None), ensure_ascii=False, indent=2)
-    out = [info, frame, page, entry, map_box, columns, *roles, dv.versions_frame(spec), template]
+    out = [info, frame, page, entry, map_box, columns, *roles, dv.versions_frame(access, spec), template]
     return out + ([spec] if spec_out else [])
 
 
@@ -312,7 +319,7 @@ def _current_mapping(view) -> dict:
     return {col: role for role, col in fs.columns.items() if col in view.columns and role in ROLE_CHOICES}
 
 
-def _on_row_select(spec: str, page: int | None, size: int, evt: gr.SelectData) -> list:
+def _on_row_select(access, spec: str, page: int | None, size: int, evt: gr.SelectData) -> list:
     """The selected row's number (from its '#' cell) and its JSON in the editor."""
     from studio.engine.data import view as ds
 
@@ -321,7 +328,7 @@ def _on_row_select(spec: str, page: int | None, size: int, evt: gr.SelectData) -
     values = getattr(evt, "row_value", None)
     try:
         index = int(values[0]) if values else (int(page or 1) - 1) * int(size) + int(evt.index[0])
-        row = ds.open_dataset(spec.strip()).row(index)
+        row = ds.open_dataset(spec.strip(), access=access).row(index)
     except (*_errors(), TypeError):
         return [gr.skip(), gr.skip()]
     return [index, json.dumps(row, ensure_ascii=False, indent=2)]
@@ -331,7 +338,7 @@ def _on_render(ctx: AppContext, spec: str, row: int | None, model: str, cutoff: 
     from studio.engine.data import view as ds
 
     try:
-        view = ds.open_dataset((spec or "").strip())
+        view = ds.open_dataset((spec or "").strip(), access=ctx.access)
         if not 0 <= int(row or 0) < len(view):
             return ["", t("data.no_row", lang, row=row, n=len(view))]
         out = ds.render_row(view, int(row or 0), ctx.tokenizer(model or "default"), cutoff_len=int(cutoff or 1024))
@@ -360,7 +367,7 @@ def _on_stats(ctx: AppContext, spec: str, model: str, cutoff: int | None, lang: 
     from studio.engine.data import view as ds
 
     try:
-        view = ds.open_dataset((spec or "").strip())
+        view = ds.open_dataset((spec or "").strip(), access=ctx.access)
         st = ds.stats(view, ctx.tokenizer(model or "default"), int(cutoff or 1024), token_sample=STATS_TOKEN_SAMPLE)
     except _errors() as exc:
         gr.Warning(str(exc))
@@ -376,7 +383,7 @@ def _on_stats(ctx: AppContext, spec: str, model: str, cutoff: int | None, lang: 
     return [md, hist]
 
 
-def _on_apply_mapping(spec: str, columns: list, *rest) -> list:
+def _on_apply_mapping(access, spec: str, columns: list, *rest) -> list:
     *roles, size, lang = rest
     from studio.engine.data.workspace import Workspace
 
@@ -386,26 +393,26 @@ def _on_apply_mapping(spec: str, columns: list, *rest) -> list:
     try:
         if not mapping:
             raise DataError("give at least one column a role")
-        ws = dv.workspace(spec)
+        ws = dv.workspace(access, spec)
         if ws is None:
-            ws = Workspace.create((spec or "").strip(), mapping=mapping)
+            ws = Workspace.create((spec or "").strip(), mapping=mapping, access=access)
         else:
             ws.set_mapping(mapping)
     except _errors() as exc:
         gr.Warning(str(exc))
         return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * (N_MAP + 8)
     gr.Info(t("data.mapped", lang, path=ws.root))
-    return [ws.spec, *dv.tracked(_on_open)(ws.spec, size, "", lang)]
+    return [ws.spec, *dv.tracked(access, _on_open)(ws.spec, size, "", lang)]
 
 
-def _editable(spec: str, lang: str, base: int | None = None):
+def _editable(access, spec: str, lang: str, base: int | None = None):
     """The editable copy of ``spec`` (made on the first edit: the original is never written) and a note when it is new."""
     from studio.engine.data.workspace import Workspace
 
-    ws = dv.workspace(spec, base)
+    ws = dv.workspace(access, spec, base)
     if ws is not None:
         return ws, ""
-    ws = Workspace.create(spec)
+    ws = Workspace.create(spec, access=access)
     return ws, t("data.copied", lang, path=ws.root, src=spec) + "\n\n"
 
 
@@ -417,10 +424,10 @@ def _on_edit(ctx: AppContext, action: str, spec, row, editor, model, cutoff, pag
     an edit from an older version than the newest is refused."""
     spec = (spec or "").strip()
     try:
-        ws, note = _editable(spec, lang, dv.base_of(spec, seen))
+        ws, note = _editable(ctx.access, spec, lang, dv.base_of(spec, seen))
         if action == "copy":
             return [ws.spec, note or t("data.copied", lang, path=ws.root, src=ws.meta["source"]),
-                    *_refresh(ws, page, size, lang)]
+                    *_refresh(ctx.access, ws, page, size, lang)]
         tok = ctx.tokenizer(model or "default") if action in ("update", "add") else None
         version = _apply(ws, action, row, editor, tok, int(cutoff or 1024), version)
     except json.JSONDecodeError as exc:
@@ -428,7 +435,7 @@ def _on_edit(ctx: AppContext, action: str, spec, row, editor, model, cutoff, pag
     except _errors() as exc:
         return [gr.skip(), dv.edit_error(exc, lang)] + [gr.skip()] * 5
     msg = note + t("data.saved", lang, v=version.version, action=version.action, detail=version.detail)
-    return [ws.spec, msg, *_refresh(ws, page, size, lang)]
+    return [ws.spec, msg, *_refresh(ctx.access, ws, page, size, lang)]
 
 
 def _on_form_save(ctx: AppContext, action: str, spec, row, model, cutoff, page, size, lang, loaded, *values,
@@ -437,7 +444,7 @@ def _on_form_save(ctx: AppContext, action: str, spec, row, model, cutoff, page, 
 
     [spec, message, info, rows, page, versions, saved, seen, editor text]."""
     try:
-        new = row_form.row_from_form(spec, row, loaded, list(values), lang)
+        new = row_form.row_from_form(ctx.access, spec, row, loaded, list(values), lang)
     except _errors() as exc:
         gr.Warning(str(exc))
         return [gr.skip(), t("err.generic", lang, error=exc)] + [gr.skip()] * 4 + [False, gr.skip(), gr.skip()]
@@ -461,26 +468,26 @@ def _apply(ws, action: str, row, editor: str, tok, cutoff: int, version):
     return ws.restore(int(version or 0))
 
 
-def _refresh(ws, page, size, lang) -> list:
+def _refresh(access, ws, page, size, lang) -> list:
     """[info, rows, page, versions, seen] after a save (the version read before the rows: see ``data_versions.tracked``)."""
-    seen = dv.seen_of(ws.spec)
-    info, frame, number = _on_page(ws.spec, page, size, lang)
-    return [info, frame, number, dv.versions_frame(ws.spec), seen]
+    seen = dv.seen_of(access, ws.spec)
+    info, frame, number = _on_page(access, ws.spec, page, size, lang)
+    return [info, frame, number, dv.versions_frame(access, ws.spec), seen]
 
 
 def _on_replace(ctx: AppContext, spec, row, editor, model, cutoff, page, size, lang, find, replace, column, regex,
                 seen: dict | None = None) -> list:
     spec = (spec or "").strip()
     try:
-        ws, note = _editable(spec, lang, dv.base_of(spec, seen))
+        ws, note = _editable(ctx.access, spec, lang, dv.base_of(spec, seen))
         out = ws.replace_text(find or "", replace or "", column=(column or "").strip(), regex=bool(regex),
                               tokenizer=ctx.tokenizer(model or "default"), cutoff_len=int(cutoff or 1024))
     except _errors() as exc:
         return [gr.skip(), dv.edit_error(exc, lang)] + [gr.skip()] * 5
     if not out["rows_changed"]:
-        return [ws.spec, note + t("data.no_match", lang), *_refresh(ws, page, size, lang)]
+        return [ws.spec, note + t("data.no_match", lang), *_refresh(ctx.access, ws, page, size, lang)]
     msg = note + t("data.replaced", lang, n=out["replacements"], rows=out["rows_changed"], v=out["version"]["version"])
-    return [ws.spec, msg, *_refresh(ws, page, size, lang)]
+    return [ws.spec, msg, *_refresh(ctx.access, ws, page, size, lang)]
 
 
 def relabel(ctx: AppContext, refs: DataRefs, lang: str) -> dict:
