@@ -194,6 +194,32 @@ def resolve_auth(args: argparse.Namespace, say=print) -> tuple[str, str] | None:
     return None
 
 
+SHARE_PROBE_S = 3.0  # how long --share may wait to learn there is no internet before it serves locally only
+
+
+def share_reachable(timeout: float = SHARE_PROBE_S) -> bool:
+    """Whether gradio's share server accepts a connection within ``timeout`` s. Offline, with a network that does not
+    answer, ``launch(share=True)`` would first wait out a DNS timeout and a 30 s HTTP one (the page up, no URL printed)."""
+    import os
+    import socket
+    import threading
+
+    host, _, port = (os.environ.get("GRADIO_SHARE_SERVER_ADDRESS") or "api.gradio.app:443").rpartition(":")
+    ok: list[bool] = []
+
+    def probe() -> None:  # in a thread: a name lookup cannot be given a timeout
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+            ok.append(True)
+        except (OSError, ValueError):
+            pass
+
+    thread = threading.Thread(target=probe, name="studio-share-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(ok)
+
+
 def launch_options() -> dict:
     """The look and server options every launch uses (tests launch with the same)."""
     # system fonts: the default theme would fetch Google fonts, which an offline machine cannot
@@ -212,8 +238,11 @@ def serve(args: argparse.Namespace) -> int:
     ctx = AppContext.create(lang=args.lang, runs_root=args.runs_dir or None)
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=4)
+    share = args.share and share_reachable()
+    if args.share and not share:
+        print(f"[studio] --share: the share server did not answer within {SHARE_PROBE_S:g} s (no internet?)", flush=True)
     try:
-        _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+        _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=share, auth=auth,
                                               prevent_thread_lock=True, **launch_options())
     except OSError as exc:
         print(f"[studio] cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
