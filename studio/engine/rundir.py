@@ -7,6 +7,8 @@ Layout of ``$STUDIO_HOME/runs/<id>/``::
     status.json      {"state": queued|running|finished|failed|aborted, "pid", "exit_code", "step", "max_steps", ...}
     metrics.jsonl    one JSON object per logging step (step, epoch, loss, lr, grad_norm, tokens_per_s, elapsed, eta, ...);
                      eval lines carry eval_loss; the trainer appends, readers never write
+    metrics.superseded.jsonl  lines a resumed run took out of metrics.jsonl: steps after the checkpoint it resumed
+                     from (trained again), and any broken line (a killed or disk-full write)
     train.log        everything the run printed
     data_report.json rows per dataset, truncated / skipped counts
     checkpoints/     checkpoint-<step>/ folders (resume, best model)
@@ -25,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from studio.engine.jobs import child
-from studio.engine.jobs.child import atomic_write_text  # noqa: F401  (re-exported: the run folder's writers use it)
+from studio.engine.jobs.child import atomic_write_text  # the run folder's writers use it (re-exported)
 
 CONFIG = "config.yaml"
 COMMAND = "command.txt"
 STATUS = "status.json"
 METRICS = "metrics.jsonl"
+SUPERSEDED_METRICS = "metrics.superseded.jsonl"
 LOG = "train.log"
 DATA_REPORT = "data_report.json"
 STOP = "STOP"
@@ -84,6 +87,32 @@ def write_status(run_dir: Path, **fields) -> dict:
 def append_metrics(run_dir: Path, record: dict) -> None:
     with open(Path(run_dir) / METRICS, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def supersede_metrics_after(run_dir: Path, step: int) -> int:
+    """Before a run resumes at ``step``: move the lines of later steps (the interrupted attempt logged them, then died
+    before a checkpoint kept them; they are trained again) and any broken line out of metrics.jsonl, into
+    metrics.superseded.jsonl. The curve then has each step once, in order; no line is thrown away. Returns how many moved."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return 0
+    text = path.read_text(encoding="utf-8")
+    keep, moved = [], []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None  # half a line from a killed or disk-full write
+        logged = record.get("step") if isinstance(record, dict) else None
+        (moved if record is None or (isinstance(logged, int) and logged > step) else keep).append(line)
+    if moved:
+        with open(Path(run_dir) / SUPERSEDED_METRICS, "a", encoding="utf-8") as fh:
+            fh.write("".join(f"{line}\n" for line in moved))
+    if moved or not text.endswith("\n"):
+        atomic_write_text(path, "".join(f"{line}\n" for line in keep))
+    return len(moved)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -18,12 +18,11 @@ import os
 import secrets
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 
 from studio import paths
-from studio.ui import api, guard, limits
+from studio.ui import api, guard, limits, share
 from studio.ui.common import tuned_outputs
 from studio.ui.context import AppContext
 from studio.ui.flags import AUTH_ENV, parse_args
@@ -204,7 +203,7 @@ def resolve_auth(args: argparse.Namespace, say=print) -> tuple[str, str] | None:
         return user, password
     if args.share:
         password = secrets.token_urlsafe(12)
-        where = write_share_login(SHARE_USER, password)
+        where = share.write_login(SHARE_USER, password)
         say(f"[studio] --share without --auth: the public link needs a login. user: {SHARE_USER}  password: {password}"
             f"  (also written to {where}, readable by you only)")
         return SHARE_USER, password
@@ -217,17 +216,6 @@ def resolve_auth(args: argparse.Namespace, say=print) -> tuple[str, str] | None:
         say(f"[studio] WARNING: --insecure-no-login: serving {args.host} without a login; anyone who can reach this port "
             "can start runs and read and write under the allowed folders.")
     return None
-
-
-def write_share_login(user: str, password: str) -> Path:
-    """Keep the generated share login in ``$STUDIO_HOME/share-login.txt`` (mode 0600), so it survives a closed terminal."""
-    path = paths.studio_home() / "share-login.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT: set it
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(f"user: {user}\npassword: {password}\n")
-    return path
 
 
 def make_guard(args: argparse.Namespace | None = None) -> guard.WebGuard:
@@ -263,8 +251,11 @@ def serve(args: argparse.Namespace) -> int:
     demo = build_app(ctx)
     demo.queue(default_concurrency_limit=4, max_size=limits.QUEUE_MAX)
     web_guard = make_guard(args)
+    public = args.share and share.reachable()
+    if args.share and not public:
+        print(f"[studio] --share: the share server did not answer within {share.PROBE_S:g} s (no internet?)", flush=True)
     try:
-        _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,
+        _, local_url, share_url = demo.launch(server_name=args.host, server_port=args.port, share=public, auth=auth,
                                               prevent_thread_lock=True, **launch_options(web_guard))
     except OSError as exc:
         print(f"[studio] cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)

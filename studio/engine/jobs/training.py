@@ -264,7 +264,10 @@ class JobManager:
                 fields["error"] = status.get("error") or f"the training process {why}"
             fields["ended_at"] = time.time()
         if fields:
-            rundir.write_status(job.run_dir, **fields)
+            try:
+                rundir.write_status(job.run_dir, **fields)
+            except OSError as exc:  # a full disk must not keep the queue stuck on a dead run; readers see it as ended
+                print(f"[studio] could not update {job.run_dir / rundir.STATUS}: {exc}", file=sys.stderr)
         self._last = job.run_dir
 
 

@@ -42,6 +42,12 @@ def _clean(value):
     return value
 
 
+def _saving(args, state, control) -> int | None:
+    """The step whose checkpoint the Trainer saves next (it saves right after on_step_end / on_epoch_end when asked).
+    The studio's own PPO loop passes no ``args`` and saves no checkpoints."""
+    return state.global_step if control.should_save and args is not None else None
+
+
 class RunFolderCallback(TrainerCallback):
     """Appends one metrics line per log event and keeps status.json current; honours the stop flag."""
 
@@ -54,11 +60,16 @@ class RunFolderCallback(TrainerCallback):
         self.last_tokens: tuple[float, float] | None = None  # (time, num_tokens) at the previous log
         self.last_status = 0.0
         self.aborted = False
+        self.saving_step: int | None = None  # a checkpoint of this step is being written (set until on_save)
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.time()
         self.first_step = state.global_step  # > 0 when resuming: ETA counts only steps done in this process
         self.last_tokens = (self.start, 0.0)
+        if state.is_world_process_zero and state.global_step > 0:  # resuming: later steps of the lost attempt train again
+            moved = rundir.supersede_metrics_after(self.run_dir, state.global_step)
+            if moved:
+                print(f"resume: {moved} metrics lines after step {state.global_step} moved to {rundir.SUPERSEDED_METRICS}")
         if state.is_world_process_zero:
             rundir.write_status(self.run_dir, state="running", step=state.global_step, max_steps=state.max_steps,
                                 epoch=state.epoch or 0.0, **self.extra)
@@ -68,11 +79,18 @@ class RunFolderCallback(TrainerCallback):
             self.aborted = True
             control.should_training_stop = True
             control.should_save = True  # a checkpoint, so `--resume` can continue from here
+        self.saving_step = _saving(args, state, control)
         now = time.time()
         if state.is_world_process_zero and (now - self.last_status > 1.0 or control.should_training_stop):
             self.last_status = now
             rundir.write_status(self.run_dir, step=state.global_step, max_steps=state.max_steps, epoch=state.epoch,
                                 elapsed=now - self.start, eta=self._eta(state, now))
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self.saving_step = _saving(args, state, control)
+
+    def on_save(self, args, state, control, **kwargs):
+        self.saving_step = None
 
     def _stop_agreed(self) -> bool:
         """Under DDP every process must stop at the same step (or the others hang in all-reduce): agree on the flag."""

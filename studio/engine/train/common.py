@@ -218,11 +218,13 @@ def write_data_report(run_dir: Path, report: dict) -> None:
     (run_dir / rundir.DATA_REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def fit(trainer, run_dir: Path, resume: bool):
-    """``trainer.train()``, from the run's latest checkpoint when resuming."""
-    checkpoint = latest_checkpoint(run_dir) if resume else None
+def fit(trainer, run_dir: Path, resume: bool, log=print):
+    """``trainer.train()``, from the run's latest complete checkpoint when resuming."""
+    checkpoint = latest_checkpoint(run_dir, log) if resume else None
     if resume and checkpoint is None:
-        raise FileNotFoundError(f"{run_dir / rundir.CHECKPOINTS}: no checkpoint to resume from")
+        raise FileNotFoundError(f"{run_dir / rundir.CHECKPOINTS}: no complete checkpoint to resume from")
+    if checkpoint is not None:
+        log(f"resuming from {checkpoint}")
     return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
 
@@ -235,6 +237,45 @@ def save_final(trainer, tokenizer, cfg: RunConfig, run_dir: Path) -> Path:
     return out
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = [p for p in (run_dir / rundir.CHECKPOINTS).glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
+# what a checkpoint folder holds once Trainer._save_checkpoint is done with it: the weights (one of these), the optimizer
+# and, written last, trainer_state.json (transformers 5: save_model, optimizer/scheduler, RNG state, then the state file)
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors", "model.safetensors.index.json",
+                "pytorch_model.bin", "pytorch_model.bin.index.json")
+OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin")
+TRAINER_STATE = "trainer_state.json"
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be resumed from, or None when it is complete. A save cut short (the trainer killed, the disk
+    full) leaves a folder without a readable trainer_state.json; a folder half deleted by checkpoint rotation may keep
+    the state file but lack the weights or the optimizer."""
+    state = Path(folder) / TRAINER_STATE
+    if not state.is_file():
+        return f"no {TRAINER_STATE}: its save was cut short"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{TRAINER_STATE} is unreadable ({type(exc).__name__}): its save was cut short"
+    if not any((Path(folder) / name).is_file() for name in WEIGHT_FILES):
+        return "no model weights"
+    if not any((Path(folder) / name).is_file() for name in OPTIMIZER_FILES):
+        return "no optimizer state"
+    return None
+
+
+def checkpoint_step(folder: Path) -> int | None:
+    tail = Path(folder).name.rpartition("-")[2]
+    return int(tail) if Path(folder).name.startswith("checkpoint-") and tail.isdigit() else None
+
+
+def latest_checkpoint(run_dir: Path, log=print) -> Path | None:
+    """The newest complete ``checkpoints/checkpoint-<step>``; each newer, incomplete one is named in the log and left
+    as it is (nothing is deleted: a user may still want to look at it)."""
+    root = Path(run_dir) / rundir.CHECKPOINTS
+    found = [p for p in root.glob("checkpoint-*") if p.is_dir() and checkpoint_step(p) is not None]
+    for folder in sorted(found, key=checkpoint_step, reverse=True):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder
+        log(f"resume: skipping {folder} (incomplete: {problem})")
+    return None

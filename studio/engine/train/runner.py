@@ -6,7 +6,9 @@ keep status.json true (running -> finished | failed | aborted), dispatch to the 
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -65,14 +67,23 @@ class _Tee:
 
     def __init__(self, stream, log_file):
         self.stream, self.log_file = stream, log_file
+        self.log_failed = False
 
     def write(self, text):
         try:
             self.stream.write(text)
         except (ValueError, OSError):  # the terminal went away; the log is what matters
             pass
-        self.log_file.write(text)
-        self.log_file.flush()
+        try:
+            self.log_file.write(text)
+            self.log_file.flush()
+        except OSError as exc:  # a full disk: printing must not turn into a second failure; the terminal still has it
+            if not self.log_failed:
+                self.log_failed = True
+                try:
+                    self.stream.write(f"\n[studio] train.log cannot be written: {exc}\n")
+                except (ValueError, OSError):
+                    pass
         return len(text)
 
     def flush(self):
@@ -110,6 +121,7 @@ def run(cfg: C.RunConfig, run_dir: Path, resume: bool = False, command: list[str
     log_file = open(run_dir / rundir.LOG, "a", encoding="utf-8")
     old = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Tee(old[0], log_file), _Tee(old[1], log_file)
+    callback = None
     try:
         print(f"run folder: {run_dir}")
         callback = RunFolderCallback(run_dir, stop)
@@ -119,17 +131,78 @@ def run(cfg: C.RunConfig, run_dir: Path, resume: bool = False, command: list[str
         print(f"{state}: {result.get('output')}")
         return 0
     except BaseException as exc:  # every failure must end in status.json, KeyboardInterrupt included
-        if isinstance(exc, user_errors()):  # the user can fix these: the message says what, a traceback would bury it
-            print(f"error: {exc}", file=sys.stderr)
-            message = str(exc)
-        else:
+        user = isinstance(exc, user_errors())  # the user can fix these: the message says what, a traceback would bury it
+        if not user:
             traceback.print_exc()
-            message = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-        rundir.write_status(run_dir, state="failed", exit_code=1, ended_at=time.time(), error=message[-2000:])
+        try:
+            full = disk_full_message(exc, run_dir, callback.saving_step if callback else None)
+        except Exception:  # naming the failure must never become a second one
+            full = None
+        message = full or (str(exc) if user else "".join(traceback.format_exception_only(type(exc), exc)).strip())
+        if full or user:
+            print(f"error: {message}", file=sys.stderr)
+        _record_failure(run_dir, message)
         return 1
     finally:
         sys.stdout, sys.stderr = old
-        log_file.close()
+        try:
+            log_file.close()
+        except OSError:  # what a full disk refused is in the terminal (stdout.log under the studio) instead
+            pass
+
+
+def _record_failure(run_dir: Path, message: str) -> None:
+    try:
+        rundir.write_status(run_dir, state="failed", exit_code=1, ended_at=time.time(), error=message[-2000:])
+    except OSError as exc:  # a full disk may refuse even this; the studio then reports the run as ended without a word
+        print(f"error: could not record the failure in {run_dir / rundir.STATUS}: {exc}", file=sys.stderr)
+
+
+LOW_SPACE_BYTES = 1 << 20  # a checkpoint save that fails with less than this left on its disk failed for want of space
+
+
+def disk_full(exc: BaseException, path: Path | None = None) -> bool:
+    """The error of a full disk: ENOSPC/EDQUOT anywhere in the exception chain, or the words libraries put in their own
+    errors (safetensors: "No space left on device (os error 28)"); with ``path``, also any error while that disk has
+    almost nothing left (torch.save hides ENOSPC behind "unexpected pos ...")."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(words in str(seen) for words in ("No space left on device", "os error 28", "Disk quota exceeded")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if path is None or not isinstance(exc, Exception):
+        return False
+    try:
+        return shutil.disk_usage(path).free < LOW_SPACE_BYTES
+    except OSError:
+        return False
+
+
+def disk_full_message(exc: BaseException, run_dir: Path, saving_step: int | None) -> str | None:
+    """"disk full while saving checkpoint ..." (or "... while writing FILE") with what the user can do, or None when
+    ``exc`` is not a full disk. A checkpoint the failed save left half written is removed, to give status.json room."""
+    from studio.engine.train import common
+
+    folder = run_dir / rundir.CHECKPOINTS / f"checkpoint-{saving_step}" if saving_step is not None else None
+    if not disk_full(exc, folder.parent if folder is not None and folder.parent.is_dir() else None):
+        return None
+    removed = ""
+    if folder is not None and folder.is_dir() and common.checkpoint_problem(folder) is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        removed = " (its partial folder was removed to free space)"
+    previous = common.latest_checkpoint(run_dir, log=lambda _msg: None)
+    then = (f"the last complete checkpoint, {previous.name}, is kept: free some space, then continue with "
+            f"`studio train {run_dir / rundir.CONFIG} --resume`" if previous else
+            "there is no complete checkpoint yet: free some space, then start the run again")
+    what = f"saving checkpoint {folder}{removed}" if folder else f"writing {getattr(exc, 'filename', None) or run_dir}"
+    return f"disk full while {what}: {_short_error(exc)}; {then}"
+
+
+def _short_error(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
