@@ -148,6 +148,12 @@ class TrainingSection:
                             advanced=True)
     num_threads: int = opt(0, "CPU threads for torch (0: all physical cores).", min=0, max=1024, help_zh="CPU 线程数",
                            advanced=True)
+    row_attention: bool = opt(True, "Padding-free batches: attend within each packed row with causal SDPA instead of one "
+                              "block-diagonal mask over the pack (exact, less work).", help_zh="无填充批次中按行计算注意力（精确且更快）",
+                              advanced=True)
+    labeled_lm_head: bool = opt(True, "SFT/DPO/KTO: project only the positions that are trained on through the LM head, in "
+                                "the weights' dtype, instead of TRL's all-position chunked head (exact up to rounding).",
+                                help_zh="只对参与训练的位置计算语言模型头（SFT/DPO/KTO）", advanced=True)
 
 
 @dataclass

@@ -204,6 +204,32 @@ def optimizer(cfg: RunConfig, params, num_training_steps: int):
                               num_training_steps=num_training_steps)
 
 
+def use_fast_paths(trainer, cfg: RunConfig, log=print) -> None:
+    """The studio's exact faster paths (engine/train/fast_paths.py) on a built TRL trainer, as the config asks."""
+    from studio.engine.train import fast_paths
+
+    used = []
+    if cfg.training.row_attention and cfg.training.batching == "padding_free" and cfg.method.stage in ("sft", "pt"):
+        fast_paths.use_packed_attention(trainer.model)
+        used.append("per-row attention")
+    if cfg.training.labeled_lm_head and cfg.method.stage in ("sft", "pt", "dpo", "kto"):
+        ok = fast_paths.use_labeled_lm_head(trainer.model, trainer_head_outputs(cfg))
+        if getattr(trainer, "ref_model", None) is not None:
+            fast_paths.use_labeled_lm_head(trainer.ref_model, ("log_probs",))
+        used += ["labeled LM head"] if ok else []
+    if used:
+        log(f"speed: {', '.join(used)}")
+
+
+def trainer_head_outputs(cfg: RunConfig) -> tuple[str, ...]:
+    """The per-token outputs TRL's trainers read from the LM head (their metrics), per stage."""
+    if cfg.method.stage == "kto":
+        return ("log_probs", "entropy", "mean_logits")
+    if cfg.method.stage == "dpo":
+        return ("log_probs", "entropy", "mean_logits", "is_top1", "log_sum_sq_probs")
+    return ("log_probs", "entropy", "is_top1")
+
+
 def start(cfg: RunConfig):
     """Threads and seed for this process, then the tokenizer (with the configured chat template): every method's first step."""
     import torch

@@ -67,6 +67,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool, callback, log=print) -> d
         n_train = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
         log(f"method={cfg.method.finetuning_type}: {n_train:,} trainable parameters (LoRA r={cfg.lora.r}); "
             "reference = the same model with the adapter off")
+    common.use_fast_paths(trainer, cfg, log)
     result = common.fit(trainer, run_dir, resume)
     out = common.save_final(trainer, tokenizer, cfg, run_dir)
     return {"output": str(out), "train_loss": result.training_loss, "step": trainer.state.global_step,

@@ -60,19 +60,25 @@ def use_packed_attention(model) -> None:
 # -- 2. the LM head on trained positions ----------------------------------------------------------------------------------
 
 
-def labeled_log_probs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, want_entropy: bool,
-                      want_top1: bool) -> tuple:
-    """(log p(target), entropy or None, is_top1 or None) for hidden [n, H], weight [V, H], targets [n]."""
+def labeled_log_probs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, outputs: tuple[str, ...]) -> dict:
+    """{"log_probs": log p(target), and the metrics in ``outputs``: entropy, log_sum_sq_probs, mean_logits, is_top1}
+    for hidden [n, H], weight [V, H], targets [n]. Only log_probs carries a gradient."""
     logits = F.linear(hidden.to(weight.dtype), weight).float()
     log_z = torch.logsumexp(logits, dim=-1)
-    log_probs = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z
-    entropy = is_top1 = None
+    out = {"log_probs": logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z}
     with torch.no_grad():  # metrics only
-        if want_entropy:
-            entropy = log_z - (torch.softmax(logits, dim=-1) * logits).sum(-1)
-        if want_top1:
-            is_top1 = logits.argmax(-1) == targets
-    return log_probs, entropy, is_top1
+        if "entropy" in outputs or "log_sum_sq_probs" in outputs:
+            log_p = logits - log_z.unsqueeze(-1)
+            p = log_p.exp()
+            if "entropy" in outputs:
+                out["entropy"] = -(p * log_p).sum(-1)
+            if "log_sum_sq_probs" in outputs:
+                out["log_sum_sq_probs"] = torch.logsumexp(2 * log_p, dim=-1)
+        if "mean_logits" in outputs:
+            out["mean_logits"] = logits.mean(-1)
+        if "is_top1" in outputs:
+            out["is_top1"] = logits.argmax(-1) == targets
+    return out
 
 
 def use_labeled_lm_head(model, outputs: tuple[str, ...] = ("log_probs", "entropy", "is_top1")) -> bool:
@@ -98,12 +104,12 @@ def use_labeled_lm_head(model, outputs: tuple[str, ...] = ("log_probs", "entropy
             hidden = hidden[:, :-1]
         mask = shifted != -100
         weight = self.get_output_embeddings().weight
-        lp, ent, top1 = labeled_log_probs(hidden[mask], weight, shifted[mask], "entropy" in outputs, "is_top1" in outputs)
-        full = lambda x: None if x is None else x.new_zeros(mask.shape).masked_scatter(mask, x)  # noqa: E731
-        log_probs = full(lp)
-        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
-        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=full(ent), log_sum_sq_probs=None,
-                                   mean_logits=None, is_top1=full(top1), label_mask=mask, aux_loss=None)
+        per_token = labeled_log_probs(hidden[mask], weight, shifted[mask], outputs)
+        full = {k: v.new_zeros(mask.shape).masked_scatter(mask, v) for k, v in per_token.items()}
+        loss = -full["log_probs"].sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
+        return FusedCausalLMOutput(loss=loss, log_probs=full["log_probs"], entropy=full.get("entropy"),
+                                   log_sum_sq_probs=full.get("log_sum_sq_probs"), mean_logits=full.get("mean_logits"),
+                                   is_top1=full.get("is_top1"), label_mask=mask, aux_loss=None)
 
     target.forward = types.MethodType(forward, target)
     return True

@@ -45,6 +45,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool, callback, extra_specs: li
     args = sft_args(cfg, run_dir, has_eval=bool(data.eval))
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(data.train),
                          eval_dataset=Dataset.from_list(data.eval) if data.eval else None, callbacks=[callback])
+    common.use_fast_paths(trainer, cfg, log)
     result = common.fit(trainer, run_dir, resume)
     out = common.save_final(trainer, tokenizer, cfg, run_dir)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
