@@ -30,6 +30,18 @@ def sft_args(cfg: RunConfig, run_dir: Path, has_eval: bool):
 
 def train(cfg: RunConfig, run_dir: Path, resume: bool, callback, extra_specs: list[str] = (), log=print) -> dict:
     """Train one SFT run into ``run_dir``; returns what the runner records in status.json."""
+    trainer, tokenizer, _ = build_trainer(cfg, run_dir, [callback], extra_specs, log)
+    result = common.fit(trainer, run_dir, resume)
+    out = common.save_final(trainer, tokenizer, cfg, run_dir)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+    return {"output": str(out), "final_loss": losses[-1] if losses else None, "train_loss": result.training_loss,
+            "best_eval_loss": min(evals) if evals else None, "step": trainer.state.global_step,
+            "best_checkpoint": trainer.state.best_model_checkpoint}
+
+
+def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, extra_specs: list[str] = (), log=print):
+    """(trainer, tokenizer, prepared data) for one SFT run, ready to ``fit`` (benchmarks/profile_step.py profiles it)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -44,14 +56,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool, callback, extra_specs: li
     model = common.build_model(cfg, log)
     args = sft_args(cfg, run_dir, has_eval=bool(data.eval))
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(data.train),
-                         eval_dataset=Dataset.from_list(data.eval) if data.eval else None, callbacks=[callback])
+                         eval_dataset=Dataset.from_list(data.eval) if data.eval else None, callbacks=callbacks)
     common.use_fast_paths(trainer, cfg, log)
-    result = common.fit(trainer, run_dir, resume)
-    out = common.save_final(trainer, tokenizer, cfg, run_dir)
-    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
-    return {"output": str(out), "final_loss": losses[-1] if losses else None, "train_loss": result.training_loss,
-            "best_eval_loss": min(evals) if evals else None, "step": trainer.state.global_step,
-            "best_checkpoint": trainer.state.best_model_checkpoint}
+    return trainer, tokenizer, data
 
 

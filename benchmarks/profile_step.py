@@ -1,0 +1,192 @@
+"""Where a training step's time goes: the studio's SFT trainer on a benchmark workload, under ``torch.profiler``.
+
+    python benchmarks/profile_step.py --workload short|long [--steps 3] [--set training.row_attention=false ...]
+
+Builds the trainer exactly as ``studio train`` does (``studio.engine.train.sft.build_trainer``, the default model, the
+workload of benchmarks/workloads.py, LoRA r8 all-linear), runs one warm-up step, then profiles ``--steps`` steps, each split
+into data collation, forward, backward and the optimizer step. It prints one table of self CPU time per category:
+
+- forward by module (hooks on the decoder's modules): attention (projections included), MLP, norms, embedding, LoRA's own
+  matmuls, the LM head and loss (forward time outside the decoder);
+- backward by op: matmul gradients (LoRA's own told apart by a dimension equal to the LoRA rank), attention, the LM head and
+  loss (log-softmax, gather, logsumexp, CE), elementwise and norm gradients, dtype casts;
+- optimizer, data collation, and Python overhead (step time not inside any op).
+
+``--markdown`` prints the table as Markdown for benchmarks/PROFILE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from workloads import WORKLOADS, write  # noqa: E402
+
+MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear", "aten::baddbmm")
+ATTENTION = ("scaled_dot_product", "_flash_attention", "_efficient_attention")
+HEAD_LOSS = ("log_softmax", "logsumexp", "gather", "cross_entropy", "nll_loss", "softmax", "argmax", "masked_scatter")
+CASTS = ("aten::to", "aten::_to_copy", "aten::copy_")
+
+
+def config_for(workload: str, overrides: list[str]):
+    from studio import config as C
+    from train_throughput import LORA_ALPHA, LORA_R, LR, SEED
+
+    w = WORKLOADS[workload]
+    files = write(w, Path(tempfile.mkdtemp()) / "data")
+    sets = {"data.datasets": [str(files["messages"])], "lora.r": LORA_R, "lora.alpha": LORA_ALPHA,
+            "training.cutoff_len": w.cutoff, "training.per_device_train_batch_size": w.batch, "training.learning_rate": LR,
+            "training.seed": SEED, "data.train_on_prompt": w.turns > 1}
+    cfg = C.apply_overrides(C.RunConfig(), sets)
+    return C.check(C.apply_overrides(cfg, overrides))
+
+
+def module_hooks(model) -> list:
+    """record_function ranges around the decoder's modules, named by what they are (removed after profiling)."""
+    import torch
+
+    def kind(name: str) -> str | None:
+        if "lora_A" in name or "lora_B" in name:
+            return "fwd: LoRA matmuls"
+        last = name.rsplit(".", 1)[-1]
+        if last == "self_attn":
+            return "fwd: attention (with projections)"
+        if last == "mlp":
+            return "fwd: MLP"
+        if last.endswith("norm"):
+            return "fwd: norms"
+        if last == "embed_tokens":
+            return "fwd: embedding"
+        return None
+
+    handles = []
+    for name, module in model.named_modules():
+        label = kind(name)
+        if label is None:
+            continue
+
+        def pre(_m, _a, label=label):
+            _m._studio_rf = torch.autograd.profiler.record_function(label)
+            _m._studio_rf.__enter__()
+
+        def post(_m, _a, _o):
+            _m._studio_rf.__exit__(None, None, None)
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+    return handles
+
+
+def run_steps(trainer, steps: int):
+    """Warm-up step, then ``steps`` profiled steps; returns (profiler, seconds per step)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    model = trainer.model
+    model.train()
+    opt = trainer.create_optimizer()
+    batches = iter(trainer.get_train_dataloader())
+
+    def step():
+        with record_function("phase: data"):
+            batch = next(batches)
+        with record_function("phase: forward"):
+            loss = trainer.compute_loss(model, batch)
+        with record_function("phase: backward"):
+            loss.backward()
+        with record_function("phase: optimizer"):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    step()
+    hooks = module_hooks(model)
+    start = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        for _ in range(steps):
+            step()
+    seconds = (time.perf_counter() - start) / steps
+    for h in hooks:
+        h.remove()
+    torch.set_grad_enabled(True)
+    return prof, seconds
+
+
+def categorize(prof, lora_rank: int) -> dict[str, float]:
+    """Self CPU milliseconds per category (see the module docstring), over all profiled steps."""
+    events = list(prof.events())
+    phases = [(e.name, e.time_range.start, e.time_range.end) for e in events if e.name.startswith("phase: ")]
+    mods = [(e.name, e.time_range.start, e.time_range.end) for e in events if e.name.startswith("fwd: ")]
+    totals: dict[str, float] = defaultdict(float)
+    for e in events:
+        if e.name.startswith(("phase: ", "fwd: ", "ProfilerStep")) or e.name.startswith("autograd::engine"):
+            continue
+        t = e.time_range.start
+        phase = next((n for n, a, b in phases if a <= t <= b), "phase: other")
+        ms = e.self_cpu_time_total / 1000
+        if phase == "phase: forward":
+            inner = [n for n, a, b in mods if a <= t <= b]
+            lora = any(n == "fwd: LoRA matmuls" for n in inner)
+            label = "fwd: LoRA matmuls" if lora else (inner[-1] if inner else "fwd: LM head + loss")
+            totals[label] += ms
+        elif phase == "phase: backward":
+            totals[backward_category(e, lora_rank)] += ms
+        else:
+            totals[phase.replace("phase: ", "")] += ms
+    return dict(totals)
+
+
+def backward_category(e, rank: int) -> str:
+    name = e.name
+    if any(m == name for m in MATMUL):
+        shapes = [s for s in (e.input_shapes or []) if s]
+        return "bwd: LoRA matmuls" if any(rank in s for s in shapes) else "bwd: matmuls"
+    if any(a in name for a in ATTENTION):
+        return "bwd: attention"
+    if any(h in name for h in HEAD_LOSS):
+        return "bwd: LM head + loss (softmax, gather)"
+    if name in CASTS:
+        return "bwd: dtype casts and copies"
+    return "bwd: elementwise and norms"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workload", choices=list(WORKLOADS), default="short")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    from studio.engine.models import skip_bitsandbytes
+
+    skip_bitsandbytes()
+    from studio.engine.train import sft
+
+    cfg = config_for(args.workload, args.overrides)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer, _, data = sft.build_trainer(cfg, Path(run_dir), [], log=lambda *a: None)
+        prof, seconds = run_steps(trainer, args.steps)
+    totals = categorize(prof, cfg.lora.r)
+    step_ms = seconds * 1000
+    inside = sum(totals.values()) / args.steps
+    rows = sorted(((k, v / args.steps) for k, v in totals.items()), key=lambda kv: -kv[1])
+    rows.append(("Python and framework overhead (step time outside any op)", max(0.0, step_ms - inside)))
+    tokens = data.report["train_tokens"] / max(1, data.report["train_rows"]) * cfg.training.per_device_train_batch_size
+    print(f"workload {args.workload}: {step_ms:.0f} ms a step (~{tokens:.0f} tokens, {1000 * tokens / step_ms:.0f} tokens/s), "
+          f"{args.steps} steps profiled, overrides: {' '.join(args.overrides) or 'none'}")
+    if args.markdown:
+        print("| where | ms/step | share |\n|---|---:|---:|")
+    for name, ms in rows:
+        print(f"| {name} | {ms:.0f} | {100 * ms / step_ms:.1f}% |" if args.markdown else
+              f"  {name:58s} {ms:8.0f} ms  {100 * ms / step_ms:5.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
