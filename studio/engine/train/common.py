@@ -9,6 +9,7 @@ bottom and call these.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -63,6 +64,7 @@ def build_model(cfg: RunConfig, log=print, task: str = "CAUSAL_LM", attach_lora:
     model.config.use_cache = False  # a KV cache in training is waste, and it breaks padding-free masking
     if kind in ("lora", "qlora"):
         model = prepare_for_lora(model, cfg, task, want_checkpointing(cfg) if checkpointing is None else checkpointing)
+        use_gpu_attention(model, log)  # after the frozen weights went to bf16
         if not attach_lora:
             log(f"method={kind}: LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} on {cfg.lora.target_modules or 'all-linear'}"
                 " (attached by the trainer)")
@@ -70,10 +72,27 @@ def build_model(cfg: RunConfig, log=print, task: str = "CAUSAL_LM", attach_lora:
         model = wrap_lora(model, lora_config(cfg, task))
     elif kind == "freeze":
         apply_freeze(model, cfg, extra=("score",) if task == "SEQ_CLS" else ())
+    if kind in ("full", "freeze"):
+        use_gpu_attention(model, log)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in model.parameters())
     log(f"method={kind}: {n_train:,} trainable of {n_all:,} parameters ({100 * n_train / max(n_all, 1):.2f}%)")
     return model
+
+
+def use_gpu_attention(model, log=print) -> bool:
+    """On CUDA, FlashAttention 2 when ``flash_attn`` is installed and the weights are half precision (else SDPA stays)."""
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("flash_attn") is None:
+        return False
+    if next(model.parameters()).dtype not in (torch.bfloat16, torch.float16):
+        return False
+    model.set_attn_implementation("flash_attention_2")
+    log("attention: flash_attention_2")
+    return True
 
 
 def load_quantized(cfg: RunConfig):
@@ -190,6 +209,7 @@ def trainer_args(cfg: RunConfig, run_dir: Path, has_eval: bool) -> dict:
         activation_checkpointing=want_checkpointing(cfg) and cfg.method.finetuning_type != "qlora",
         bf16=on_gpu and bf16_capable() and cfg.method.finetuning_type in ("full", "freeze") and cfg.model.dtype != "float32",
         use_cpu=not on_gpu, report_to=[], dataloader_num_workers=0, disable_tqdm=False, save_only_model=False,
+        use_liger_kernel=on_gpu and importlib.util.find_spec("liger_kernel") is not None,
     )
 
 
@@ -212,7 +232,10 @@ def use_fast_paths(trainer, cfg: RunConfig, log=print) -> None:
     if cfg.training.row_attention and cfg.training.batching == "padding_free" and cfg.method.stage in ("sft", "pt"):
         fast_paths.use_packed_attention(trainer.model)
         used.append("per-row attention")
-    if cfg.training.labeled_lm_head and cfg.method.stage in ("sft", "pt", "dpo", "kto"):
+    import torch
+
+    # on CUDA, TRL's own head already scores only trained positions, with Triton kernels: keep it there
+    if cfg.training.labeled_lm_head and cfg.method.stage in ("sft", "pt", "dpo", "kto") and not torch.cuda.is_available():
         ok = fast_paths.use_labeled_lm_head(trainer.model, trainer_head_outputs(cfg))
         if getattr(trainer, "ref_model", None) is not None:
             fast_paths.use_labeled_lm_head(trainer.ref_model, ("log_probs",))

@@ -126,6 +126,8 @@ def run(cfg: C.RunConfig, run_dir: Path, resume: bool = False, command: list[str
         print(f"run folder: {run_dir}")
         callback = RunFolderCallback(run_dir, stop)
         result = _dispatch(cfg, run_dir, resume, callback)
+        result.update(peak_memory())
+        print(f"peak memory: {memory_text(result)}")
         state = "aborted" if callback.aborted else "finished"
         rundir.write_status(run_dir, state=state, exit_code=0, ended_at=time.time(), stop_reason=stop.reason or None, **result)
         print(f"{state}: {result.get('output')}")
@@ -203,6 +205,22 @@ def disk_full_message(exc: BaseException, run_dir: Path, saving_step: int | None
 def _short_error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def peak_memory() -> dict:
+    """This process's peak resident memory, and the GPU's peak allocation when one was used (bytes)."""
+    import resource
+
+    out = {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["peak_gpu_bytes"] = int(torch.cuda.max_memory_allocated())
+    return out
+
+
+def memory_text(mem: dict) -> str:
+    text = f"RSS {mem['peak_rss_bytes'] / 2**30:.2f} GiB"
+    return text + (f", GPU {mem['peak_gpu_bytes'] / 2**30:.2f} GiB" if mem.get("peak_gpu_bytes") else "")
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
