@@ -25,6 +25,19 @@ def web_context(runs_root: Path, start_jobs: bool = False):
     return AppContext.create(runs_root=runs_root, start_jobs=start_jobs, allow_paths=TEST_ROOTS)
 
 
+def stop_process(proc, timeout: float = 20) -> None:
+    """Terminate a child the test started (SIGTERM, then SIGKILL after ``timeout`` s) and reap it."""
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def wait_until(pred: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
     """Call ``pred`` until it returns something truthy, and return that; fail the test naming ``what`` after ``timeout``
     seconds. An exception raised by ``pred`` propagates at once (a broken condition is not a slow one)."""

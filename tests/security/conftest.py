@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_until
+from tests.helpers import stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 180
@@ -111,13 +111,7 @@ class Studio:
         return self.request("GET", f"/gradio_api/call/{name}/{posted.json()['event_id']}").body
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=20)
 
 
 @pytest.fixture

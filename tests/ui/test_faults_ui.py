@@ -33,7 +33,7 @@ import pytest
 
 from studio.engine import rundir
 from studio.engine.jobs import child
-from tests.helpers import wait_until, write_jsonl
+from tests.helpers import stop_process, wait_until, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 180  # python + gradio import and the page build, on a busy machine
@@ -104,13 +104,7 @@ class Studio:
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, timeout=30)
 
 
 def _metrics_lines(run_dir: Path) -> list[dict]:

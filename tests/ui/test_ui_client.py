@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TEST_ROOTS, wait_until
+from tests.helpers import TEST_ROOTS, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_TIMEOUT_S = 600
@@ -263,12 +263,7 @@ class Launched:
         wait_until(lambda: text in self.output(), timeout, f"{text!r} in launch.py's output")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, timeout=20)
 
 
 def test_launch_py_serves_on_loopback(tmp_path):
