@@ -12,6 +12,10 @@ its own sits between accelerate and the trainer. Here:
 - ``accelerate_config`` / ``write_accelerate_config`` and ``launch_argv``: the file and the command;
 - ``apply_devices``: what a training process does with ``devices`` before CUDA starts.
 
+``mixed_precision`` reaches the trainer in ``train/common.py`` (``trainer_args``: bf16/fp16); the accelerate config says
+``no`` for ``auto`` so that those flags decide. The form checks without the network (``problems(cfg, network=False)``);
+the queue checks the main machine's address after the page's access policy allowed a run across machines.
+
 Pure standard library (+ yaml and studio.config): the UI imports it without torch.
 """
 

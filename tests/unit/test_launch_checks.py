@@ -1,6 +1,6 @@
 """Unit tier: the ``distributed`` config section and what the studio checks and writes before ``accelerate launch``
 (studio/engine/jobs/distributed.py), with made-up GPUs: no torch, no process started. Run:
-``pytest tests/unit/test_distributed.py``."""
+``pytest tests/unit/test_launch_checks.py``."""
 
 from __future__ import annotations
 

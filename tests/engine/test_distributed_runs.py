@@ -7,7 +7,7 @@
   Resume of 2 processes from the Train tab's own handlers: tests/ui/test_hardware_section.py.) The tiny random Llama
   keeps each launch to seconds of training (most of the time is imports: three Python processes per launch).
 
-Run: ``pytest tests/engine/test_distributed.py``.
+Run: ``pytest tests/engine/test_distributed_runs.py``.
 """
 
 from __future__ import annotations
