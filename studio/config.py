@@ -26,6 +26,8 @@ FINETUNING_TYPES = ("lora", "qlora", "freeze", "full")
 RL_STAGES = ("ppo", "grpo", "rloo")
 PREFERENCE_STAGES = ("rm", "dpo", "kto")
 # what DPOConfig.loss_type accepts in trl 1.16 (reference-free SimPO/ORPO exist only in trl.experimental: CPO/ORPO trainers)
+# how the processes of a run share the work (accelerate): plain data parallel, DeepSpeed ZeRO stage 2 / 3, PyTorch FSDP
+DIST_BACKENDS = ("ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp")
 DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "aot_unpaired",
               "apo_zero", "apo_down", "discopop", "sigmoid_norm")
 
@@ -236,6 +238,32 @@ class PreferenceSection:
 
 
 @dataclass
+class DistributedSection:
+    """Where a run trains and on how many processes; the checks that need the machine live in engine/jobs/distributed.py."""
+    devices: str = opt("auto", "Where to train: 'auto' (the GPUs when there are, else the CPU), 'cpu', or GPU indices such "
+                       "as '0,1' (one process per GPU).", help_zh="训练设备：auto（有 GPU 用 GPU，否则 CPU）、cpu 或 GPU 编号如 0,1")
+    num_processes: int = opt(1, "Training processes on this machine; more than 1 starts the run under `accelerate launch` "
+                             "(one per GPU, or CPU processes that share the cores).", min=1, max=1024,
+                             help_zh="本机训练进程数；大于 1 时经 accelerate launch 启动")
+    backend: str = opt("ddp", "How the processes share the work: ddp (each holds the whole model), deepspeed_zero2 "
+                       "(optimizer state and gradients sharded), deepspeed_zero3 (weights sharded too), fsdp (PyTorch "
+                       "fully sharded). DeepSpeed and FSDP need GPUs.", choices=DIST_BACKENDS,
+                       help_zh="分布式后端：ddp、deepspeed_zero2、deepspeed_zero3、fsdp（后三者需要 GPU）")
+    mixed_precision: str = opt("auto", "Autocast precision: 'auto' keeps the studio's measured default (bf16 only for "
+                               "full/freeze on a bf16 GPU), or no / bf16 / fp16 (fp16 needs a GPU).",
+                               choices=("auto", "no", "bf16", "fp16"), help_zh="混合精度：auto、no、bf16、fp16（fp16 需要 GPU）")
+    num_machines: int = opt(1, "Machines taking part; start the same config on each one with its own machine_rank.", min=1,
+                            max=1024, help_zh="参与训练的机器数（每台机器用同一配置、各自的 machine_rank 启动）", advanced=True)
+    machine_rank: int = opt(0, "This machine's rank: 0 is the main machine (it writes the metrics and the adapter).", min=0,
+                            max=1023, help_zh="本机序号：0 为主机（写入指标与适配器）", advanced=True)
+    main_process_ip: str = opt("", "Address of the main machine (machine_rank 0) that every machine can reach; needed with "
+                               "num_machines > 1.", help_zh="主机（machine_rank 0）的地址，多机训练时必填", advanced=True)
+    main_process_port: int = opt(29500, "Port the main machine listens on for the others (0: any free port, one machine "
+                                 "only).", min=0, max=65535, help_zh="主机用于汇合的端口（0：任选空闲端口，仅限单机）",
+                                 advanced=True)
+
+
+@dataclass
 class RunConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
@@ -248,6 +276,7 @@ class RunConfig:
     identity: IdentitySection = field(default_factory=IdentitySection)
     rl: RlSection = field(default_factory=RlSection)
     preference: PreferenceSection = field(default_factory=PreferenceSection)
+    distributed: DistributedSection = field(default_factory=DistributedSection)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,7 +1,9 @@
 """``studio train CONFIG.yaml [--set section.key=value ...] [--output-dir DIR] [--resume]``.
 
 Validates the whole config before anything heavy is imported, trains in the foreground, and prints the run folder as the
-last line of its output (the UI and scripts read it). Same as ``python -m studio.train``.
+last line of its output (the UI and scripts read it). Same as ``python -m studio.train``. A config whose ``distributed``
+section asks for several processes (or DeepSpeed/FSDP) is handed to ``accelerate launch`` with the accelerate config the
+studio writes into the run folder: the very command the studio's queue starts (engine/jobs/distributed.py).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ def _check_datasets(cfg) -> None:
 
 def run(args) -> int:
     from studio import config as C
+    from studio.engine.jobs import distributed
+    from studio.engine.jobs.training import launch_problems
     from studio.engine.train.runner import RunDirError, prepare_run_dir
     from studio.engine.train.runner import run as run_training
 
@@ -60,6 +64,8 @@ def run(args) -> int:
         cfg = C.check(C.load(args.config, args.overrides))
         _check_model_path(cfg.model.name_or_path)
         _check_datasets(cfg)
+        if not distributed.under_launcher():  # a rank of a launched group: the launcher's side checked it
+            launch_problems(cfg)
         if args.check:
             print(C.dump(cfg), end="")
             return 0
@@ -67,6 +73,9 @@ def run(args) -> int:
     except (C.ConfigError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if distributed.needs_launcher(cfg) and not distributed.under_launcher():
+        return _launch(cfg, run_dir, args.resume)
+    distributed.apply_devices(cfg)
     if cfg.method.finetuning_type != "qlora":  # a whole process for one run: nothing here will quantize
         from studio.engine.models import skip_bitsandbytes
 
@@ -78,5 +87,36 @@ def run(args) -> int:
 
         err = rundir.read_status(run_dir).get("error") or "see train.log"
         print(f"error: training failed: {err.splitlines()[-1] if err else ''} (log: {run_dir / rundir.LOG})", file=sys.stderr)
+    print(run_dir)
+    return code
+
+
+def _launch(cfg, run_dir: Path, resume: bool) -> int:
+    """Several processes: write the accelerate config into the run folder and run ``accelerate launch`` of this run in
+    the foreground (argv, no shell). Ctrl-C reaches the launcher too, which hands it to every rank (each stops after its
+    step and saves a checkpoint)."""
+    import shlex
+    import subprocess
+
+    from studio import config as C
+    from studio.engine import rundir
+    from studio.engine.jobs import child, distributed, training
+
+    if not resume or not (run_dir / rundir.CONFIG).exists():
+        C.save(cfg, run_dir / rundir.CONFIG)
+    distributed.write_accelerate_config(run_dir, cfg)
+    (run_dir / rundir.STOP).unlink(missing_ok=True)  # an earlier stop request: every rank reads this folder's STOP
+    argv = training.job_argv(run_dir, cfg, sys.executable, resume)
+    (run_dir / rundir.COMMAND).write_text(shlex.join(argv) + "\n", encoding="utf-8")
+    print(f"launching {distributed.world_size(cfg)} processes: {shlex.join(argv)}", flush=True)
+    proc = subprocess.Popen(argv, env=child.child_env())
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:  # the launcher got it too and is stopping its ranks: wait for them
+            continue
+    if not distributed.is_worker_machine(cfg):  # a worker machine's folder may be the main one's (shared disk)
+        training.settle(run_dir, code, stopped=False)
     print(run_dir)
     return code

@@ -8,8 +8,9 @@ choosing, so the page gets a confined policy (``Access.web``):
   own ``assets/`` and ``presets/``, a ``data/`` folder in the folder the studio was started in, and folders the owner added
   with ``--allow-path`` (never the whole working folder: started from a home folder, that would open ``~/.ssh``);
 - names it gives (a mix, a dataset copy, an upload) become slugs;
-- code runs only when the owner started the studio with ``--allow-code``: custom metric files from ``$STUDIO_HOME/metrics/``
-  and ``model.trust_remote_code``.
+- code runs only when the owner started the studio with ``--allow-code``: custom metric files from ``$STUDIO_HOME/metrics/``,
+  ``model.trust_remote_code``, and a run across machines (``distributed.num_machines`` > 1: its peers talk unauthenticated
+  torch.distributed, pickles included, and the checks before it open connections to the address the page names).
 
 Engine functions that a web handler calls take ``access`` as a required keyword argument, so no handler can forget it; the
 CLI passes ``FULL``. A refusal is an ``AccessError`` (a ``PermissionError``) naming the value, what it was for and the rule.
@@ -131,6 +132,9 @@ class Access:
         cfg.data.datasets = [self.spec(d, "data.datasets") for d in cfg.data.datasets]
         cfg.output.runs_dir = self.optional_path(cfg.output.runs_dir, "output.runs_dir")
         cfg.rl.reward_model = self.optional_path(cfg.rl.reward_model, "rl.reward_model")
+        if cfg.distributed.num_machines > 1:  # torch.distributed peers are not authenticated and exchange pickles
+            self.code(f"distributed.num_machines={cfg.distributed.num_machines} (the machines of a run accept "
+                      "unauthenticated torch.distributed peers, which exchange pickled objects)")
 
 
 FULL = Access()

@@ -3,6 +3,7 @@
 Layout of ``$STUDIO_HOME/runs/<id>/``::
 
     config.yaml      the resolved RunConfig the run used (re-runnable: ``studio train config.yaml``)
+    accelerate.yaml  with several processes: the accelerate config the run was launched with (jobs/distributed.py)
     command.txt      the exact command line that started it
     status.json      {"state": queued|running|finished|failed|aborted, "pid", "exit_code", "step", "max_steps", ...}
     metrics.jsonl    one JSON object per logging step (step, epoch, loss, lr, grad_norm, tokens_per_s, elapsed, eta, ...);
@@ -138,10 +139,18 @@ def tail_log(run_dir: Path, lines: int = 40) -> str:
     return ""
 
 
+def job_record(status: dict) -> dict:
+    """The stamp of the process that holds the whole run: the launcher (``accelerate launch``) of a run of several
+    processes, which rank 0 records as ``launcher``; the trainer itself otherwise."""
+    launcher = status.get("launcher")
+    return launcher if isinstance(launcher, dict) and launcher.get("pid") else status
+
+
 def trainer_alive(run_dir: Path, status: dict | None = None) -> bool:
-    """The run's training process is still the one status.json names (pid, start time; see jobs/child.py)."""
+    """The run's training process (or its launcher) is still the one status.json names (pid, start time; see
+    jobs/child.py)."""
     status = read_status(run_dir) if status is None else status
-    return child.is_job(status, str(Path(run_dir).name))
+    return child.is_job(job_record(status), str(Path(run_dir).name))
 
 
 def effective_status(run_dir: Path) -> dict:

@@ -77,6 +77,16 @@ class StudioApi:
             raise gr.Error(f"run '{target}' is neither active nor queued")
         return run_report(self._run_dir(target))
 
+    def resume_run(self, run_id: str) -> dict:
+        """Queue an aborted or failed run again: it continues from its last checkpoint, with its own processes."""
+        try:
+            job = self.ctx.jobs.resume(run_id, access=self.ctx.access)
+        except (C.ConfigError, OSError) as exc:
+            raise gr.Error(str(exc)) from None
+        queued = [j.run_id for j in self.ctx.jobs.queued()]
+        return dict(run_report(job.run_dir), command=" ".join(job.argv),
+                    queue_position=queued.index(job.run_id) + 1 if job.run_id in queued else 0)
+
     def cancel_run(self, run_id: str) -> dict:
         """Remove a queued run from the queue before it starts."""
         if not self.ctx.jobs.cancel(run_id):
@@ -191,7 +201,7 @@ class StudioApi:
         return path
 
 
-ENDPOINTS = ("list_presets", "start_run", "stop_run", "cancel_run", "run_status", "list_runs", "chat_compare", "merge",
+ENDPOINTS = ("list_presets", "start_run", "stop_run", "resume_run", "cancel_run", "run_status", "list_runs", "chat_compare", "merge",
              "export", "evaluate")
 SLOW = ("chat_compare", "merge", "export", "evaluate")  # one at a time: each loads a model
 

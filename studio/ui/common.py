@@ -74,6 +74,10 @@ def progress_html(run_dir: Path | None, lang: str, active: bool) -> str:
     loss = st.get("final_loss") or st.get("loss")
     if loss is not None:
         parts.append(t("train.loss", lang, v=fmt_num(loss)))
+    if isinstance(st.get("world_size"), int) and st["world_size"] > 1:
+        parts.append(t("train.group", lang, n=st["world_size"], m=st.get("num_machines") or 1, backend=st.get("backend", "ddp")))
+    if st.get("worker_of"):
+        parts.append(t("train.worker", lang, main=st["worker_of"]))
     label = state_name(state, lang)
     if state == "queued" and active:
         label = t("train.starting", lang)

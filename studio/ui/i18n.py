@@ -62,6 +62,11 @@ STRINGS: dict[str, tuple[str, str]] = {
     "train.loss": ("loss {v}", "损失 {v}"),
     "train.starting": ("starting (loading the model and data)…", "启动中（加载模型与数据）…"),
     "train.failed_code": ("exit code {code}", "退出码 {code}"),
+    "train.resume": ("Resume", "继续训练"),
+    "train.resumed": ("Run **{run}** queued to continue from its last checkpoint.", "运行 **{run}** 已排队，将从最后的检查点继续。"),
+    "train.no_resume": ("No run to resume yet.", "还没有可继续的运行。"),
+    "train.group": ("{n} processes on {m} machine(s), {backend}", "{m} 台机器共 {n} 个进程，{backend}"),
+    "train.worker": ("worker machine: metrics and adapter on the main machine {main}", "从机：指标与适配器在主机 {main} 上"),
     # -- run states --------------------------------------------------------------------------------------------------
     "state.queued": ("queued", "排队中"),
     "state.running": ("running", "运行中"),
@@ -81,6 +86,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "section.identity": ("Self-cognition (identity)", "自我认知（身份）"),
     "section.preference": ("Preference (reward model, DPO, KTO)", "偏好对齐（奖励模型、DPO、KTO）"),
     "section.rl": ("RLHF (PPO, GRPO, RLOO)", "强化学习（PPO、GRPO、RLOO）"),
+    "section.distributed": ("Hardware (devices, processes, machines)", "硬件（设备、进程、机器）"),
     # -- monitor tab -------------------------------------------------------------------------------------------------
     "mon.runs": ("Runs", "运行记录"),
     "mon.pick": ("Runs to show (pick several to overlay)", "要显示的运行（可多选叠加对比）"),

@@ -81,3 +81,25 @@ def test_two_process_ddp_with_gloo(tiny_model_dir, alpaca_file, tmp_path):
     steps = [m["step"] for m in rundir.read_metrics(run_dir) if m["kind"] == "train"]
     assert steps == [1, 2, 3]  # one writer: rank 0
     assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_train_with_two_processes_launches_accelerate_itself(tiny_model_dir, alpaca_file, tmp_path):
+    """``studio train --set distributed.num_processes=2``: the CLI writes the accelerate config into the run folder and
+    runs the same ``accelerate launch`` the studio's queue starts."""
+    pytest.importorskip("accelerate")
+    res = studio("train", *tiny_sets(tiny_model_dir, alpaca_file), "--set", "distributed.num_processes=2",
+                 "--set", f"output.runs_dir={tmp_path}")
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    run_dir = Path(res.stdout.strip().splitlines()[-1])
+    status = rundir.read_status(run_dir)
+    assert status["state"] == "finished" and status["world_size"] == 2 and status["step"] == 2
+    command = (run_dir / "command.txt").read_text().split()
+    assert command[1:4] == ["-m", "accelerate.commands.launch", f"--config_file={run_dir / 'accelerate.yaml'}"]
+    assert f"launching 2 processes: {' '.join(command)}" in res.stdout
+
+
+def test_launch_problems_are_named_before_anything_starts(tmp_path):
+    res = studio("train", "presets/sft_lora.yaml", "--set", "distributed.backend=fsdp", "--set", "distributed.devices=cpu",
+                 "--set", "distributed.num_processes=2", "--output-dir", tmp_path / "run")
+    assert res.returncode == 2 and "distributed.backend=fsdp: needs GPUs" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "run").exists()

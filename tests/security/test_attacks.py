@@ -96,7 +96,7 @@ def test_network_bind_without_login_is_refused(launch_refused):
 
 # -- the API surface ---------------------------------------------------------------------------------------------------------
 
-DOCUMENTED = {"/list_presets", "/start_run", "/stop_run", "/cancel_run", "/run_status", "/list_runs", "/chat_compare",
+DOCUMENTED = {"/list_presets", "/start_run", "/stop_run", "/resume_run", "/cancel_run", "/run_status", "/list_runs", "/chat_compare",
               "/merge", "/export", "/evaluate"}
 
 

@@ -59,7 +59,19 @@ def test_runs_with_outside_paths_or_code_are_refused(ctx, tiny_model_dir):
     refused("reward model", lambda: ctx.jobs.submit(cfg(**{"rl.reward_model": "/etc"}), access=ctx.access))
     refused("chat template", lambda: ctx.jobs.submit(cfg(**{"model.chat_template": "/etc/x.jinja"}), access=ctx.access))
     refused("trust_remote_code", lambda: ctx.jobs.submit(cfg(**{"model.trust_remote_code": True}), access=ctx.access))
+    refused("run across machines", lambda: ctx.jobs.submit(cfg(**{"distributed.num_machines": 2, "distributed.main_process_ip":
+                                                                  "10.0.0.1"}), access=ctx.access))
     assert not list(ctx.runs_root.glob("*")) and ctx.jobs.active() is None  # nothing made, nothing started
+    # a run folder someone made from the CLI, naming /etc: the page may not resume it
+    from studio.engine import rundir
+
+    run = ctx.runs_root / "cli-run"
+    (run / rundir.CHECKPOINTS / "checkpoint-1").mkdir(parents=True)
+    C.save(cfg(**{"data.datasets": ["/etc/passwd"]}), run / rundir.CONFIG)
+    rundir.write_status(run, state="aborted")
+    refused("resume a run naming /etc", lambda: ctx.jobs.resume("cli-run", access=ctx.access))
+    assert rundir.read_status(run)["state"] == "aborted" and ctx.jobs.active() is None and not ctx.jobs.queued()
+    __import__("shutil").rmtree(run)
     # through the Train tab's handler: a message, not a run
     specs = C.field_specs()
     bad = cfg(**{"model.trust_remote_code": True})
@@ -174,7 +186,7 @@ def test_every_ui_call_to_a_guarded_engine_function_passes_the_access_policy():
     root = Path(__file__).resolve().parents[2] / "studio"
     guarded = {n.name for p in (root / "engine").rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
                if isinstance(n, ast.FunctionDef) and any(a.arg == "access" for a in n.args.args + n.args.kwonlyargs)}
-    assert {"open_dataset", "submit", "eval_argv", "open_chat", "build_request", "plan_mix"} <= guarded
+    assert {"open_dataset", "submit", "resume", "eval_argv", "open_chat", "build_request", "plan_mix"} <= guarded
     missing, seen = [], 0
     for path in (root / "ui").rglob("*.py"):
         tree = ast.parse(path.read_text())
@@ -186,7 +198,7 @@ def test_every_ui_call_to_a_guarded_engine_function_passes_the_access_policy():
             direct = isinstance(f, ast.Name) and f.id in engine and f.id in guarded
             via = isinstance(f, ast.Attribute) and f.attr in guarded and (
                 isinstance(f.value, ast.Name) and f.value.id in engine
-                or isinstance(f.value, ast.Attribute) and f.value.attr == "jobs" and f.attr == "submit")
+                or isinstance(f.value, ast.Attribute) and f.value.attr == "jobs" and f.attr in ("submit", "resume"))
             if direct or via:
                 seen += 1
                 if not any(k.arg == "access" for k in node.keywords):

@@ -89,8 +89,8 @@ def test_form_is_generated_from_field_specs(refs):
     assert [s.key for s in refs.train.specs] == [s.key for s in specs]
     for spec in specs:
         comp = refs.train.fields[spec.key]
-        expected = (gr.Checkbox if spec.type is bool else gr.Dropdown if spec.choices else
-                    gr.Number if spec.type in (int, float) else gr.Textbox)
+        expected = (gr.Checkbox if spec.type is bool else gr.Dropdown if spec.choices or spec.key in train_tab.DETECTED_CHOICES
+                    else gr.Number if spec.type in (int, float) else gr.Textbox)
         assert isinstance(comp, expected), spec.key
         if spec.choices:
             assert [c[1] for c in comp.choices] == list(spec.choices)

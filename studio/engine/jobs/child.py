@@ -129,6 +129,70 @@ def terminate(record: dict | None, *markers: str) -> bool:
     return signal_group(record, signal.SIGTERM, *markers)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children, ...), from /proc; [] without /proc."""
+    parents: dict[int, list[int]] = {}
+    try:
+        entries = [e for e in os.listdir("/proc") if e.isdigit()]
+    except OSError:
+        return []
+    for entry in entries:
+        fields = _stat_fields(int(entry))
+        if fields and len(fields) > 1 and fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [int(pid)]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def signal_tree(record: dict | None, sig: int, *markers: str, root: bool = True) -> bool:
+    """``sig`` to a launcher job and every process below it, only when ``is_job`` recognises the launcher; True when
+    sent. torchrun starts each rank in a session of its own, out of the launcher's process group, so ``signal_group``
+    alone would miss them. ``root=False`` spares the launcher (it then sees its ranks end and exits by itself)."""
+    if not is_job(record, *markers):
+        return False
+    top = int(record["pid"])
+    below = descendants(top)  # before any signal: the ranks of a killed launcher are re-parented and lost to the walk
+    groups = {top} if root else set()
+    for pid in below:
+        try:
+            group = os.getpgid(pid)
+        except OSError:
+            continue
+        if group != top:
+            groups.add(group)  # a rank's own group: the rank and what it started
+        elif not root:
+            _kill(pid, sig)
+    for group in groups:
+        try:
+            os.killpg(group, sig)
+        except OSError:
+            pass
+    return True
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Ask Linux to send ``sig`` to this process when its parent ends (prctl PR_SET_PDEATHSIG): a rank whose launcher was
+    killed stops after its step instead of training on where no Stop reaches it. False where it is not available."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(1, int(sig), 0, 0, 0) == 0  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+
+
 # -- files a job writes ----------------------------------------------------------------------------------------------------
 
 

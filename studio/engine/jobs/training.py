@@ -1,10 +1,16 @@
-"""The training job queue: run folders waiting their turn, one child ``python -m studio.train`` process at a time.
+"""The training job queue: run folders waiting their turn, one child ``python -m studio.train`` process at a time (or,
+for a run of several processes, one ``accelerate launch`` of it: see jobs/distributed.py).
 
 The UI (or any caller) submits a RunConfig; the manager makes the run folder (config.yaml, command.txt, status "queued")
 and starts the child when no other run is active. The child writes everything else (status, metrics, log); the manager only
 reaps it and fills in status.json when the child could not (crash at import, killed). A background thread polls once a
 second, so the queue moves on with no browser open, and ``recover()`` re-adopts a running child and the queued runs left by
-a previous studio process: the queue lives on disk, not in this process.
+a previous studio process: the queue lives on disk, not in this process. ``resume()`` queues an aborted or failed run
+again, to continue from its last checkpoint.
+
+Under ``accelerate launch`` the child is the launcher and the training processes (ranks) are its children, each in a
+session of its own (torchrun's choice): a stop is first the STOP file every rank reads, then SIGTERM to the ranks (the
+launcher sees them end), then SIGKILL to the launcher and every rank (``child.signal_tree``).
 
 Pure standard library + studio.config: importing this module never imports torch.
 """
@@ -24,7 +30,7 @@ from pathlib import Path
 from studio import config as config_mod
 from studio.engine import rundir
 from studio.engine.access import Access
-from studio.engine.jobs import child
+from studio.engine.jobs import child, distributed
 
 TRAIN_MODULE = "studio.train"
 CHILD_OUTPUT = rundir.CHILD_OUTPUT
@@ -38,6 +44,21 @@ def train_argv(run_dir: Path, python: str = sys.executable) -> list[str]:
     ``--opt=value``, so a runs folder whose name starts with '-' cannot become an option."""
     run_dir = Path(run_dir).absolute()
     return [python, "-m", TRAIN_MODULE, str(run_dir / rundir.CONFIG), f"--output-dir={run_dir}"]
+
+
+def job_argv(run_dir: Path, cfg: config_mod.RunConfig, python: str = sys.executable, resume: bool = False) -> list[str]:
+    """What the queue starts for ``cfg``: ``accelerate launch`` of the run when it needs several processes (or DeepSpeed/
+    FSDP), else the trainer itself."""
+    if distributed.needs_launcher(cfg):
+        return distributed.launch_argv(run_dir, cfg, python, resume)
+    return train_argv(run_dir, python) + (["--resume"] if resume else [])
+
+
+def launch_problems(cfg: config_mod.RunConfig) -> None:
+    """ConfigError listing every reason this machine cannot start ``cfg.distributed`` (see jobs/distributed.py)."""
+    errors = distributed.problems(cfg)
+    if errors:
+        raise config_mod.ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
 
 
 def studio_command(cfg: config_mod.RunConfig, preset: str | Path | None = None, shown: str | None = None) -> str:
@@ -67,6 +88,11 @@ class Job:
     def run_id(self) -> str:
         return self.run_dir.name
 
+    @property
+    def launcher(self) -> bool:
+        """``accelerate launch``: the ranks are children of this process, not this process."""
+        return distributed.is_launch_argv(self.argv)
+
     def alive(self) -> bool:
         if self.process is not None:
             return self.process.poll() is None
@@ -76,7 +102,7 @@ class Job:
         """The stamp that identifies this job's process (see jobs/child.py)."""
         if self.process is not None:
             return child.stamp(self.process.pid) if self.process.poll() is None else {}
-        return rundir.read_status(self.run_dir)
+        return rundir.job_record(rundir.read_status(self.run_dir))
 
 
 class JobManager:
@@ -99,13 +125,43 @@ class JobManager:
         config.yaml + command.txt + status queued, and queue it."""
         config_mod.check(cfg)
         access.config(cfg)
+        launch_problems(cfg)
         root = Path(cfg.output.runs_dir).expanduser() if cfg.output.runs_dir else self.runs_root
         run = rundir.new_run_dir(root, cfg.output.run_name)
         config_mod.save(cfg, run / rundir.CONFIG)
-        argv = train_argv(run, self.python)
+        return self._enqueue(run, cfg, resume=False)
+
+    def resume(self, run_id: str, *, access: Access) -> Job:
+        """Queue an aborted or failed run again: it continues from its last checkpoint in the same folder, with the
+        processes its config asks for (``access``: the config must still name only what the caller may use)."""
+        run = self.find(run_id)
+        if run is None:
+            raise config_mod.ConfigError(f"no run '{run_id}' under {self.runs_root}")
+        with self._lock:
+            if any(j.run_id == run.name for j in self._queue) or (self._active and self._active.run_id == run.name):
+                raise config_mod.ConfigError(f"run '{run.name}' is already queued or running")
+        state = rundir.effective_status(run).get("state")
+        if state not in ("aborted", "failed"):
+            raise config_mod.ConfigError(f"run '{run.name}' is {state or 'unknown'}: only an aborted or failed run resumes")
+        if not any((run / rundir.CHECKPOINTS).glob("checkpoint-*")):
+            raise config_mod.ConfigError(f"run '{run.name}' has no checkpoint in {run / rundir.CHECKPOINTS} to resume from")
+        cfg = config_mod.check(config_mod.load(run / rundir.CONFIG))
+        access.config(cfg)
+        launch_problems(cfg)
+        (run / LAUNCHED).unlink(missing_ok=True)  # this studio starts it again; the exclusive marker guards that start
+        (run / rundir.STOP).unlink(missing_ok=True)  # the old stop request (on a worker machine no rank 0 clears it)
+        return self._enqueue(run, cfg, resume=True)
+
+    def _enqueue(self, run: Path, cfg: config_mod.RunConfig, resume: bool) -> Job:
+        if distributed.needs_launcher(cfg):
+            distributed.write_accelerate_config(run, cfg)
+        argv = job_argv(run, cfg, self.python, resume)
         (run / rundir.COMMAND).write_text(shlex.join(argv) + "\n", encoding="utf-8")
         rundir.write_status(run, state="queued", queued_at=time.time(), name=cfg.output.run_name, stage=cfg.method.stage,
-                            finetuning_type=cfg.method.finetuning_type, max_steps=max(cfg.training.max_steps, 0))
+                            finetuning_type=cfg.method.finetuning_type, max_steps=max(cfg.training.max_steps, 0),
+                            resumed=resume, exit_code=None, ended_at=None, error=None, launcher=None,
+                            worker_of=(f"{cfg.distributed.main_process_ip}:{cfg.distributed.main_process_port}"
+                                       if distributed.is_worker_machine(cfg) else None))
         job = Job(run, argv)
         with self._lock:
             self._queue.append(job)
@@ -201,12 +257,13 @@ class JobManager:
             status, launched = info.extra, (info.path / LAUNCHED).exists()
             if info.state in rundir.ACTIVE_STATES and (info.state == "running" or launched):
                 if rundir.trainer_alive(info.path, status):  # that very process (pid and start time), not a reused pid
-                    found_active = Job(info.path, train_argv(info.path, self.python), pid=int(status["pid"]))
+                    found_active = Job(info.path, self._argv_of(info.path), pid=int(rundir.job_record(status)["pid"]))
                 elif info.state == "queued":  # started by an earlier studio, died before the trainer took over
                     rundir.write_status(info.path, state="failed", ended_at=time.time(),
                                         error="the training process ended before it started training")
             elif info.state == "queued":
-                queued.append(Job(info.path, train_argv(info.path, self.python), queued_at=status.get("queued_at") or 0))
+                queued.append(Job(info.path, self._argv_of(info.path, bool(status.get("resumed"))),
+                                  queued_at=status.get("queued_at") or 0))
         queued.sort(key=lambda j: j.queued_at)
         with self._lock:
             known = {j.run_id for j in self._queue} | ({self._active.run_id} if self._active else set())
@@ -216,6 +273,14 @@ class JobManager:
             self._last = self._last or (found_active.run_dir if found_active else None)
 
     # -- internals --------------------------------------------------------------------------------------------------------
+
+    def _argv_of(self, run: Path, resume: bool = False) -> list[str]:
+        """The command of a run folder found on disk, from its config (a config that no longer loads: the plain trainer,
+        which then names the problem in the run's log)."""
+        try:
+            return job_argv(run, config_mod.load(run / rundir.CONFIG), self.python, resume)
+        except config_mod.ConfigError:
+            return train_argv(run, self.python)
 
     def _launch(self, job: Job) -> None:
         try:
@@ -231,8 +296,12 @@ class JobManager:
             self._last = job.run_dir
             return
         job.pid = job.process.pid
-        # the state stays "queued" until the child writes "running" itself: it refuses a folder already marked running
-        rundir.write_status(job.run_dir, launched_at=time.time(), **child.stamp(job.pid))
+        stamp = child.stamp(job.pid)
+        # the state stays "queued" until the child writes "running" itself: it refuses a folder already marked running.
+        # A machine that is not the main one has no rank 0 to write it: its run is running from the launch on.
+        worker = rundir.read_status(job.run_dir).get("worker_of")
+        extra = dict(state="running", started_at=time.time()) if worker else {}
+        rundir.write_status(job.run_dir, launched_at=time.time(), launcher=stamp, **stamp, **extra)
         self._active = job
         self._last = job.run_dir
 
@@ -243,32 +312,39 @@ class JobManager:
         sig = signal.SIGKILL if waited > KILL_AFTER_S else signal.SIGTERM if waited > TERM_AFTER_S and not job.termed else None
         if sig is None:
             return
-        child.signal_group(job.record(), sig, job.run_id)  # only that very process: never a reused pid
+        if job.launcher:  # SIGTERM the ranks only (each stops after its step and saves); SIGKILL everything
+            child.signal_tree(job.record(), sig, job.run_id, root=sig == signal.SIGKILL)
+        else:
+            child.signal_group(job.record(), sig, job.run_id)  # only that very process: never a reused pid
         job.termed = True
 
     def _finish(self, job: Job) -> None:
-        """Make status.json final when the child could not (it crashed, was killed, or never started its trainer)."""
-        code = job.process.poll() if job.process is not None else None
-        status = rundir.read_status(job.run_dir)
-        fields: dict = {}
-        if code is not None and status.get("exit_code") is None:
-            fields["exit_code"] = code
-        if status.get("state") in rundir.ACTIVE_STATES:
-            if job.stop_requested_at is not None:
-                fields["state"] = "aborted"
-            elif code == 0:
-                fields["state"] = "finished"
-            else:
-                fields["state"] = "failed"
-                why = f"exited with code {code}" if code is not None else "ended without reporting (killed?)"
-                fields["error"] = status.get("error") or f"the training process {why}"
-            fields["ended_at"] = time.time()
-        if fields:
-            try:
-                rundir.write_status(job.run_dir, **fields)
-            except OSError as exc:  # a full disk must not keep the queue stuck on a dead run; readers see it as ended
-                print(f"[studio] could not update {job.run_dir / rundir.STATUS}: {exc}", file=sys.stderr)
+        settle(job.run_dir, job.process.poll() if job.process is not None else None, job.stop_requested_at is not None)
         self._last = job.run_dir
+
+
+def settle(run_dir: Path, code: int | None, stopped: bool) -> None:
+    """Make status.json final when the child could not (it crashed, was killed, never started its trainer, or is the
+    launcher of a machine that is not the main one, where no rank writes the state)."""
+    status = rundir.read_status(run_dir)
+    fields: dict = {}
+    if code is not None and status.get("exit_code") is None:
+        fields["exit_code"] = code
+    if status.get("state") in rundir.ACTIVE_STATES or not status:
+        if stopped:
+            fields["state"] = "aborted"
+        elif code == 0:
+            fields["state"] = "finished"
+        else:
+            fields["state"] = "failed"
+            why = f"exited with code {code}" if code is not None else "ended without reporting (killed?)"
+            fields["error"] = status.get("error") or f"the training process {why}"
+        fields["ended_at"] = time.time()
+    if fields:
+        try:
+            rundir.write_status(run_dir, **fields)
+        except OSError as exc:  # a full disk must not keep the queue stuck on a dead run; readers see it as ended
+            print(f"[studio] could not update {run_dir / rundir.STATUS}: {exc}", file=sys.stderr)
 
 
 def log_tail(run_dir: Path, lines: int = 40) -> str:

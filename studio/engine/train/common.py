@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 from pathlib import Path
 
@@ -193,7 +194,7 @@ def trainer_args(cfg: RunConfig, run_dir: Path, has_eval: bool) -> dict:
     all take them); a method adds or overrides only what is its own."""
     import torch
 
-    t = cfg.training
+    t, precision = cfg.training, cfg.distributed.mixed_precision
     on_gpu = torch.cuda.is_available()
     eval_strategy = ("steps" if t.eval_steps else "epoch") if has_eval else "no"
     if has_eval:  # the best checkpoint needs a save at every evaluation
@@ -207,7 +208,8 @@ def trainer_args(cfg: RunConfig, run_dir: Path, has_eval: bool) -> dict:
         save_steps=save_steps, eval_strategy=eval_strategy, eval_steps=t.eval_steps or None,
         load_best_model_at_end=has_eval, metric_for_best_model="eval_loss" if has_eval else None, greater_is_better=False,
         activation_checkpointing=want_checkpointing(cfg) and cfg.method.finetuning_type != "qlora",
-        bf16=on_gpu and bf16_capable() and cfg.method.finetuning_type in ("full", "freeze") and cfg.model.dtype != "float32",
+        bf16=precision == "bf16" or precision == "auto" and on_gpu and bf16_capable()
+        and cfg.method.finetuning_type in ("full", "freeze") and cfg.model.dtype != "float32", fp16=precision == "fp16",
         use_cpu=not on_gpu, report_to=[], dataloader_num_workers=0, disable_tqdm=False, save_only_model=False,
         use_liger_kernel=on_gpu and importlib.util.find_spec("liger_kernel") is not None,
     )
@@ -264,6 +266,8 @@ def start(cfg: RunConfig):
 
 
 def write_data_report(run_dir: Path, report: dict) -> None:
+    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate only rank 0 writes the run folder
+        return
     (run_dir / rundir.DATA_REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
 
 

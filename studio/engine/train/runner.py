@@ -105,11 +105,13 @@ def run(cfg: C.RunConfig, run_dir: Path, resume: bool = False, command: list[str
     from studio.engine.train.callbacks import RunFolderCallback, StopFlag
 
     run_dir = Path(run_dir)
+    if world_size() > 1:
+        child.die_with_parent()  # the launcher gone (killed), no Stop would reach this rank any more
     if not is_main_process():
         return _run_worker(cfg, run_dir, resume)
     if not resume or not (run_dir / rundir.CONFIG).exists():
         C.save(cfg, run_dir / rundir.CONFIG)
-    if command:
+    if command and not (world_size() > 1 and (run_dir / rundir.COMMAND).exists()):  # keep the launcher's own command
         (run_dir / rundir.COMMAND).write_text(" ".join(_quote(a) for a in command) + "\n", encoding="utf-8")
     (run_dir / rundir.STOP).unlink(missing_ok=True)
     stop = StopFlag(run_dir)
@@ -117,7 +119,11 @@ def run(cfg: C.RunConfig, run_dir: Path, resume: bool = False, command: list[str
     meta = {"name": cfg.output.run_name or run_dir.name, "stage": cfg.method.stage, "finetuning_type": cfg.method.finetuning_type,
             "model": cfg.model.name_or_path, **child.stamp(os.getpid()), "started_at": time.time(), "ended_at": None,
             "exit_code": None, "error": None}
-    rundir.write_status(run_dir, state="running", resumed=resume, world_size=world_size(), **meta)
+    # with several processes, the launcher (accelerate launch / torchrun: this rank's parent) holds the group: Stop,
+    # status and re-attach follow it (rundir.job_record)
+    group = dict(launcher=child.stamp(os.getppid()), num_machines=cfg.distributed.num_machines,
+                 backend=cfg.distributed.backend) if world_size() > 1 else dict(launcher=None)
+    rundir.write_status(run_dir, state="running", resumed=resume, world_size=world_size(), **meta, **group)
     log_file = open(run_dir / rundir.LOG, "a", encoding="utf-8")
     old = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Tee(old[0], log_file), _Tee(old[1], log_file)

@@ -3,7 +3,8 @@ the job queue.
 
 The form is not written by hand: every ``config.field_specs()`` entry becomes one input (bool -> Checkbox, choices ->
 Dropdown, numbers -> Number, lists -> one entry per line), grouped in one accordion per config section, advanced knobs in a
-closed "Advanced" accordion. ``values_to_config`` is the one place that turns the form back into a RunConfig; bounds are
+closed "Advanced" accordion; a field whose values depend on this machine (``distributed.devices``: the GPUs found) gets
+a dropdown of what was detected, still free to type. ``values_to_config`` is the one place that turns the form back into a RunConfig; bounds are
 checked by ``config.validate`` so every bad value is named (key and allowed range) before anything starts.
 """
 
@@ -16,6 +17,7 @@ import gradio as gr
 import pandas as pd
 
 from studio import config as C
+from studio.engine.jobs import distributed
 from studio.engine.jobs import training as jobs_mod
 from studio.engine import rundir
 from studio.ui.panels import identity_card
@@ -31,6 +33,7 @@ SECTION_FOR_TYPES = {"lora": ("lora", "qlora"), "quantization": ("qlora",), "fre
 SECTION_FOR_STAGES = {"preference": C.PREFERENCE_STAGES, "rl": C.RL_STAGES}
 OPEN_SECTIONS = ("model", "data", "method", "lora", "training")
 CODE_OPTIONS = ("model.trust_remote_code",)  # run code on this machine: off on the page without --allow-code
+DETECTED_CHOICES = {"distributed.devices": distributed.device_choices}  # key -> what this machine offers, detected
 
 
 @dataclass
@@ -43,6 +46,7 @@ class TrainRefs:
     preset_note: gr.Markdown
     start: gr.Button
     stop: gr.Button
+    resume: gr.Button
     show_cmd: gr.Button
     command: gr.Code
     message: gr.Markdown
@@ -96,9 +100,15 @@ def field_component(spec: C.FieldSpec, tx: Texts, locked: str | None = None) -> 
     ``locked``: an i18n key saying why the field is off and cannot be changed here."""
     rng = range_text(spec)
     info = (spec.help + (f" [{rng}]" if rng else ""), (spec.help_zh or spec.help) + (f"［{rng}］" if rng else ""))
+    if spec.key in DETECTED_CHOICES:
+        found = distributed.device_summary()
+        info = (f"{info[0]} Found: {found}.", f"{info[1]}。本机：{found}。")
     common = dict(label=spec.name, info=locked or info, elem_id=f"cfg-{spec.section}-{spec.name}")
     if locked:
         return tx.make(gr.Checkbox, value=False, interactive=False, **common)
+    if spec.key in DETECTED_CHOICES:
+        return tx.make(gr.Dropdown, choices=DETECTED_CHOICES[spec.key](), value=spec.default, allow_custom_value=True,
+                       **common)
     if spec.type is bool:
         return tx.make(gr.Checkbox, value=spec.default, **common)
     if spec.choices:
@@ -166,6 +176,7 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
             with gr.Row():
                 start = tx.make(gr.Button, value="train.start", variant="primary", elem_id="train-start")
                 stop = tx.make(gr.Button, value="train.stop", variant="stop", elem_id="train-stop")
+                resume = tx.make(gr.Button, value="train.resume", elem_id="train-resume")
                 show_cmd = tx.make(gr.Button, value="train.show_cmd", elem_id="train-show-cmd")
             message = gr.Markdown("", elem_id="train-message")
             command = tx.make(gr.Code, label="train.command", language="shell", interactive=False, lines=2, wrap_lines=True,
@@ -178,7 +189,7 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
             with gr.Row():
                 queued_pick = tx.make(gr.Dropdown, label="train.queued_run", choices=[], value=None, scale=2)
                 cancel = tx.make(gr.Button, value="train.cancel", scale=1, elem_id="train-cancel")
-    refs = TrainRefs(tx, specs, fields, sections, preset, preset_note, start, stop, show_cmd, command, message, progress, log,
+    refs = TrainRefs(tx, specs, fields, sections, preset, preset_note, start, stop, resume, show_cmd, command, message, progress, log,
                      queue, queued_pick, cancel, gr.Timer(TICK_S), gr.State(None), ident)
     _wire(ctx, refs, lang)
     return refs
@@ -199,6 +210,8 @@ def _wire(ctx: AppContext, refs: TrainRefs, lang: gr.State) -> None:
     refs.start.click(lambda lg, *v: _on_start(ctx, refs.specs, lg, v), [lang, *form], [refs.message, refs.command], **ui) \
         .then(lambda lg: _on_tick(ctx, lg, None), [lang], _tick_outputs(refs), **ui)
     refs.stop.click(lambda lg: _on_stop(ctx, lg), [lang], [refs.message], **ui)
+    refs.resume.click(lambda lg: _on_resume(ctx, lg), [lang], [refs.message, refs.command], **ui) \
+        .then(lambda lg: _on_tick(ctx, lg, None), [lang], _tick_outputs(refs), **ui)
     refs.cancel.click(lambda run, lg: _on_cancel(ctx, run, lg), [refs.queued_pick, lang], [refs.message], **ui)
     refs.timer.tick(lambda lg, sig: _on_tick(ctx, lg, sig), [lang, refs.tick_sig], _tick_outputs(refs), show_progress="hidden",
                     **ui)
@@ -247,11 +260,18 @@ def _invalid(errors: list[str], lang: str) -> str:
     return t("train.invalid", lang) + "\n\n" + "\n".join(f"- `{e}`" for e in errors)
 
 
+def form_config(specs: list[C.FieldSpec], values: list) -> tuple[C.RunConfig, list[str]]:
+    """``values_to_config``, then what this machine cannot start (devices, backends, method). The address checks open
+    connections: the queue makes them, after the page's access policy allowed the run (engine/access.py)."""
+    cfg, errors = values_to_config(specs, values)
+    return cfg, errors or distributed.problems(cfg, network=False)
+
+
 def _on_show_command(ctx: AppContext, specs, lang: str, preset: str, values) -> tuple[str, str]:
-    cfg, errors = values_to_config(specs, list(values))
+    cfg, errors = form_config(specs, list(values))
     path = ctx.presets().get(preset or "")
     cmd = jobs_mod.studio_command(cfg, path, _shown_path(path) if path else None)
-    argv = " ".join(jobs_mod.train_argv(ctx.runs_root / "<run>"))
+    argv = " ".join(jobs_mod.job_argv(ctx.runs_root / "<run>", cfg))
     return cmd, (_invalid(errors, lang) if errors else t("train.cmd_note", lang, argv=argv))
 
 
@@ -265,7 +285,7 @@ def _shown_path(path) -> str:
 
 
 def _on_start(ctx: AppContext, specs, lang: str, values) -> tuple:
-    cfg, errors = values_to_config(specs, list(values))
+    cfg, errors = form_config(specs, list(values))
     if errors:
         return _invalid(errors, lang), gr.skip()
     try:
@@ -287,6 +307,19 @@ def _on_stop(ctx: AppContext, lang: str) -> str:
         return t("train.no_active", lang)
     ctx.jobs.stop(job.run_id)
     return t("train.stop_sent", lang, run=job.run_id)
+
+
+def _on_resume(ctx: AppContext, lang: str) -> tuple:
+    """Continue the run this tab shows (aborted or failed) from its last checkpoint, through the queue."""
+    run = _watched_run(ctx)
+    if run is None:
+        return t("train.no_resume", lang), gr.skip()
+    try:
+        job = ctx.jobs.resume(run.name, access=ctx.access)
+    except (C.ConfigError, OSError) as exc:
+        return t("err.generic", lang, error=str(exc)), gr.skip()
+    command = (job.run_dir / rundir.COMMAND).read_text(encoding="utf-8").strip()
+    return t("train.resumed", lang, run=job.run_id), command
 
 
 def _on_cancel(ctx: AppContext, run_id: str | None, lang: str) -> str:
