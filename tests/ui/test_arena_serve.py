@@ -58,6 +58,9 @@ def test_arena_handlers_ask_vote_show_win_rates_and_queue_dpo(ctx, models):
     state, reveal, table, better = panel.on_vote(ctx, rnd, "B", "", "ui votes", "en")
     assert state == {} and better == "" and "tuned-model" in reveal and "base" in reveal and "1 pair(s)" in reveal
     assert list(table.columns) == panel.TABLE_COLUMNS and table.iloc[0]["votes"] == 1
+    from studio.ui.tabs import data as data_tab
+
+    assert str(A.dataset_folder("ui votes")) in data_tab._choices(ctx)  # the Data tab lists (and opens) the votes
     assert "already voted" in panel.on_vote(ctx, rnd, "A", "", "ui votes", "en")[1]  # a round takes one vote
     assert "Ask a prompt first" in panel.on_vote(ctx, state, "A", "", "ui votes", "en")[1]
     note = panel.on_train(ctx, "ui votes", str(base), "en")
@@ -86,22 +89,22 @@ def test_serve_panel_starts_a_loopback_server_with_a_key_and_stops_it(ctx, model
     folder, text, _ = panel.on_start(ctx, str(base), str(tuned), "en")
     try:
         assert "stop it first" in panel.on_start(ctx, str(base), "", "en")[1]  # one server from the page at a time
-        info = wait_until(lambda: (s := serving.status(Path(folder)))["state"] in ("serving", "failed") and s, 300,
+        info = wait_until(lambda: (s := serving.status(Path(folder), access=ctx.access))["state"] in ("serving", "failed") and s, 300,
                           "the server to listen")
         assert info["state"] == "serving", info["log_tail"]
         assert info["url"].startswith("http://127.0.0.1:") and info["models"] == ["tuned-model"]
         job = json.loads((Path(folder) / "job.json").read_text())
         assert info["key"] not in " ".join(job["argv"])  # the key travels in the environment, not on the command line
         assert "--host=127.0.0.1" in job["argv"]
-        _, shown, snippet = panel.on_tick("", "en")  # a reloaded page finds the running server
+        _, shown, snippet = panel.on_tick(ctx, "", "en")  # a reloaded page finds the running server
         assert info["key"] in shown and info["url"] in snippet and 'model="tuned-model"' in snippet
         reply = OpenAI(base_url=info["url"], api_key=info["key"], max_retries=0).chat.completions.create(
             model="tuned-model", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
         assert reply.choices[0].message.content
     finally:
-        stopped = panel.on_stop(folder, "en")
+        stopped = panel.on_stop(ctx, folder, "en")
     assert "stopped" in stopped[1]
-    wait_until(lambda: serving.status(Path(folder))["state"] == "stopped", 30, "the server to stop")
+    wait_until(lambda: serving.status(Path(folder), access=ctx.access)["state"] == "stopped", 30, "the server to stop")
 
 
 # -- the documented API ---------------------------------------------------------------------------------------------------

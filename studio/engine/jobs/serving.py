@@ -50,7 +50,7 @@ def start(model: str, adapter: str = "", *, access: Access, port: int | None = N
     """Start a server for (model, adapter); its folder. RuntimeError when one started from the page still runs."""
     running = current()
     if running is not None:
-        raise RuntimeError(f"a server started from the page is running ({status(running).get('url') or running}): "
+        raise RuntimeError(f"a server started from the page is running ({status(running, access=access)['url'] or running}): "
                            "stop it first")
     from studio.engine.serve.server import new_api_key
 
@@ -77,9 +77,10 @@ def current() -> Path | None:
     return next((f for f in jobs() if child.is_job(child.read_json(f / JOB), "serve")), None)
 
 
-def status(folder: Path) -> dict:
-    """{state: starting/serving/stopped/failed, url, models, key, command, log_tail} of one server folder."""
-    folder = Path(folder)
+def status(folder: Path, *, access: Access) -> dict:
+    """{state: starting/serving/stopped/failed, url, models, key, command, log_tail} of one server folder (which must
+    pass ``access``: its key file is read)."""
+    folder = access.path(folder, "server folder")
     job = child.read_json(folder / JOB) or {}
     ready = child.read_json(folder / READY) or {}
     _reap(job.get("pid"))
@@ -106,9 +107,9 @@ def _reap(pid) -> None:
         pass
 
 
-def stop(folder: Path | None = None) -> bool:
+def stop(folder: Path | None = None, *, access: Access) -> bool:
     """SIGTERM the server (the newest running one when no folder is given); False when none runs."""
-    folder = folder or current()
+    folder = access.path(folder, "server folder") if folder else current()
     if folder is None:
         return False
     job = child.read_json(Path(folder) / JOB)

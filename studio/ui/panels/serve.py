@@ -38,8 +38,8 @@ def build(ctx: AppContext, tx: Texts, lang: gr.State, model: gr.Textbox, adapter
     ui = dict(api_visibility="private")
     outs = [refs.folder, refs.status, refs.snippet]
     start.click(lambda m, a, lg: on_start(ctx, m, a, lg), [model, adapter, lang], outs, **ui)
-    stop.click(lambda folder, lg: on_stop(folder, lg), [refs.folder, lang], outs, **ui)
-    refs.timer.tick(lambda folder, lg: on_tick(folder, lg), [refs.folder, lang], outs, show_progress="hidden", **ui)
+    stop.click(lambda folder, lg: on_stop(ctx, folder, lg), [refs.folder, lang], outs, **ui)
+    refs.timer.tick(lambda folder, lg: on_tick(ctx, folder, lg), [refs.folder, lang], outs, show_progress="hidden", **ui)
     return refs
 
 
@@ -48,23 +48,27 @@ def on_start(ctx: AppContext, model: str, adapter: str, lang: str) -> list:
         folder = serving.start((model or "default").strip(), (adapter or "").strip(), access=ctx.access)
     except (RuntimeError, OSError) as exc:  # one already running; AccessError: a path the page may not use
         return [gr.skip(), t("err.generic", lang, error=exc), gr.skip()]
-    return [str(folder), *view(serving.status(folder), lang)]
+    return [str(folder), *view(serving.status(folder, access=ctx.access), lang)]
 
 
-def on_stop(folder: str, lang: str) -> list:
-    stopped = serving.stop()
+def on_stop(ctx: AppContext, folder: str, lang: str) -> list:
+    """Stop the newest server started from the page (the page has one at a time)."""
+    stopped = serving.stop(access=ctx.access)
     msg = t("serve.stopped", lang) if stopped else t("serve.none", lang)
     return [folder, msg, ""]
 
 
-def on_tick(folder: str, lang: str) -> list:
+def on_tick(ctx: AppContext, folder: str, lang: str) -> list:
     """Follow the server this page started, or (after a reload) the one still running."""
     if not folder:
         running = serving.current()
         if running is None:
             return [gr.skip()] * 3
         folder = str(running)
-    return [folder, *view(serving.status(folder), lang)]
+    try:
+        return [folder, *view(serving.status(folder, access=ctx.access), lang)]
+    except OSError as exc:  # AccessError: a folder outside what the page may read
+        return [gr.skip(), t("err.generic", lang, error=exc), gr.skip()]
 
 
 def view(info: dict, lang: str) -> list[str]:
