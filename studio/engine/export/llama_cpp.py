@@ -15,6 +15,7 @@ logits differ from the de-quantized float ones by more than transformers' read-b
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import time
@@ -46,8 +47,9 @@ def check_gguf(path, texts: list[str], inputs: list[list[int]], reference: list,
 
     start = time.time()
     n_ctx = max(len(ids) for ids in inputs) + generate_tokens + 8
-    llm = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_threads=os.cpu_count() or 1,
-                seed=0)
+    with _plain_cpu_kernels():
+        llm = Llama(model_path=str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_threads=os.cpu_count() or 1,
+                    seed=0)
     rows, agree, tokens = [], 0, 0
     for text, ids, ref in zip(texts, inputs, reference):
         llm.reset()
@@ -68,6 +70,28 @@ def check_gguf(path, texts: list[str], inputs: list[list[int]], reference: list,
             "first_token_agreement": sum(r["first_token_same"] for r in rows) / len(rows),
             "tokenizer_match": all(r["tokenizer_match"] for r in rows), "generated": generated,
             "seconds": round(time.time() - start, 2)}
+
+
+@contextlib.contextmanager
+def _plain_cpu_kernels():
+    """Load with llama.cpp's plain CPU kernels, without its "extra buffer types" (weights repacked for AMX / other
+    kernels): llama-cpp-python 0.3.36's AMX int8 matmul crashed (SIGSEGV in ggml_backend_amx_mul_mat) on this 2-core
+    Xeon with AMX, on the studio's GGUFs and on llama.cpp's own SmolLM2 Q4_1 alike. The binding has no argument for it,
+    so the model parameters' default is adjusted while the model loads."""
+    import llama_cpp.llama as binding
+
+    original = binding.llama_cpp.llama_model_default_params
+
+    def params():
+        p = original()
+        p.use_extra_bufts = False
+        return p
+
+    binding.llama_cpp.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        binding.llama_cpp.llama_model_default_params = original
 
 
 def _greedy(llm, prompt_ids: list[int], n: int) -> dict:
