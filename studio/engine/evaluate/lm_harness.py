@@ -3,9 +3,10 @@
     studio eval --adapter runs/RUN --lm-eval arc_easy,hellaswag --lm-eval-limit 100 --compare --out evals/bench
 
 The model is a local folder: the base (``default`` is the converted embedded model), a merged folder, or the base plus a
-PEFT adapter (lm-eval's HF model takes ``peft=ADAPTER``). Tasks come from lm-eval's own registry, from the studio's own tasks (``assets/lm_eval``: ``studio_qa_en`` and
-``studio_qa_zh``, 32 multiple-choice questions each over a JSON file the studio ships, so nothing is downloaded) or from
-``include_path`` (a folder of task YAMLs); hub-hosted task data needs the network.
+PEFT adapter (lm-eval's HF model takes ``peft=ADAPTER``). Tasks come from lm-eval's own registry, from the studio's own
+tasks (``assets/lm_eval``: ``studio_qa_en`` and ``studio_qa_zh``, 32 multiple-choice questions each over a JSON file the
+studio ships, so nothing is downloaded) or from ``include_path`` (a folder of task YAMLs); hub-hosted task data needs
+the network.
 Without lm-eval every entry point raises ``LmEvalMissing`` whose message is the install command.
 """
 
