@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from studio.commands import chat, data, eval as eval_cmd, export, train, webui
+from studio.commands import chat, data, eval as eval_cmd, export, serve, train, webui
 from studio.paths import prepare_home
 
-COMMANDS = (train, chat, webui, export, eval_cmd, data)
+COMMANDS = (train, chat, webui, export, eval_cmd, data, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -208,21 +208,32 @@ class ChatModel:
         return kw
 
     def stream(self, messages: list[dict], use_adapter: bool = False, temperature: float = 0.0, top_p: float = 1.0,
-               max_new_tokens: int = 256, repetition_penalty: float = 1.0) -> Iterator[str]:
-        """Yield the answer so far (accumulated text) as tokens arrive."""
+               max_new_tokens: int = 256, repetition_penalty: float = 1.0, usage: dict | None = None) -> Iterator[str]:
+        """Yield the answer so far (accumulated text) as tokens arrive. ``usage`` (a dict), when given, receives
+        ``prompt_tokens`` and ``completion_tokens``. Closing the generator early (a stop string, a client that went
+        away) stops the generation after the current token, before the model is released to the next caller."""
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         with self.lock, self.variant(use_adapter) as (model, tok):
             inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
             streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
             kw = self._gen_kwargs(tok, temperature, top_p, max_new_tokens, repetition_penalty)
             errors: list[BaseException] = []
+            cancel = threading.Event()
+            counts = usage if usage is not None else {}
+            counts.update(prompt_tokens=int(inputs["input_ids"].shape[1]), completion_tokens=0)
+
+            class Watch(StoppingCriteria):  # counts new tokens and ends the generation once the reader has gone
+                def __call__(self, input_ids, scores, **kwargs):
+                    counts["completion_tokens"] = int(input_ids.shape[1]) - counts["prompt_tokens"]
+                    return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 
             def work():
                 try:
                     with torch.inference_mode():
-                        model.generate(**inputs, streamer=streamer, **kw)
+                        model.generate(**inputs, streamer=streamer, stopping_criteria=StoppingCriteriaList([Watch()]),
+                                       **kw)
                 except BaseException as exc:  # surfaced to the caller below
                     errors.append(exc)
                     streamer.end()
@@ -230,10 +241,13 @@ class ChatModel:
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
             text = ""
-            for piece in streamer:
-                text += piece
-                yield text
-            thread.join()
+            try:
+                for piece in streamer:
+                    text += piece
+                    yield text
+            finally:
+                cancel.set()
+                thread.join()
             if errors:
                 raise errors[0]
 

@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 
 from studio import config as C
+from studio.engine import arena as arena_mod
 from studio.engine.jobs import export as export_job
 from studio.engine.jobs import training as jobs_mod
 from studio.engine import curves as metrics, rundir
@@ -194,6 +195,49 @@ class StudioApi:
                 "changed_most": (res.get("changed_most") or [])[:max(0, int(changed_rows))], "probe": res.get("probe"),
                 "command": eval_jobs.shown_command(argv)}
 
+    def arena_round(self, prompt: str, models: list[str], model: str = "default", system: str = "", blind: bool = True,
+                    temperature: float = 0.0, top_p: float = 1.0, max_new_tokens: int = 128) -> dict:
+        """2 to 4 models answer ``prompt`` (``models``: "base" and/or run, adapter, merged or GGUF paths); blind: the
+        sides are shuffled and ``models`` is null until the vote. Returns {round_id, answers: {A: text, ...}, models}."""
+        bounded(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+        try:
+            sides = [arena_mod.contender(m, model, access=self.ctx.access) for m in (models or [])]
+            rnd = self.ctx.arena.play(sides, prompt, system, bool(blind),
+                                      dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens))
+        except Exception as exc:  # a bad vote request, a path outside, a model that does not load: the caller's to fix
+            raise gr.Error(str(exc)) from None
+        return rnd.public()
+
+    def arena_vote(self, round_id: str, vote: str, better: str = "", dataset: str = arena_mod.DEFAULT_DATASET) -> dict:
+        """The vote on a round: ``vote`` A/B/C/D (the best side), ``tie`` or ``bad``; ``better``: an answer you wrote
+        (becomes 'chosen'). Pairs go to the preference dataset ``$STUDIO_HOME/datasets/<dataset>``. Returns {reveal,
+        vote, pairs, dataset, version, rows, log, table}."""
+        try:
+            res = self.ctx.arena.vote(round_id, vote, better, dataset)
+            return dict(res, table=arena_mod.win_rates(arena_mod.read_votes(dataset)))
+        except (arena_mod.ArenaError, OSError, ValueError) as exc:
+            raise gr.Error(str(exc)) from None
+
+    def arena_stats(self, dataset: str = arena_mod.DEFAULT_DATASET) -> dict:
+        """Win rates per pair of models from the votes on ``dataset``: {dataset, votes, table: [{model_1, model_2, votes,
+        wins_1, wins_2, ties, both_bad, win_rate_1}]}."""
+        try:
+            votes = arena_mod.read_votes(dataset)
+            return {"dataset": str(arena_mod.dataset_folder(dataset)), "votes": len(votes),
+                    "table": arena_mod.win_rates(votes)}
+        except OSError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def arena_train_dpo(self, dataset: str = arena_mod.DEFAULT_DATASET, model: str = "",
+                        overrides: dict[str, Any] | None = None) -> dict:
+        """"Train DPO on my votes": the DPO preset on the arena's dataset (``model``: the policy to start from, default
+        the preset's; ``overrides`` as for /start_run), queued like any run. Returns the run report and command."""
+        try:
+            job = self.ctx.jobs.submit(arena_mod.dpo_config(dataset, model, overrides), access=self.ctx.access)
+        except (arena_mod.ArenaError, C.ConfigError, OSError) as exc:
+            raise gr.Error(str(exc)) from None
+        return dict(run_report(job.run_dir), command=" ".join(job.argv))
+
     def _run_dir(self, run_id: str):
         path = self.ctx.jobs.find(run_id)
         if path is None:
@@ -201,9 +245,9 @@ class StudioApi:
         return path
 
 
-ENDPOINTS = ("list_presets", "start_run", "stop_run", "resume_run", "cancel_run", "run_status", "list_runs", "chat_compare", "merge",
-             "export", "evaluate")
-SLOW = ("chat_compare", "merge", "export", "evaluate")  # one at a time: each loads a model
+ENDPOINTS = ("list_presets", "start_run", "stop_run", "resume_run", "cancel_run", "run_status", "list_runs", "chat_compare",
+             "merge", "export", "evaluate", "arena_round", "arena_vote", "arena_stats", "arena_train_dpo")
+SLOW = ("chat_compare", "merge", "export", "evaluate", "arena_round")  # one at a time: each loads a model
 
 
 def register(ctx: AppContext) -> StudioApi:

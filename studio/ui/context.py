@@ -17,6 +17,7 @@ from pathlib import Path
 
 from studio import paths
 from studio.engine.access import Access
+from studio.engine.arena import Arena
 from studio.engine.jobs.training import JobManager
 
 MAX_CHAT_MODELS = 2  # each ChatModel holds a base copy; CPU RAM is the limit on a laptop
@@ -36,6 +37,7 @@ class AppContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # one generation at a time per process: a PEFT model switches its adapter on/off globally while it generates
     generate_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _arena: Arena | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, lang: str = "en", runs_root: Path | None = None, start_jobs: bool = True, allow_paths: tuple = (),
@@ -119,6 +121,14 @@ class AppContext:
                 return
             for tuned in cm.stream(messages_tuned, use_adapter=True, **kw):
                 yield base, tuned
+
+    @property
+    def arena(self) -> Arena:
+        """The arena's models and the rounds waiting for a vote (shares the one-generation-at-a-time lock)."""
+        with self._lock:
+            if self._arena is None:
+                self._arena = Arena(self.generate_lock)
+            return self._arena
 
     def tokenizer(self, model: str):
         """A cached tokenizer (the Data tab renders rows through its chat template)."""

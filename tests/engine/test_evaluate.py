@@ -336,13 +336,21 @@ def test_lm_eval_hook_passes_the_adapter_as_peft(monkeypatch, tiny_model_dir, ru
         return {"results": {"arc_easy": {"alias": "arc_easy", "acc,none": acc, "acc_stderr,none": 0.05,
                                          "acc_norm,none": acc - 0.1, "acc_norm_stderr,none": 0.05}}}
 
+    class TaskManager:  # lm_eval.tasks.TaskManager: which folders of task YAMLs it was given
+        def __init__(self, include_path=None):
+            self.include_path = include_path
+
     fake = types.ModuleType("lm_eval")
     fake.__spec__ = importlib.machinery.ModuleSpec("lm_eval", None)
     fake.simple_evaluate = simple_evaluate
+    fake.tasks = types.ModuleType("lm_eval.tasks")
+    fake.tasks.TaskManager = TaskManager
     monkeypatch.setitem(sys.modules, "lm_eval", fake)
+    monkeypatch.setitem(sys.modules, "lm_eval.tasks", fake.tasks)
     rows = lm_harness.compare(str(tiny_model_dir), str(run_dir), ["arc_easy"], limit=5)
     assert [c[1].get("peft") for c in calls] == [None, str(run_dir / "adapter")]
     assert calls[0][1]["pretrained"] == str(tiny_model_dir) and calls[0][3]["limit"] == 5
+    assert calls[0][3]["task_manager"].include_path == [str(lm_harness.local_tasks_dir())]  # the shipped tasks, by name
     acc = next(r for r in rows if r["metric"] == "acc")
     assert (acc["base"], acc["tuned"], acc["delta"]) == (0.5, 0.6, pytest.approx(0.1))
     assert {r["metric"] for r in rows} == {"acc", "acc_norm"}

@@ -96,8 +96,9 @@ def test_network_bind_without_login_is_refused(launch_refused):
 
 # -- the API surface ---------------------------------------------------------------------------------------------------------
 
-DOCUMENTED = {"/list_presets", "/start_run", "/stop_run", "/resume_run", "/cancel_run", "/run_status", "/list_runs", "/chat_compare",
-              "/merge", "/export", "/evaluate"}
+DOCUMENTED = {"/list_presets", "/start_run", "/stop_run", "/resume_run", "/cancel_run", "/run_status", "/list_runs",
+              "/chat_compare", "/merge", "/export", "/evaluate", "/arena_round", "/arena_vote", "/arena_stats",
+              "/arena_train_dpo"}
 
 
 def test_only_documented_endpoints_are_listed(studio):
@@ -114,6 +115,8 @@ def test_only_documented_endpoints_are_listed(studio):
     ("evaluate", {"batch_size": 100_000}, "batch_size=100000 is out of range"),
     ("evaluate", {"max_new_tokens": 0}, "max_new_tokens=0 is out of range"),
     ("evaluate", {"changed_rows": 10**9}, "changed_rows=1000000000 is out of range"),
+    ("arena_round", {"prompt": "hi", "models": ["base", "base:default"], "max_new_tokens": 10**6},
+     "max_new_tokens=1000000 is out of range"),
 ])
 def test_out_of_range_api_arguments_are_refused(studio, endpoint, kwargs, named):
     events = studio.call_api(endpoint, **kwargs)

@@ -132,6 +132,29 @@ def test_tab_handlers_refuse_outside_paths_and_code(ctx, tmp_path):
     REFUSED.append("chat tab /etc")
 
 
+def test_arena_and_server_refuse_outside_paths(ctx, tmp_path):
+    """The arena's models, its DPO run and the Chat tab's server are paths the page names: the same policy applies."""
+    from studio.engine import arena as A
+    from studio.engine.jobs import serving
+    from studio.ui.api import StudioApi
+    from studio.ui.panels import serve as serve_panel
+
+    api = StudioApi(ctx)
+    refused("/arena_round model", lambda: api.arena_round("hi", models=["base", "/etc"]))
+    refused("/arena_round base model", lambda: api.arena_round("hi", models=["base", str(tmp_path)], model="/etc"))
+    rnd = A.Round("r1", "q", "", [A.Contender("a", "a", "default", ""), A.Contender("b", "b", "default", "b")],
+                  answers=["x", "y"])
+    A.record_vote(rnd, "A", dataset="sec")
+    refused("/arena_train_dpo model", lambda: api.arena_train_dpo(dataset="sec", model="/etc"))
+    assert A.dataset_folder("../../../etc").parent == A.dataset_folder("sec").parent  # a name, never a path
+    REFUSED.append("arena dataset name traversal")
+    refused("serve adapter", lambda: serving.start("default", "/etc", access=ctx.access))
+    refused("serve model", lambda: serving.start("/etc", "", access=ctx.access))
+    assert "outside the folders" in serve_panel.on_start(ctx, "default", str(Path.home() / ".ssh"), "en")[1]
+    REFUSED.append("serve panel ~/.ssh")
+    assert serving.current() is None and not list(ctx.runs_root.glob("*"))  # nothing started
+
+
 def test_data_tab_handlers_read_and_write_nothing_outside(ctx, tmp_path):
     import json
 
@@ -186,7 +209,8 @@ def test_every_ui_call_to_a_guarded_engine_function_passes_the_access_policy():
     root = Path(__file__).resolve().parents[2] / "studio"
     guarded = {n.name for p in (root / "engine").rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
                if isinstance(n, ast.FunctionDef) and any(a.arg == "access" for a in n.args.args + n.args.kwonlyargs)}
-    assert {"open_dataset", "submit", "resume", "eval_argv", "open_chat", "build_request", "plan_mix"} <= guarded
+    assert {"open_dataset", "submit", "resume", "eval_argv", "open_chat", "build_request", "plan_mix", "contender",
+            "start"} <= guarded
     missing, seen = [], 0
     for path in (root / "ui").rglob("*.py"):
         tree = ast.parse(path.read_text())

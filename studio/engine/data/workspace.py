@@ -163,6 +163,17 @@ class Workspace:
         return self._commit(view, items, "add", f"row {len(view) if at is None else at}", append=at is None)
 
     @_exclusive
+    def add_rows(self, rows: list[dict], detail: str = "", tokenizer=None, cutoff_len: int = 4096) -> Version:
+        """Append several rows as ONE version (e.g. the pairs of one arena vote); one bad row refuses them all."""
+        if not rows:
+            raise DataError(f"{self.data_path}: no rows to add; nothing was saved")
+        view = self.view()
+        for k, row in enumerate(rows):
+            self._check(view, row, len(view) + k, tokenizer, cutoff_len)
+        items: list = list(range(len(view))) + list(rows)
+        return self._commit(view, items, "add", detail or f"rows {len(view)}-{len(items) - 1}", append=True)
+
+    @_exclusive
     def update_row(self, index: int, row: dict, tokenizer=None, cutoff_len: int = 4096) -> Version:
         view = self.view()
         view.locate(index)

@@ -3,8 +3,10 @@
     studio eval --adapter runs/RUN --lm-eval arc_easy,hellaswag --lm-eval-limit 100 --compare --out evals/bench
 
 The model is a local folder: the base (``default`` is the converted embedded model), a merged folder, or the base plus a
-PEFT adapter (lm-eval's HF model takes ``peft=ADAPTER``). Tasks come from lm-eval's own registry or from ``include_path``
-(a folder of task YAMLs): with local task data nothing is downloaded; hub-hosted task data needs the network.
+PEFT adapter (lm-eval's HF model takes ``peft=ADAPTER``). Tasks come from lm-eval's own registry, from the studio's own
+tasks (``assets/lm_eval``: ``studio_qa_en`` and ``studio_qa_zh``, 32 multiple-choice questions each over a JSON file the
+studio ships, so nothing is downloaded) or from ``include_path`` (a folder of task YAMLs); hub-hosted task data needs
+the network.
 Without lm-eval every entry point raises ``LmEvalMissing`` whose message is the install command.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from pathlib import Path
 
 INSTALL_HINT = "lm-evaluation-harness is not installed; install it into the studio's environment: .venv/bin/pip install lm-eval"
 
@@ -22,6 +25,13 @@ class LmEvalMissing(RuntimeError):
 
 class LmEvalError(ValueError):
     """A benchmark request that cannot run (no tasks, an unknown model folder, a task lm-eval rejects)."""
+
+
+def local_tasks_dir() -> Path:
+    """The task YAMLs the studio ships (each over a JSON file beside it)."""
+    from studio.paths import assets_dir
+
+    return assets_dir() / "lm_eval"
 
 
 def available() -> bool:
@@ -56,7 +66,8 @@ def results_table(results: dict) -> list[dict]:
     rows = []
     for task, vals in sorted((results or {}).get("results", {}).items()):
         for key, value in vals.items():
-            if key == "alias" or "_stderr" in key or not isinstance(value, (int, float)) or isinstance(value, bool):
+            if key in ("alias", "sample_len") or "_stderr" in key or not isinstance(value, (int, float)) \
+                    or isinstance(value, bool):  # sample_len: lm-eval's row count, not a score
                 continue
             metric, _, filt = key.partition(",")
             err = vals.get(f"{metric}_stderr,{filt}" if filt else f"{metric}_stderr")
@@ -79,11 +90,11 @@ def run(model: str, tasks: list[str], adapter: str = "", limit: float | None = N
         raise LmEvalError("no lm-eval task given (e.g. arc_easy,hellaswag)")
     import lm_eval
 
-    kwargs = {}
-    if include_path:
-        from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager
 
-        kwargs["task_manager"] = TaskManager(include_path=include_path)
+    # the studio's own tasks (assets/lm_eval: studio_qa_en, studio_qa_zh; local JSON, no hub) are always known by name
+    include = [str(local_tasks_dir())] + ([include_path] if include_path else [])
+    kwargs = {"task_manager": TaskManager(include_path=include)}
     try:
         out = lm_eval.simple_evaluate(model="hf", model_args=model_args(model, adapter), tasks=tasks, limit=limit,
                                       batch_size=batch_size, num_fewshot=num_fewshot, device=device, **kwargs)

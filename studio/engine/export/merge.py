@@ -471,19 +471,37 @@ def _finish(result: dict, out: Path, tmp: Path, config, run_dir, texts, inputs, 
         lo = 0.7 + 0.25 * i / len(gguf)
         g = export_gguf(tmp, qtype, overwrite=True, name=out.name, reference=(texts, inputs, saved_logits),
                         progress=report.sub(lo, lo + 0.25 / len(gguf)))
+        g["llama_cpp"] = _llama_cpp_check(Path(g["path"]), texts, inputs, saved_logits)
         for key in ("path", "modelfile"):  # where they will be once the work folder becomes ``out``
             g[key] = str(out / Path(g[key]).relative_to(tmp))
         result["gguf"].append(g)
-    report(0.97, "writing the model card")
+    report(0.97, "writing the model card and provenance.json")
     result["out_dir"] = str(out)
     result["seconds"] = round(time.time() - start, 1)
     result["size_bytes"] = folder_size(tmp)
     (tmp / "README.md").write_text(render_card(result, config, run_dir), encoding="utf-8")
     (tmp / "export.json").write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    from studio.engine.export import provenance
+
+    provenance.write(tmp, provenance.build(result, config, run_dir))
     (tmp / MARKER).write_text(json.dumps({"made_by": "studio export", "time": time.time()}) + "\n", encoding="utf-8")
     result["size_bytes"] = folder_size(tmp)
     _replace_output(tmp, out)
     report(1.0, f"done: {out}")
+
+
+def _llama_cpp_check(path: Path, texts, inputs, merged_logits) -> dict:
+    """llama.cpp's logits for the file against the merged model's (recorded, not a gate: see export/llama_cpp.py)."""
+    from studio.engine.export import llama_cpp
+
+    if not llama_cpp.available():
+        return {"skipped": llama_cpp.INSTALL_HINT}
+    if merged_logits is None:
+        return {"skipped": "no merged-model logits at hand (an adapter export)"}
+    try:
+        return llama_cpp.check_gguf(path, texts, inputs, merged_logits)
+    except Exception as exc:  # a llama.cpp that cannot load the file is a finding to record, not a crash of the export
+        return {"error": f"{type(exc).__name__}: {exc}"[:500]}
 
 
 def folder_size(path: Path) -> int:

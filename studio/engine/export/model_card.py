@@ -117,6 +117,13 @@ def _verification(result: dict) -> list[str]:
                      f"abs diff {g['max_abs_diff']:.3g} (tolerance {g['tolerance']:.3g}), top-1 agreement "
                      f"{g['top1_agreement']:.1%}, tokenizer {'identical' if g['tokenizer_match'] else 'DIFFERENT'}, every weight "
                      f"within {g['weight_error']:.2f} of its {g['qtype']} rounding bound.")
+        lc = g.get("llama_cpp") or {}
+        if lc.get("per_prompt"):
+            lines.append(f"The same GGUF in llama.cpp ({lc.get('runtime')} {lc.get('version')}) against the merged model: "
+                         f"first answer token chosen alike on {lc['first_token_agreement']:.0%} of the prompts (max abs "
+                         f"logit diff there {lc['first_token_max_abs_diff']:.3g}), top-1 agreement over all positions "
+                         f"{lc['top1_agreement']:.1%}, tokenizer {'identical' if lc['tokenizer_match'] else 'DIFFERENT'}.")
+    lines.append("Everything above, with file hashes, the config and the final metrics: `provenance.json`.")
     return [ln + "\n" if i < len(lines) - 1 else ln for i, ln in enumerate(lines)]
 
 

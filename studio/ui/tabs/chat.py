@@ -4,6 +4,9 @@ merged folder, combined adapter, GGUF file), side by side, with system prompt an
 One ``ChatModel`` per (base, adapter) is cached in the AppContext; with an adapter it holds one base copy and switches the
 PEFT adapter off for the base answer and on for the tuned one; a merged folder or GGUF is a second model (the tab says
 so). Models load (torch) on the first message, not at start-up.
+
+Below the chat: "Serve with an OpenAI-compatible API" (``panels/serve.py``: ``studio serve`` as a child on 127.0.0.1) and
+the arena (``panels/arena.py``: 2-4 models, blind votes -> a preference dataset -> DPO).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import gradio as gr
 
 from studio.ui.common import tuned_outputs
 from studio.ui.context import AppContext
+from studio.ui.panels import arena as arena_panel
+from studio.ui.panels import serve as serve_panel
 from studio.ui.i18n import Texts, t
 from studio.ui.limits import RANGES
 
@@ -35,6 +40,8 @@ class ChatRefs:
     send: gr.Button
     clear: gr.Button
     note: gr.Markdown  # what the tuned side is and what it costs in memory
+    arena: arena_panel.ArenaRefs | None = None
+    serve: serve_panel.ServeRefs | None = None
 
 
 def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
@@ -58,8 +65,12 @@ def build(ctx: AppContext, lang: gr.State) -> ChatRefs:
         with gr.Column(scale=1, min_width=120):
             send = tx.make(gr.Button, value="chat.send", variant="primary", elem_id="chat-send")
             clear = tx.make(gr.Button, value="chat.clear")
+    with tx.make(gr.Accordion, label="serve.title", open=False):
+        served = serve_panel.build(ctx, tx, lang, model, adapter)
+    with tx.make(gr.Accordion, label="arena.title", open=False, elem_id="arena"):
+        arena = arena_panel.build(ctx, tx, lang, model, system, temperature, top_p, max_new)
     refs = ChatRefs(tx, model, run, adapter, system, temperature, top_p, max_new, base_bot, tuned_bot, prompt, send, clear,
-                    note)
+                    note, arena, served)
     ui = dict(api_visibility="private")
     run.focus(lambda: gr.update(choices=tuned_outputs(ctx)), None, run, **ui)
     run.change(lambda folder: on_run(ctx, folder), run, [adapter, model], **ui)

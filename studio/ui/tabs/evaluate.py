@@ -26,6 +26,7 @@ from studio.ui.i18n import Texts, t
 from studio.ui.limits import RANGES
 
 TICK_S = 2.0
+LM_TASKS = "studio_qa_en,studio_qa_zh"  # shipped with the studio (assets/lm_eval): local JSON, no hub
 
 
 class FormIncomplete(ValueError):
@@ -107,7 +108,7 @@ def build(ctx: AppContext, lang: gr.State) -> EvalRefs:
         lm_note = tx.make(gr.Markdown, value="eval.lm_note" if lm_harness.available() else "eval.lm_missing",
                           elem_id="eval-lm-note")
         with gr.Row():
-            lm_tasks = tx.make(gr.Textbox, label="eval.lm_tasks", scale=3, elem_id="eval-lm-tasks")
+            lm_tasks = tx.make(gr.Textbox, label="eval.lm_tasks", value=LM_TASKS, scale=3, elem_id="eval-lm-tasks")
             lm_limit = tx.make(gr.Number, label="eval.lm_limit", value=0, minimum=0, scale=1)
             lm_run = tx.make(gr.Button, value="eval.lm_run", scale=1, elem_id="eval-lm-run")
         lm_table = gr.Dataframe(value=None, interactive=False, elem_id="eval-lm-table")
