@@ -182,6 +182,12 @@ class IdentitySection:
                               "model's own answers to shipped prompts).", min=0, max=100000, help_zh="混入的通用数据条数（防遗忘）")
     probe: bool = opt(True, "After training, ask held-out identity and general questions to the base and the tuned model "
                       "(probe.json).", help_zh="训练后进行身份与保留能力探测")
+    system_variety: float = opt(0.0, "Share of the identity and replay rows given a generic system prompt from a pool, so the "
+                                "identity holds under a user's own system prompt.", min=0.0, max=1.0,
+                                help_zh="随机配上通用系统提示的身份与回放样本比例", advanced=True)
+    second_turn: float = opt(0.0, "Share of the identity rows asked as the second turn of a conversation, after a general "
+                             "exchange from the replay rows.", min=0.0, max=1.0, help_zh="作为对话第二轮提问的身份样本比例",
+                             advanced=True)
 
 
 @dataclass

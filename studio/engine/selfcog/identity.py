@@ -30,6 +30,7 @@ import random
 import re
 from pathlib import Path
 
+from studio.engine.selfcog import variety
 from studio.paths import assets_dir, studio_home
 
 IDENTITY_FILE = "identity.jsonl"
@@ -350,16 +351,23 @@ def build_datasets(cfg, run_dir: Path, log=print) -> list[str]:
         rows = with_old_system(rows, old_system, OLD_SYSTEM_SHARE, cfg.training.seed)
     else:
         log(f"identity: the template's default system prompt stays {old_system!r}; training overrides it")
-    specs = [str(write_jsonl(rows, run_dir / IDENTITY_FILE))]
-    log(f"identity: {len(rows)} rows ({sum(r['lang'] == 'zh' for r in rows)} Chinese) -> {specs[0]}")
+    general: list[dict] = []
     if cfg.data.datasets:
         log(f"identity: general data = data.datasets ({len(cfg.data.datasets)} given); no replay generated")
     elif ic.replay_samples > 0:
         replay = build_replay(cfg.model.name_or_path, chat_template=base_template, log=log)
         # balanced languages: with few general rows in a language, its questions drift into the identity answer
         general = sample_per_lang(replay, ic.replay_samples, cfg.training.seed)
+        log(f"identity: {len(general)} replay rows (from {len(replay)} distinct base answers)")
+    seed = cfg.training.seed
+    rows = variety.with_system_prompts(variety.as_second_turns(rows, general, ic.second_turn, seed), ic.system_variety, seed)
+    general = variety.with_system_prompts(general, ic.system_variety, seed + 7)
+    specs = [str(write_jsonl(rows, run_dir / IDENTITY_FILE))]
+    log(f"identity: {len(rows)} rows ({sum(r['lang'] == 'zh' for r in rows)} Chinese; "
+        f"{sum(bool(r.get('history')) for r in rows)} second turns, {sum(bool(r.get('system')) for r in rows)} with a "
+        f"system prompt) -> {specs[0]}")
+    if general:
         specs.append(str(write_jsonl(general, run_dir / REPLAY_FILE)))
-        log(f"identity: {len(general)} replay rows (from {len(replay)} distinct base answers) -> {specs[1]}")
     return specs
 
 
