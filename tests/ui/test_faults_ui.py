@@ -178,13 +178,13 @@ def test_studio_killed_mid_run_restarts_reattaches_and_the_run_finishes(tmp_path
 
 
 NOISY_CHILD = textwrap.dedent('''
-    """Stands in for `python -m studio.train CONFIG --output-dir RUN`: 100 MB of output on stdout and stderr in 100-byte
+    """Stands in for `python -m studio.train CONFIG --output-dir=RUN`: 100 MB of output on stdout and stderr in 100-byte
     lines (a library warning in a loop), then one last line, then "finished"."""
     import os, sys, time
     from studio.engine import rundir
     from studio.engine.jobs import child
 
-    run = sys.argv[sys.argv.index("--output-dir") + 1]
+    run = next(a.split("=", 1)[1] for a in sys.argv if a.startswith("--output-dir="))  # the studio writes --flag=VALUE
     rundir.write_status(run, state="running", started_at=time.time(), max_steps=1, **child.stamp(os.getpid()))
     line = "warning: a library that will not stop talking about it " + "." * 44 + "\\n"
     for _ in range(100 * 1024 * 1024 // (2 * len(line))):
@@ -205,7 +205,7 @@ def inproc(tmp_path_factory, tiny_model_dir):
 
     tmp = tmp_path_factory.mktemp("faults_ui")
     home = studio_home(tmp, tiny_model_dir)
-    ctx = AppContext.create(runs_root=tmp / "runs")
+    ctx = AppContext.create(runs_root=tmp / "runs", allow_paths=(home,))  # the session's STUDIO_HOME is elsewhere
     ctx.presets_root = tmp / "presets"
     ctx.presets_root.mkdir()
     (ctx.presets_root / "tiny.yaml").write_text(
