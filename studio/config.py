@@ -160,6 +160,10 @@ class IdentitySection:
                               "model's own answers to shipped prompts).", min=0, max=100000, help_zh="混入的通用数据条数（防遗忘）")
     probe: bool = opt(True, "After training, ask held-out identity and general questions to the base and the tuned model "
                       "(probe.json).", help_zh="训练后进行身份与保留能力探测")
+    probe_split: str = opt("test", "Which general questions the probe reports retention on: 'test' (asks dev and test, reports "
+                           "test) or 'dev' (asks dev only: for choosing a recipe without seeing the test split).",
+                           choices=("test", "dev"), help_zh="探测报告的通用问题划分：test（报告测试集）或 dev（只问开发集，用于调参）",
+                           advanced=True)
 
 
 @dataclass
