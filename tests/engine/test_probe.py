@@ -117,6 +117,21 @@ def test_kl_moves_when_the_adapter_changes_the_model(talking_model_dir, tmp_path
     assert answer_kl(ChatModel(model, tmp_path / "changed"), convs, ["", "x"])[0]["kl"] is None
 
 
+def test_the_tuned_side_generates_merged_with_the_same_answers(talking_model_dir, tmp_path):
+    from studio.engine.generate import ChatModel
+
+    run, _ = _run_with_adapter(tmp_path, talking_model_dir, change=True)
+    chat = ChatModel(str(talking_model_dir), run)
+    convs = [i["messages"] for i in P.probe_items("test", "You are SmolLM.")[:12]]
+    kw = {"max_new_tokens": 16, "batch_size": 12}
+    base, plain = chat.generate(convs, use_adapter=False, **kw), chat.generate(convs, use_adapter=True, **kw)
+    with P._merged(chat):
+        assert all(getattr(m, "merged", True) for m in chat.model.modules() if hasattr(m, "lora_A") and m.lora_A)
+        merged = chat.generate(convs, use_adapter=True, **kw)
+    assert merged == plain and merged != base
+    assert not any(getattr(m, "merged", False) for m in chat.model.modules())  # unmerged again
+
+
 def test_benchmark_runs_the_preset_for_a_pair_and_prints_its_row(talking_model_dir, tmp_path, capsys):
     out = tmp_path / "bench"
     code = bench.main(["--pair", "R2-Lite|R2-Lite|Orbit Robotics|轨道机器人", "--split", "dev", "--output-dir", str(out),

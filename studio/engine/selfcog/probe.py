@@ -14,12 +14,14 @@
 
 Scoring rules: ``scoring.py``. Each side answers the way a user sees it: the base with its own chat template, the tuned
 model with the template saved in its adapter folder. Greedy decoding, one model in memory (a LoRA is switched off for the
-base), one batch for many questions; the base answers are cached under ``$STUDIO_HOME/cache`` (they never change).
+base, and merged into the weights while the tuned side generates: same answers, 3-4x faster), one batch for many
+questions; the base answers are cached under ``$STUDIO_HOME/cache`` (they never change).
 ``run_probes(cfg, run_dir)`` is the runner's hook (after training when ``identity.probe`` is on).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -159,20 +161,41 @@ def run_probes(cfg, run_dir: Path, log=print, split: str | None = None, items: l
     convs = [it["messages"] for it in items]
     base, timings = _base_answers(chat, convs, log)
     t = time.time()
-    tuned = chat.generate(convs, use_adapter=True, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
-    timings["tuned_s"] = round(time.time() - t, 1)
-    rows = score_rows(items, base, tuned, names)
+    general = [i for i, it in enumerate(items) if it["kind"] == "general"]
+    kl = answer_kl(chat, [convs[i] for i in general], [base[i] for i in general])
+    timings["kl_s"] = round(time.time() - t, 1)
     t = time.time()
-    general = [i for i, r in enumerate(rows) if r["kind"] == "general"]
-    for i, m in zip(general, answer_kl(chat, [convs[i] for i in general], [base[i] for i in general])):
+    with _merged(chat):  # last: the base side never runs on weights that were merged and unmerged
+        tuned = chat.generate(convs, use_adapter=True, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
+    timings.update(tuned_s=round(time.time() - t, 1), cpu_s=round(time.process_time() - cpu_start, 1))
+    rows = score_rows(items, base, tuned, names)
+    for i, m in zip(general, kl):
         rows[i].update(kl_tokens=m["tokens"], kl=m["kl"], kl_reverse=m["kl_reverse"])
-    timings.update(kl_s=round(time.time() - t, 1), cpu_s=round(time.process_time() - cpu_start, 1))
     result = summarize(rows, split)
     result.update(names=names, seconds=round(time.time() - start, 1), timings=timings, max_new_tokens=MAX_NEW_TOKENS,
                   rows=rows)
     (run_dir / PROBE_FILE).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     log(format_summary(result) + f" ({result['seconds']} s) -> {run_dir / PROBE_FILE}")
     return {k: v for k, v in result.items() if k != "rows"}
+
+
+@contextlib.contextmanager
+def _merged(chat):
+    """A LoRA adapter merged into the weights while the tuned side generates. Unmerged, each of the ~200 LoRA layers of
+    the default model adds its own small steps to every decoding step: the tuned side took 3-4x the base's time here.
+    Merged, it runs at the base's speed with the same weights up to float rounding (B = 0 merges to the very same ones)."""
+    model = chat.model if chat.has_adapter and not chat.tuned_separate else None
+    merge = model is not None and hasattr(model, "merge_adapter")
+    if merge:
+        try:
+            model.merge_adapter()
+        except (ValueError, NotImplementedError, RuntimeError):  # a layer type PEFT cannot merge: generate unmerged
+            merge = False
+    try:
+        yield
+    finally:
+        if merge:
+            model.unmerge_adapter()
 
 
 def _base_answers(chat, convs: list[list[dict]], log) -> tuple[list[str], dict]:
