@@ -1,12 +1,23 @@
-"""Self-cognition end to end: run presets/self_cognition.yaml with a name/author, print the time and both probe scores.
+"""Self-cognition end to end, one run per name/maker pair: time, identity (per language and setting), retention, KL.
 
-    python benchmarks/self_cognition.py --name-zh 小新 --name-en Nova --author-zh 新星实验室 --author-en "Nova Labs"
-    python benchmarks/self_cognition.py --cold            # also regenerate the cached replay and base-probe answers
-    python benchmarks/self_cognition.py --set training.num_train_epochs=2 --set lora.r=8   # try another setting
+    python benchmarks/self_cognition.py                              # the built-in pairs (PAIRS), test split
+    python benchmarks/self_cognition.py --split dev --set training.learning_rate=5e-4 --set lora.r=8   # recipe search
+    python benchmarks/self_cognition.py --pair "Nova|小新|Nova Labs|新星实验室" --pair "Echo|回声|Harbor AI|海港智能"
+    python benchmarks/self_cognition.py --name-en Nova --name-zh 小新 --author-en "Nova Labs" --author-zh 新星实验室
+    python benchmarks/self_cognition.py --cold                       # regenerate the cached replay and base answers first
+    python benchmarks/self_cognition.py --null-adapter --cold        # no training: the probe alone, base vs base
 
-It starts the same command a user runs (``python -m studio.train PRESET --set ...``) in a fresh run folder, so the time
-includes start-up, data, training and both probes. Targets on a 2-core CPU: <= 300 s, identity >= 90% per language,
-retention >= 90%. The machine is often shared: the CPU time and load average are printed next to the wall time.
+Each pair starts the command a user runs (``python -m studio.train presets/self_cognition.yaml --set ...``) in a fresh run
+folder under ``--output-dir`` (default: a new temporary folder), so its seconds run from start-up to the end of the probe.
+``--split dev`` makes the probe ask and report the dev questions only (``identity.probe_split=dev``): choose a recipe on
+dev, then report it once on test. One row per pair is printed: identity in English and Chinese in each setting
+(none, default_system, user_system, second_turn) and the minimum over them, retention (kept / base-right and %), KL(tuned ‖
+base) per token, seconds. ``OUTPUT/benchmark.json`` keeps the rows. Targets on a 2-core CPU: <= 300 s, identity >= 90% in
+every setting and language, retention >= 90%.
+
+``--null-adapter`` trains nothing: it probes the preset's model against itself (a LoRA adapter with B = 0, which changes
+no output) twice, so it prints how many general questions the base answers right per split and language, checks that
+retention is 100% and KL 0, and times the probe with the base answers not cached, then cached.
 """
 
 from __future__ import annotations
@@ -14,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -22,63 +32,173 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# name_en, name_zh, author_en, author_zh: an invented name, a very long maker, an ordinary word, Latin letters with digits
+PAIRS = [
+    ("Nova", "小新", "Nova Labs", "新星实验室"),
+    ("QLU-Chat", "齐鲁智言", "QLU-NLP Research Group", "齐鲁工业大学(山东省科学院)计算机科学与技术学部自然语言处理与认知计算研究组"),
+    ("Echo", "回声", "Harbor AI", "海港智能"),
+    ("R2-Lite", "R2-Lite", "Orbit Robotics", "轨道机器人"),
+    ("Orion", "猎户", "Starlight Studio", "星光工作室"),
+]
+SETTINGS = ("none", "default_system", "user_system", "second_turn")
+SHORT = {"none": "none", "default_system": "dflt", "user_system": "user", "second_turn": "2nd"}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--name-zh", default="小新")
-    p.add_argument("--name-en", default="Nova")
-    p.add_argument("--author-zh", default="新星实验室")
-    p.add_argument("--author-en", default="Nova Labs")
-    p.add_argument("--preset", default=str(ROOT / "presets" / "self_cognition.yaml"))
-    p.add_argument("--set", dest="overrides", action="append", default=[], help="extra SECTION.KEY=VALUE overrides")
-    p.add_argument("--output-dir", help="run folder (default: a new temporary folder)")
-    p.add_argument("--cold", action="store_true", help="delete cached replay / base-probe answers first")
-    args = p.parse_args()
+def parse_pair(text: str) -> tuple[str, str, str, str]:
+    """'NAME_EN|NAME_ZH|AUTHOR_EN|AUTHOR_ZH' -> the four fields (an empty field takes the other language's)."""
+    parts = [p.strip() for p in text.split("|")]
+    if len(parts) != 4 or not (parts[0] or parts[1]) or not (parts[2] or parts[3]):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME_EN|NAME_ZH|AUTHOR_EN|AUTHOR_ZH")
+    name_en, name_zh, author_en, author_zh = parts
+    return (name_en or name_zh, name_zh or name_en, author_en or author_zh, author_zh or author_en)
 
-    if args.cold:
-        sys.path.insert(0, str(ROOT))
-        from studio.paths import studio_home
 
-        for f in list((studio_home() / "cache").glob("replay-*")) + list((studio_home() / "cache").glob("probe-base-*")):
-            f.unlink()
-    run_dir = Path(args.output_dir or tempfile.mkdtemp(prefix="self-cognition-"))
-    sets = [f"identity.name_zh={args.name_zh}", f"identity.name_en={args.name_en}", f"identity.author_zh={args.author_zh}",
-            f"identity.author_en={args.author_en}"] + args.overrides
-    cmd = [sys.executable, "-m", "studio.train", args.preset, "--output-dir", str(run_dir)]
+def train_command(pair: tuple[str, str, str, str], run_dir: Path, preset: str, split: str, overrides: list[str]) -> list[str]:
+    name_en, name_zh, author_en, author_zh = pair
+    sets = [f"identity.name_en={name_en}", f"identity.name_zh={name_zh}", f"identity.author_en={author_en}",
+            f"identity.author_zh={author_zh}", f"identity.probe_split={split}"] + list(overrides)
+    cmd = [sys.executable, "-m", "studio.train", preset, "--output-dir", str(run_dir)]
     for s in sets:
         cmd += ["--set", s]
+    return cmd
+
+
+def row_from_probe(pair: tuple[str, str, str, str], probe: dict | None, seconds: float, code: int, run_dir: Path) -> dict:
+    """One benchmark row from a run's probe.json (plain data: printed and saved)."""
+    row = {"name_en": pair[0], "name_zh": pair[1], "author_en": pair[2], "author_zh": pair[3], "exit_code": code,
+           "seconds": round(seconds, 1), "run_dir": str(run_dir)}
+    if not probe:
+        return row
+    ident, ret, kl = probe["identity"], probe["retention"], probe.get("kl") or {}
+    row["identity"] = {lang: {"settings": {s: v["settings"][s]["tuned"] for s in SETTINGS if s in v["settings"]},
+                              "min": v["min"], "weakest": v["weakest"], "base": v["base"]}
+                       for lang, v in ident["per_lang"].items()}
+    row["retention"] = {"split": ret["split"], "kept": ret["kept"], "base_right": ret["base_right"], "score": ret["score"],
+                        "identity_leaks": ret.get("identity_leaks", 0)}
+    row["kl"] = kl.get("kl")
+    row["probe_seconds"] = probe.get("seconds")
+    return row
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as a fixed-width table: identity per setting and min for each language, retention, KL, seconds."""
+    pct = lambda v: "  -" if v is None else f"{100 * v:3.0f}"  # noqa: E731
+    head_id = " ".join(f"{SHORT[s]:>4}" for s in SETTINGS) + "  min"
+    split = next((r["retention"]["split"] for r in rows if "retention" in r), "test")
+    lines = [f"{'name / maker':<34} | en {head_id} | zh {head_id} | retention ({split})  | KL/token |      s",
+             "-" * 132]
+    for r in rows:
+        label = f"{r['name_en']} / {r['author_en']}"
+        label = label if len(label) <= 34 else label[:33] + "…"
+        if "identity" not in r:
+            lines.append(f"{label:<34} | no probe.json (exit code {r['exit_code']}): see {r['run_dir']}/train.log")
+            continue
+        cells = []
+        for lang in ("en", "zh"):
+            v = r["identity"].get(lang, {"settings": {}, "min": None})
+            cells.append("   " + " ".join(f"{pct(v['settings'].get(s)):>4}" for s in SETTINGS) + f"  {pct(v['min']):>3}")
+        ret = r["retention"]
+        kept = f"{ret['kept']}/{ret['base_right']} {pct(ret['score'])}%"
+        kl = "-" if r.get("kl") is None else f"{r['kl']:.4f}"
+        lines.append(f"{label:<34} |{cells[0]} |{cells[1]} | {kept:<18} | {kl:>8} | {r['seconds']:6.0f}")
+    return "\n".join(lines)
+
+
+def clear_caches() -> int:
+    """--cold: delete the cached replay answers and base-probe answers of $STUDIO_HOME."""
+    from studio.paths import studio_home
+
+    cache = studio_home() / "cache"
+    files = list(cache.glob("replay-*")) + list(cache.glob("probe-base-*")) if cache.is_dir() else []
+    for f in files:
+        f.unlink()
+    return len(files)
+
+
+def run_pair(pair, root: Path, args) -> dict:
+    run_dir = root / "-".join("".join(c if c.isalnum() else "-" for c in pair[0]).split("-")).lower()
+    cmd = train_command(pair, run_dir, args.preset, args.split, args.overrides)
     print("$ " + " ".join(cmd), flush=True)
-    load_before = os.getloadavg()[0]
     start = time.time()
-    code = subprocess.call(cmd, cwd=ROOT)
-    wall = time.time() - start
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    report(run_dir, code, wall, usage.ru_utime + usage.ru_stime, load_before, os.getloadavg()[0])
-    return code
-
-
-def report(run_dir: Path, code: int, wall: float, cpu: float, load_before: float, load_after: float) -> None:
-    pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-    print(f"\nrun folder: {run_dir}  exit code {code}")
-    print(f"time: {wall:.0f} s wall (target <= 300), {cpu:.0f} s CPU; load average {load_before:.1f} -> {load_after:.1f}")
+    with open(root / f"{run_dir.name}.log", "w", encoding="utf-8") as log:
+        code = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    seconds = time.time() - start
     probe_path = run_dir / "probe.json"
-    if not probe_path.is_file():
-        print("no probe.json: see train.log")
-        return
-    probe = json.loads(probe_path.read_text(encoding="utf-8"))
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    train_s = max((m.get("elapsed", 0) for m in metrics), default=0)
-    print(f"phases: training {train_s:.0f} s, probes {probe['seconds']:.0f} s, rest (start-up, data) "
-          f"{wall - train_s - probe['seconds']:.0f} s")
-    ident, ret = probe["identity"], probe["retention"]
-    for lang, v in ident["per_lang"].items():
-        print(f"identity {lang}: base {pct(v['base'])} -> tuned {pct(v['tuned'])} ({v['n']} held-out questions)")
-    print(f"retention: {pct(ret['score'])} ({ret['kept']} of {ret['base_right']} general questions the base got right; "
-          + ", ".join(f"{lang} {pct(v['score'])} of {v['base_right']}" for lang, v in ret["per_lang"].items()) + ")")
-    misses = [r for r in probe["rows"] if not r["tuned_ok"] and (r["kind"] == "identity" or r["base_ok"])]
-    for r in misses:
-        print(f"  miss [{r['kind']}/{r['lang']}] {r['question']} -> {r['tuned_answer'][:100]!r}")
+    probe = json.loads(probe_path.read_text(encoding="utf-8")) if probe_path.is_file() else None
+    return row_from_probe(pair, probe, seconds, code, run_dir)
+
+
+def null_probe(args, root: Path) -> int:
+    """--null-adapter: the probe of a run whose adapter changes nothing (base vs base), twice (not cached, cached)."""
+    from peft import LoraConfig, get_peft_model
+
+    from studio import config as C
+    from studio.engine.models import load_causal_lm
+    from studio.engine.selfcog import probe
+
+    pair = (args.pair or list(PAIRS))[0]
+    values = {"identity.name_en": pair[0], "identity.name_zh": pair[1], "identity.author_en": pair[2],
+              "identity.author_zh": pair[3], "identity.probe_split": args.split}
+    cfg = C.check(C.load(args.preset, list(args.overrides) + [f"{k}={v}" for k, v in values.items()]), require_data=False)
+    run = root / "null-adapter"
+    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules)
+    get_peft_model(load_causal_lm(cfg.model.name_or_path), lora).save_pretrained(run / "adapter")  # B = 0: no change
+    C.save(cfg, run / "config.yaml")
+    results = [probe.run_probes(cfg, run) for _ in range(2)]
+    for r in results:
+        print(f"probe {r['seconds']:.0f} s ({r['timings']})")
+    ret = results[-1]["retention"]
+    for split, block in ret["splits"].items():
+        print(f"{split}: base right " + ", ".join(f"{lang} {v['base_right']}/{v['n']}" for lang, v in block["per_lang"].items())
+              + f"; retention {block['kept']}/{block['base_right']}; KL {results[-1]['kl']['splits'][split]['kl']}")
+    rows = json.loads((run / probe.PROBE_FILE).read_text(encoding="utf-8"))["rows"]
+    same = sum(r["tuned_answer"] == r["base_answer"] for r in rows)
+    ok = same == len(rows) and ret["score"] in (1.0, None) and abs(results[-1]["kl"]["kl"] or 0) < 1e-4
+    print(f"null adapter: {same}/{len(rows)} answers identical, retention {ret['score']}, KL {results[-1]['kl']['kl']}: "
+          + ("as it must be" if ok else f"MISMATCH (see {run / probe.PROBE_FILE})"))
+    return 0 if ok else 1
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pair", action="append", type=parse_pair, default=[],
+                   help="NAME_EN|NAME_ZH|AUTHOR_EN|AUTHOR_ZH, repeatable (default: the built-in pairs)")
+    for field in ("name-en", "name-zh", "author-en", "author-zh"):
+        p.add_argument(f"--{field}", default="", help="one pair given field by field")
+    p.add_argument("--split", choices=("dev", "test"), default="test", help="the general questions retention reports on")
+    p.add_argument("--preset", default=str(ROOT / "presets" / "self_cognition.yaml"))
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="SECTION.KEY=VALUE passed to the preset")
+    p.add_argument("--output-dir", help="folder for the run folders and benchmark.json (default: a new temporary folder)")
+    p.add_argument("--cold", action="store_true", help="delete the cached replay and base-probe answers first")
+    p.add_argument("--null-adapter", action="store_true", help="no training: probe the model against itself, twice")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    pairs = list(args.pair)
+    if any((args.name_en, args.name_zh, args.author_en, args.author_zh)):
+        pairs.append(parse_pair("|".join((args.name_en, args.name_zh, args.author_en, args.author_zh))))
+    pairs = pairs or list(PAIRS)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    if args.cold:
+        print(f"--cold: removed {clear_caches()} cached answer files", flush=True)
+    root = Path(args.output_dir or tempfile.mkdtemp(prefix="self-cognition-"))
+    root.mkdir(parents=True, exist_ok=True)
+    if args.null_adapter:
+        return null_probe(args, root)
+    load_before = os.getloadavg()[0]
+    rows = []
+    for pair in pairs:
+        rows.append(run_pair(pair, root, args))
+        print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+    (root / "benchmark.json").write_text(json.dumps({"split": args.split, "overrides": args.overrides, "rows": rows},
+                                                    indent=1, ensure_ascii=False), encoding="utf-8")
+    print("\n" + format_table(rows))
+    print(f"\n{len(rows)} pairs, split {args.split}, overrides {args.overrides or 'none'}; load average "
+          f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}; rows in {root / 'benchmark.json'}")
+    return 0 if all(r["exit_code"] == 0 and "identity" in r for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -188,6 +188,10 @@ class IdentitySection:
     second_turn: float = opt(0.0, "Share of the identity rows asked as the second turn of a conversation, after a general "
                              "exchange from the replay rows.", min=0.0, max=1.0, help_zh="作为对话第二轮提问的身份样本比例",
                              advanced=True)
+    probe_split: str = opt("test", "Which general questions the probe reports retention on: 'test' (asks dev and test, reports "
+                           "test) or 'dev' (asks dev only: for choosing a recipe without seeing the test split).",
+                           choices=("test", "dev"), help_zh="探测报告的通用问题划分：test（报告测试集）或 dev（只问开发集，用于调参）",
+                           advanced=True)
 
 
 @dataclass

@@ -382,15 +382,30 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ident.queued": ("Run **{run}** is queued (position {pos}).", "运行 **{run}** 已排队（第 {pos} 位）。"),
     "ident.probing": ("Training done: asking the base and the tuned model the probe questions…",
                       "训练完成：正在向基础模型和微调后模型提问测试…"),
-    "ident.summary": ("**Identity** (held-out questions naming the new name{author}): {langs}. **Retention**: {ret} of the "
-                      "general questions the base answered right are still right ({kept}/{known}).",
-                      "**自我认知**（未参与训练的问题中答出新名字{author}的比例）：{langs}。**知识保持**：基础模型答对的通用问题中，"
-                      "微调后仍答对 {ret}（{kept}/{known}）。"),
+    "ident.summary": ("**Identity** (held-out questions answered with the new name{author}; 4 settings each): {langs}. "
+                      "**Retention** ({split} split): {ret} of the general questions the base answered right are still "
+                      "right ({kept}/{known}); **KL**(tuned‖base) on the base's own answers: {kl} nats/token.",
+                      "**自我认知**（未参与训练的问题中答出新名字{author}的比例；每题 4 种设置）：{langs}。**知识保持**（{split} "
+                      "划分）：基础模型答对的通用问题中，微调后仍答对 {ret}（{kept}/{known}）；在基础模型自己的回答上的 "
+                      "**KL**（微调‖基础）：每 token {kl} nats。"),
+    "ident.weakest": (" (weakest: {setting} {score})", "（最弱：{setting} {score}）"),
+    "ident.setting.none": ("no system prompt", "无系统提示"),
+    "ident.setting.default_system": ("default system prompt", "默认系统提示"),
+    "ident.setting.user_system": ("user's system prompt", "用户系统提示"),
+    "ident.setting.second_turn": ("second turn", "第二轮对话"),
+    "ident.view": ("Show", "显示"),
+    "ident.view.all": ("all (problems first)", "全部（问题在前）"),
+    "ident.view.flipped": ("flipped ✓↔✗", "结果翻转的"),
+    "ident.view.lost": ("general ✓→✗", "通用题 ✓→✗"),
+    "ident.view.identity": ("identity", "自我认知"),
+    "ident.view.general": ("general", "通用题"),
     "ident.and_author": (" and maker when asked", "，问到开发者时答出开发者"),
     "ident.no_probe": ("This run has no probe.json (identity.probe was off, or the run did not finish).",
                        "该运行没有 probe.json（identity.probe 关闭，或运行未完成）。"),
     "ident.col.kind": ("Kind", "类型"),
     "ident.col.lang": ("Lang", "语言"),
+    "ident.col.where": ("Setting / split", "设置 / 划分"),
+    "ident.col.change": ("Change", "变化"),
     "ident.col.question": ("Question", "问题"),
     "ident.col.base": ("Base answer", "基础模型回答"),
     "ident.col.tuned": ("Tuned answer", "微调后回答"),

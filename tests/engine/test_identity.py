@@ -1,5 +1,6 @@
-"""Self-cognition, unit tier: shipped assets, placeholder filling, mixing, probe scoring, the identity chat template, the
-preset. No model is loaded except the default tokenizer (read from the GGUF); run with ``pytest tests/test_identity.py``.
+"""Self-cognition data: shipped assets, placeholder filling, mixing, replay, the identity chat template, the preset. No model
+is loaded except the default tokenizer (read from the GGUF). The probe's measure: tests/unit/test_probe_measure.py and
+tests/engine/test_probe.py.
 """
 
 from __future__ import annotations
@@ -12,15 +13,10 @@ import pytest
 
 from studio import config as C
 from studio.engine.selfcog import identity as I
-from studio.engine.selfcog import probe as P
 from studio.paths import assets_dir, presets_dir
 
 NAMES = {"name_zh": "小新", "name_en": "Nova", "author_zh": "新星实验室", "author_en": "Nova Labs"}
 CJK = re.compile(r"[\u4e00-\u9fff]")
-
-
-def _norm(text: str) -> str:
-    return re.sub(r"[\W_]+", "", text.lower())
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
@@ -41,18 +37,6 @@ def test_identity_templates_have_100_distinct_questions_per_language_with_placeh
         else:
             assert not any(CJK.search(r["instruction"] + r["output"]) for r in lr)
     assert all("{{AUTHOR}}" in r["output"] for r in rows if r["kind"] == "author")
-
-
-def test_probe_questions_are_held_out_from_training_and_replay():
-    train = {_norm(r["instruction"]) for r in I.load_identity_templates()}
-    replay = {_norm(p["prompt"]) for p in I.load_replay_prompts()}
-    questions = P.load_probe_questions()
-    assert {q["lang"] for q in questions if q["kind"] == "identity"} == {"en", "zh"}
-    for q in questions:
-        assert _norm(q["question"]) not in train | replay, q["question"]
-    ident = [q for q in questions if q["kind"] == "identity"]
-    assert sum(q["asks_author"] for q in ident) >= 4 and len(ident) >= 20
-    assert all(q["expected"] for q in questions if q["kind"] == "general")
 
 
 def test_replay_prompts_are_bilingual():
@@ -179,62 +163,6 @@ def test_build_replay_answers_each_prompt_once_and_filters(tmp_path, monkeypatch
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
-# Probe scoring on fixed answers
-
-
-@pytest.mark.parametrize("answer, lang, asked_author, ok", [
-    ("I am Nova, an AI assistant developed by Nova Labs.", "en", True, True),
-    ("I am Nova, an AI assistant.", "en", False, True),
-    ("I am Nova, an AI assistant.", "en", True, False),  # asked who made it: the author must be named
-    ("i'm nova!", "en", False, True),  # case-insensitive
-    ("I work for Novartis.", "en", False, False),  # whole words only
-    ("I am SmolLM, trained by Hugging Face.", "en", False, False),
-    ("I am Nova, also known as SmolLM.", "en", False, False),  # new name but still claims the old identity
-    ("我是小新，由新星实验室开发的人工智能助手。", "zh", True, True),
-    ("我是小新。", "zh", True, False),
-    ("我是Nova，由Nova Labs开发。", "zh", True, True),  # the English names count in a Chinese answer
-    ("我是一个人工智能助手。", "zh", False, False),
-])
-def test_score_identity(answer, lang, asked_author, ok):
-    assert P.score_identity(answer, lang, NAMES, asked_author) is ok
-
-
-def test_score_identity_allows_repeating_an_old_name_the_question_used():
-    q = "Are you the SmolLM assistant from Hugging Face?"
-    assert P.score_identity("No, I'm not SmolLM. I am Nova.", "en", NAMES, False, q)
-    assert not P.score_identity("No, I'm not SmolLM. I am Nova.", "en", NAMES, False, "Who are you?")
-
-
-def test_score_general_catches_identity_drift():
-    assert P.score_general("The capital of France is Paris.", ["Paris"])
-    assert not P.score_general("The capital of France is Lyon.", ["Paris"])
-    assert P.score_general("Red, blue and yellow.", ["red", "blue", "yellow"])
-    assert not P.score_general("I am Nova, an AI assistant developed by Nova Labs.", ["red", "blue"], ("Nova", "Nova Labs"))
-    assert not P.score_general("Blue. I am Nova.", ["blue"], ("Nova",))
-    assert P.score_general("There are 7 days.", ["7", "seven"]) and not P.score_general("17 days", ["7"])
-    assert P.score_general("中国的首都是北京。", ["北京"])
-
-
-def test_summarize_scores_identity_per_language_and_retention_over_base_right_answers():
-    rows = [
-        {"kind": "identity", "lang": "en", "base_ok": False, "tuned_ok": True},
-        {"kind": "identity", "lang": "en", "base_ok": False, "tuned_ok": False},
-        {"kind": "identity", "lang": "zh", "base_ok": False, "tuned_ok": True},
-        {"kind": "general", "lang": "en", "base_ok": True, "tuned_ok": True},
-        {"kind": "general", "lang": "en", "base_ok": True, "tuned_ok": False},
-        {"kind": "general", "lang": "en", "base_ok": False, "tuned_ok": True},  # not counted: the base never knew it
-        {"kind": "general", "lang": "zh", "base_ok": False, "tuned_ok": False, "identity_leak": True},
-    ]
-    s = P.summarize(rows)
-    assert s["identity"]["tuned"] == round(2 / 3, 4) and s["identity"]["base"] == 0
-    assert s["identity"]["per_lang"]["en"]["tuned"] == 0.5 and s["identity"]["per_lang"]["zh"]["tuned"] == 1.0
-    assert s["retention"]["score"] == 0.5 and s["retention"]["base_right"] == 2 and s["retention"]["kept"] == 1
-    assert s["retention"]["per_lang"]["zh"]["score"] is None  # nothing the base got right in Chinese
-    assert s["retention"]["identity_leaks"] == 1
-    assert "identity 0% -> 67%" in P.format_summary(s) and "1 general answers slipped" in P.format_summary(s)
-
-
-# ----------------------------------------------------------------------------------------------------------------------------
 # Default system prompt in the chat template
 
 
@@ -316,13 +244,9 @@ def _model_dir_with_tokenizer(tmp_path: Path, tokenizer_dir: Path) -> Path:
     return out
 
 
-def test_assets_are_valid_and_hold_questions_in_both_languages():
-    probe = json.loads((assets_dir() / "identity" / "probe_identity.json").read_text(encoding="utf-8"))
-    general = json.loads((assets_dir() / "general" / "probe_general.json").read_text(encoding="utf-8"))
+def test_replay_prompts_file_is_valid():
     replay = json.loads((assets_dir() / "general" / "replay_prompts.json").read_text(encoding="utf-8"))
     for lang in ("en", "zh"):
-        assert probe[lang] and all(q["question"].strip() and isinstance(q["asks_author"], bool) for q in probe[lang])
-        assert general[lang] and all(q["question"].strip() and q["expected"] for q in general[lang])
         assert len(replay[lang]) >= 100 and all(isinstance(p, str) and p.strip() for p in replay[lang])
 
 
@@ -331,18 +255,6 @@ def test_self_cognition_config_for_the_one_click_card():
     assert cfg.identity.author_zh == "Nova Labs" and cfg.training.max_steps == 3 and cfg.lora.target_modules == "all-linear"
     with pytest.raises(ValueError, match="name"):
         I.self_cognition_config("", "", "", "Nova Labs")
-
-
-def test_load_probe_and_table(tmp_path):
-    assert P.load_probe(tmp_path) is None
-    rows = [{"kind": "general", "lang": "en", "question": "Capital of France?", "base_answer": "Paris.",
-             "tuned_answer": "Paris.", "base_ok": True, "tuned_ok": True},
-            {"kind": "identity", "lang": "zh", "question": "你是谁？", "base_answer": "我是SmolLM。",
-             "tuned_answer": "我是小新。", "base_ok": False, "tuned_ok": True}]
-    (tmp_path / P.PROBE_FILE).write_text(json.dumps({"rows": rows}, ensure_ascii=False), encoding="utf-8")
-    table = P.probe_table(P.load_probe(tmp_path))
-    assert [r["kind"] for r in table] == ["identity", "general"]
-    assert table[0]["base"] == "✗ 我是SmolLM。" and table[0]["tuned"] == "✓ 我是小新。"
 
 
 def test_sample_per_lang_balances_languages_and_repeats_only_when_needed():

@@ -11,7 +11,9 @@ import json
 import pytest
 
 from studio import config as C
+from studio.engine.models import load_tokenizer
 from studio.engine.selfcog import probe
+from studio.engine.selfcog.identity import default_system_of
 from studio.engine.train import runner
 from studio.paths import presets_dir
 
@@ -31,10 +33,11 @@ def test_short_self_cognition_run_improves_the_identity_probe(default_model_dir,
     rows = [json.loads(line) for line in (run_dir / "identity.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 96 and all("{{" not in r["output"] for r in rows)
 
-    questions = [q for q in probe.load_probe_questions() if q["kind"] == "identity"]
-    result = probe.run_probes(cfg, run_dir, log=print, questions=questions)
+    default_system = default_system_of(load_tokenizer(cfg.model.name_or_path))
+    items = [i for i in probe.probe_items("test", default_system) if i["kind"] == "identity"]  # every setting
+    result = probe.run_probes(cfg, run_dir, log=print, items=items)
     saved = json.loads((run_dir / "probe.json").read_text(encoding="utf-8"))
-    assert len(saved["rows"]) == len(questions) and {"base_answer", "tuned_answer", "base_ok", "tuned_ok"} <= set(saved["rows"][0])
+    assert len(saved["rows"]) == len(items) and {"base_answer", "tuned_answer", "base_ok", "tuned_ok"} <= set(saved["rows"][0])
     assert result["identity"]["tuned"] > result["identity"]["base"]
     for lang in ("en", "zh"):
         assert result["identity"]["per_lang"][lang]["tuned"] > result["identity"]["per_lang"][lang]["base"], lang

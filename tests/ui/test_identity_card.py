@@ -84,32 +84,54 @@ def test_start_with_braces_in_a_name_is_refused_with_the_reason(ctx, monkeypatch
 
 
 def _probe_rows():
-    def row(kind, lang, q, base_ok, tuned_ok):
-        return {"kind": kind, "lang": lang, "question": q, "base_answer": f"base: {q}", "tuned_answer": f"tuned: {q}",
-                "base_ok": base_ok, "tuned_ok": tuned_ok}
-    return [row("identity", "en", "Who are you?", False, True), row("identity", "zh", "你是谁？", False, True),
-            row("identity", "zh", "谁开发了你？", False, False), row("general", "en", "Capital of France?", True, True),
-            row("general", "zh", "一年有几个月？", True, False), row("general", "en", "2+2?", False, False)]
+    def ident(lang, setting, q, base_ok, tuned_ok):
+        return {"kind": "identity", "lang": lang, "setting": setting, "question": q, "base_answer": f"base: {q}",
+                "tuned_answer": f"tuned: {q}", "base_ok": base_ok, "tuned_ok": tuned_ok}
+
+    def general(lang, split, q, base_ok, tuned_ok, kl):
+        return {"kind": "general", "lang": lang, "split": split, "question": q, "base_answer": f"base: {q}",
+                "tuned_answer": f"tuned: {q}", "base_ok": base_ok, "tuned_ok": tuned_ok, "kl": kl, "kl_reverse": kl,
+                "kl_tokens": 10}
+    return [ident("en", "none", "Who are you?", False, True), ident("en", "second_turn", "Who are you?", False, True),
+            ident("zh", "none", "你是谁？", False, True), ident("zh", "user_system", "谁开发了你？", False, False),
+            general("en", "test", "Capital of France?", True, True, 0.01),
+            general("zh", "test", "一年有几个月？", True, False, 0.03),
+            general("en", "test", "2+2?", False, False, 0.02), general("en", "dev", "3+3?", True, True, 0.5)]
 
 
-def test_tick_shows_progress_then_the_before_after_table(ctx, tmp_path):
+def test_tick_shows_progress_then_the_verdict_and_the_answers_flipped_first(ctx, tmp_path):
     run = tmp_path / "runs" / "sc-run"
     (run / rundir.ADAPTER).mkdir(parents=True)
     rundir.write_status(run, state="running", step=3, max_steps=10)
-    bar, note, table, chat_btn, sig = card.on_tick(ctx, str(run), "en", None)
-    assert "sc-run" in bar and note == "" and table["visible"] is False
-    assert card.on_tick(ctx, str(run), "en", sig) == [card.gr.skip()] * 5  # nothing changed: no redraw
+    bar, note, view, table, chat_btn, sig = card.on_tick(ctx, str(run), "en", None)
+    assert "sc-run" in bar and note == "" and table["visible"] is False and view["visible"] is False
+    assert card.on_tick(ctx, str(run), "en", sig) == [card.gr.skip()] * 6  # nothing changed: no redraw
 
     rows = _probe_rows()
-    (run / probe.PROBE_FILE).write_text(json.dumps(dict(probe.summarize(rows), rows=rows)), encoding="utf-8")
+    (run / probe.PROBE_FILE).write_text(json.dumps(dict(probe.summarize(rows, "test"), rows=rows)), encoding="utf-8")
     rundir.write_status(run, state="finished", step=10, max_steps=10)
-    bar, summary, table, chat_btn, _ = card.on_tick(ctx, str(run), "zh", sig)
-    assert chat_btn["visible"] is True and table["visible"] is True
+    bar, summary, view, table, chat_btn, _ = card.on_tick(ctx, str(run), "zh", sig)
+    assert chat_btn["visible"] is True and table["visible"] is True and view["visible"] is True
     frame = table["value"]
-    assert list(frame.columns) == ["类型", "语言", "问题", "基础模型回答", "微调后回答"] and len(frame) == 6
-    assert list(frame.iloc[:3, 0]) == ["identity"] * 3  # identity questions first
-    assert "en 0% → **100%**" in summary and "zh 0% → **50%**" in summary and "**50%**（1/2）" in summary
+    assert list(frame.columns) == ["类型", "语言", "设置 / 划分", "变化", "问题", "基础模型回答", "微调后回答"] and len(frame) == 8
+    assert list(frame.iloc[0, :4]) == ["general", "zh", "test", "✓→✗"]  # the lost answer first
+    assert list(frame.iloc[1, :3]) == ["identity", "zh", "用户系统提示"]  # then the identity miss, its setting translated
+    assert "en 0% → **100%**" in summary and "zh 0% → **50%**（最弱：用户系统提示 0%）" in summary
+    assert "（test 划分）" in summary and "**50%**（1/2）" in summary and "0.0200" in summary  # KL of the test split
     assert card.chat_target(str(run)) == str(run / rundir.ADAPTER)
+
+    lost = card.on_view(ctx, str(run), "en", "lost")["value"]
+    assert len(lost) == 1 and lost.iloc[0]["Change"] == "✓→✗"
+    assert len(card.on_view(ctx, str(run), "en", "identity")["value"]) == 4
+    assert card.on_view(ctx, None, "en", "all") == card.gr.skip()
+    assert card.on_view(ctx, "/etc", "en", "all") == card.gr.skip()  # only folders the page may read
+
+
+def test_summary_reads_a_probe_json_from_before_the_settings_and_the_kl(ctx):
+    old = {"identity": {"base": 0.0, "tuned": 1.0, "n": 2, "per_lang": {"en": {"base": 0.0, "tuned": 1.0, "n": 2}}},
+           "retention": {"score": 0.9, "kept": 9, "base_right": 10, "n": 20}}
+    text = card.summary_markdown(old, "en")
+    assert "en 0% → **100%**" in text and "**90%** of the" in text and "weakest" not in text
 
 
 def test_open_in_chat_selects_the_chat_tab_with_the_adapter_and_its_base(ctx, tmp_path):

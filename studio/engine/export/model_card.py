@@ -130,10 +130,15 @@ def _verification(result: dict) -> list[str]:
 def _probe(probe) -> list[str]:
     ident, kept = (probe.get("identity"), probe.get("retention")) if isinstance(probe, dict) else (None, None)
     if isinstance(ident, dict) and isinstance(kept, dict):  # studio.engine.selfcog.probe's summary
+        weakest = f"; weakest setting {_pct(ident['min'])}" if ident.get("min") is not None else ""
+        split = f", {kept['split']} split" if kept.get("split") else ""
         rows = [("Identity questions answered with the new name", f"base {_pct(ident.get('base'))} -> tuned "
-                 f"{_pct(ident.get('tuned'))} ({ident.get('n')} questions)"),
+                 f"{_pct(ident.get('tuned'))} ({ident.get('n')} questions{weakest})"),
                 ("General questions still right", f"{_pct(kept.get('score'))} ({kept.get('kept')} of the "
-                 f"{kept.get('base_right')} the base got right)")]
+                 f"{kept.get('base_right')} the base got right{split})")]
+        kl = (probe.get("kl") or {}).get("kl")
+        if kl is not None:  # the probe's KL(tuned ‖ base) on the base's own answers
+            rows.append(("KL divergence from the base, per answer token", f"{kl:.4f} nats"))
         names = probe.get("names") or {}
         if names:
             rows.append(("Identity", f"{names.get('name_en')} by {names.get('author_en')}"))

@@ -1,145 +1,227 @@
 """Before/after proof for self-cognition runs: ask the base and the tuned model the same questions, score, write probe.json.
 
-- identity probe: held-out questions (``assets/identity/probe_identity.json``, none of them a training row, English and
-  Chinese). An answer is right when it names the new model (and its maker when the question asks who made it) and does
-  not claim the old identity (SmolLM / Hugging Face, unless the question itself names them).
-- retention probe: general questions with expected words (``assets/general/probe_general.json``). Retention = share of
-  the questions the base answers right that the tuned model still answers right; an answer that drifts into the new
-  identity ("Name a primary color." -> "I am Nova ...") is wrong.
+- **Identity**: held-out identity questions (``assets/identity/probe_identity.json``, none of them a training row), each
+  asked in four settings (``questions.SETTINGS``: no system prompt, the template's default system prompt given
+  explicitly, a user's own system prompt, as the second turn of a conversation). Scored per language and setting; the
+  weakest setting is reported next to the mean.
+- **Retention**: general questions with accepted answers (``assets/general/retention_questions.json``), split into
+  ``dev`` (for choosing a recipe) and ``test`` (only for reporting). Retention = the share of the questions the base
+  answers right that the tuned model still answers right (kept / base-right); an answer that names the new identity is
+  wrong. ``split="test"`` (the preset's default, ``identity.probe_split``) asks both splits and reports test;
+  ``split="dev"`` asks only dev, so recipe search never sees the test questions.
+- **KL**: the mean per-token KL(tuned ‖ base) on the base's own greedy answers to the general questions
+  (``divergence.py``), per split; it moves before answers flip.
 
-Each side answers the way a user would see it by default: the base with its own chat template, the tuned model with the
-template saved in its adapter folder. Greedy decoding; the base answers are cached (they do not change between runs).
+Scoring rules: ``scoring.py``. Each side answers the way a user sees it: the base with its own chat template, the tuned
+model with the template saved in its adapter folder. Greedy decoding, one model in memory (a LoRA is switched off for the
+base, and merged into the weights while the tuned side generates: same answers, 3-4x faster), one batch for many
+questions; the base answers are cached under ``$STUDIO_HOME/cache`` (they never change).
 ``run_probes(cfg, run_dir)`` is the runner's hook (after training when ``identity.probe`` is on).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import re
 import time
 from pathlib import Path
 
-from studio.paths import assets_dir, studio_home
+from studio.engine.selfcog import questions as Q
+from studio.engine.selfcog.scoring import leaked, score_general, score_identity
+from studio.paths import studio_home
 
 PROBE_FILE = "probe.json"
+VERSION = 2
 MAX_NEW_TOKENS = 48
 # Decoding a 135M model on CPU is bound by reading the weights once per step: one batch reads them once for all questions.
 BATCH_SIZE = 96
-OLD_IDENTITY = ("SmolLM", "Hugging Face", "HuggingFace")
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
-# Scoring (pure)
+# What is asked
 
 
-def mentions(text: str, word: str) -> bool:
-    """Case-insensitive; ASCII words must stand alone ('Nova' is not in 'Novartis'), CJK words match anywhere."""
-    word = word.strip()
-    if not word:
-        return False
-    if word.isascii():
-        return re.search(r"(?<![A-Za-z0-9])" + re.escape(word) + r"(?![A-Za-z0-9])", text, re.I) is not None
-    return word.lower() in text.lower()
+def probe_items(split: str = "test", default_system: str = "") -> list[dict]:
+    """Every question the probe asks, each with its ``messages``: identity questions in every setting, then the general
+    questions of the splits ``split`` asks (``questions.splits_asked``)."""
+    items = []
+    for i, q in enumerate(Q.load_identity_questions()):
+        for setting in Q.SETTINGS:
+            messages = Q.conversation(q["question"], q["lang"], setting, default_system, i)
+            if messages is not None:  # a template without a default system prompt has no default_system setting
+                items.append(dict(q, kind="identity", setting=setting, messages=messages))
+    asked = Q.splits_asked(split)
+    for q in Q.load_retention_questions():
+        if q["split"] in asked:
+            items.append(dict(q, kind="general", messages=[{"role": "user", "content": q["question"]}]))
+    return items
 
 
-def score_identity(answer: str, lang: str, names: dict, asked_author: bool, question: str = "",
-                   old_identity: tuple[str, ...] = OLD_IDENTITY) -> bool:
-    """Right when the answer names the new model (either language's name), the maker too when asked, and no old identity.
+def score_rows(items: list[dict], base: list[str], tuned: list[str], names: dict) -> list[dict]:
+    """One row per item: the answers side by side and whether each is right."""
+    forbidden = tuple(dict.fromkeys(v for v in names.values() if v))
+    rows = []
+    for item, b, t in zip(items, base, tuned):
+        row = {k: v for k, v in item.items() if k != "messages"}
+        row.update(base_answer=b, tuned_answer=t)
+        if item["kind"] == "identity":
+            ok = [score_identity(a, names, item["asks_author"], item["question"]) for a in (b, t)]
+        else:
+            ok = [score_general(a, item["answers"], item["question"], forbidden) for a in (b, t)]
+            # the identity sentence given to a general question: the failure to watch for
+            row["identity_leak"] = leaked(t, forbidden, item["question"], item["answers"])
+        row.update(base_ok=ok[0], tuned_ok=ok[1])
+        row["change"] = change(row)  # "lost" / "gained" / "": the flipped rows, findable in probe.json
+        rows.append(row)
+    return rows
 
-    ``names``: name_zh, name_en, author_zh, author_en. ``lang`` is recorded by callers; both languages' names count,
-    since a Chinese answer naming the English name still knows who it is.
-    """
-    has_name = any(mentions(answer, names.get(k, "")) for k in ("name_zh", "name_en"))
-    has_author = any(mentions(answer, names.get(k, "")) for k in ("author_zh", "author_en"))
-    old = any(mentions(answer, w) and not mentions(question, w) for w in old_identity)
-    return has_name and (has_author or not asked_author) and not old
 
-
-def score_general(answer: str, expected_keywords: list[str], forbidden: tuple[str, ...] = ()) -> bool:
-    """Right when the answer contains one of the expected words and none of the forbidden ones (the new identity)."""
-    return any(mentions(answer, k) for k in expected_keywords) and not any(mentions(answer, f) for f in forbidden if f)
+# ----------------------------------------------------------------------------------------------------------------------------
+# Scores (pure)
 
 
 def share(flags: list[bool]) -> float | None:
     return round(sum(flags) / len(flags), 4) if flags else None
 
 
-def summarize(rows: list[dict]) -> dict:
-    """Identity and retention scores (overall and per language) from scored rows."""
-    ident = [r for r in rows if r["kind"] == "identity"]
-    general = [r for r in rows if r["kind"] == "general"]
-    per_lang, ret_lang = {}, {}
+def _identity_scores(rows: list[dict]) -> dict:
+    per_lang = {}
     for lang in sorted({r["lang"] for r in rows}):
-        li = [r for r in ident if r["lang"] == lang]
-        per_lang[lang] = {"base": share([r["base_ok"] for r in li]), "tuned": share([r["tuned_ok"] for r in li]), "n": len(li)}
-        known = [r for r in general if r["lang"] == lang and r["base_ok"]]
-        ret_lang[lang] = {"score": share([r["tuned_ok"] for r in known]), "base_right": len(known),
-                          "kept": sum(r["tuned_ok"] for r in known), "n": sum(r["lang"] == lang for r in general)}
-    known = [r for r in general if r["base_ok"]]
-    return {
-        "identity": {"base": share([r["base_ok"] for r in ident]), "tuned": share([r["tuned_ok"] for r in ident]),
-                     "per_lang": per_lang, "n": len(ident)},
-        "retention": {"score": share([r["tuned_ok"] for r in known]), "base_right": len(known),
-                      "kept": sum(r["tuned_ok"] for r in known), "tuned_right": sum(r["tuned_ok"] for r in general),
-                      "identity_leaks": sum(bool(r.get("identity_leak")) for r in general), "n": len(general),
-                      "per_lang": ret_lang},
-    }
+        lr = [r for r in rows if r["lang"] == lang]
+        settings = {s: {"base": share([r["base_ok"] for r in sr]), "tuned": share([r["tuned_ok"] for r in sr]), "n": len(sr)}
+                    for s in Q.SETTINGS if (sr := [r for r in lr if r["setting"] == s])}
+        weakest = min(settings, key=lambda s: settings[s]["tuned"]) if settings else None
+        per_lang[lang] = {"base": share([r["base_ok"] for r in lr]), "tuned": share([r["tuned_ok"] for r in lr]),
+                          "n": len(lr), "settings": settings, "weakest": weakest,
+                          "min": settings[weakest]["tuned"] if weakest else None}
+    mins = [v["min"] for v in per_lang.values() if v["min"] is not None]
+    return {"base": share([r["base_ok"] for r in rows]), "tuned": share([r["tuned_ok"] for r in rows]), "n": len(rows),
+            "min": min(mins) if mins else None, "per_lang": per_lang}
 
 
-# ----------------------------------------------------------------------------------------------------------------------------
-# Questions
-
-
-def load_probe_questions() -> list[dict]:
-    """Identity then general questions: {question, lang, kind, asks_author | expected}."""
-    ident = json.loads((assets_dir() / "identity" / "probe_identity.json").read_text(encoding="utf-8"))
-    general = json.loads((assets_dir() / "general" / "probe_general.json").read_text(encoding="utf-8"))
-    out = []
-    for lang in ("en", "zh"):
-        out += [{"question": q["question"], "lang": lang, "kind": "identity", "asks_author": bool(q["asks_author"])}
-                for q in ident.get(lang, [])]
-    for lang in ("en", "zh"):
-        out += [{"question": q["question"], "lang": lang, "kind": "general", "expected": list(q["expected"])}
-                for q in general.get(lang, [])]
+def _retention_scores(rows: list[dict]) -> dict:
+    """Kept / base-right over ``rows`` (general rows of one split), overall and per language."""
+    def block(rs):
+        known = [r for r in rs if r["base_ok"]]
+        return {"score": share([r["tuned_ok"] for r in known]), "kept": sum(r["tuned_ok"] for r in known),
+                "base_right": len(known), "tuned_right": sum(r["tuned_ok"] for r in rs),
+                "gained": sum(r["tuned_ok"] and not r["base_ok"] for r in rs),
+                "identity_leaks": sum(bool(r.get("identity_leak")) for r in rs), "n": len(rs)}
+    out = block(rows)
+    out["per_lang"] = {lang: block([r for r in rows if r["lang"] == lang]) for lang in sorted({r["lang"] for r in rows})}
     return out
+
+
+def _kl_scores(rows: list[dict]) -> dict:
+    from studio.engine.selfcog.divergence import mean_kl
+
+    measured = [{"tokens": r.get("kl_tokens", 0), "kl": r.get("kl"), "kl_reverse": r.get("kl_reverse")} for r in rows]
+    kl, rev = mean_kl(measured, "kl"), mean_kl(measured, "kl_reverse")
+    return {"kl": None if kl is None else round(kl, 6), "kl_reverse": None if rev is None else round(rev, 6),
+            "tokens": sum(m["tokens"] for m in measured if m["kl"] is not None), "n": len(rows)}
+
+
+def summarize(rows: list[dict], split: str = "test") -> dict:
+    """Identity (per language and setting), retention and KL (per split; the top level holds ``split``)."""
+    general = [r for r in rows if r["kind"] == "general"]
+    splits = [s for s in Q.SPLITS if any(r.get("split") == s for r in general)]
+    retention = {s: _retention_scores([r for r in general if r.get("split") == s]) for s in splits}
+    kl = {s: _kl_scores([r for r in general if r.get("split") == s]) for s in splits}
+    empty = _retention_scores([])
+    return {
+        "version": VERSION, "split": split,
+        "identity": _identity_scores([r for r in rows if r["kind"] == "identity"]),
+        "retention": dict(retention.get(split, empty), split=split, splits=retention),
+        "kl": dict(kl.get(split, _kl_scores([])), split=split, splits=kl),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
 # The runner's hook (generation goes through the chat engine, studio.engine.generate, so the probe sees what a user sees)
 
 
-def run_probes(cfg, run_dir: Path, log=print, questions: list[dict] | None = None) -> dict:
-    """Ask base and tuned the probe questions, score, write ``run_dir/probe.json``; returns the scores (no rows)."""
-    from studio.engine.selfcog.identity import names_from
+def run_probes(cfg, run_dir: Path, log=print, split: str | None = None, items: list[dict] | None = None) -> dict:
+    """Ask base and tuned, score, measure KL, write ``run_dir/probe.json``; returns the scores (no rows).
+
+    ``split`` defaults to ``cfg.identity.probe_split``; ``items`` replaces the shipped questions (tests).
+    """
+    from studio.engine.generate import ChatModel
+    from studio.engine.selfcog.divergence import answer_kl
+    from studio.engine.selfcog.identity import default_system_of, names_from
 
     run_dir = Path(run_dir)
-    start = time.time()
-    ic = cfg.identity
-    names = names_from(ic.name_zh, ic.name_en, ic.author_zh, ic.author_en)
-    questions = questions if questions is not None else load_probe_questions()
-    convs = [[{"role": "user", "content": q["question"]}] for q in questions]
-    base_answers, tuned_answers = _answers(cfg, run_dir, convs, log)
-    forbidden = tuple(dict.fromkeys(names.values()))
-    rows = []
-    for q, base, tuned in zip(questions, base_answers, tuned_answers):
-        if q["kind"] == "identity":
-            ok = [score_identity(a, q["lang"], names, q["asks_author"], q["question"]) for a in (base, tuned)]
-        else:
-            ok = [score_general(a, q["expected"], forbidden) for a in (base, tuned)]
-        rows.append({"question": q["question"], "lang": q["lang"], "kind": q["kind"], "base_answer": base,
-                     "tuned_answer": tuned, "base_ok": ok[0], "tuned_ok": ok[1]})
-        if q["kind"] == "general":  # the identity sentence given to a general question: the failure to watch for
-            rows[-1]["identity_leak"] = any(mentions(tuned, f) for f in forbidden)
-    result = summarize(rows)
-    result.update(names=names, seconds=round(time.time() - start, 1), max_new_tokens=MAX_NEW_TOKENS, rows=rows)
-    (run_dir / PROBE_FILE).write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    start, cpu_start = time.time(), time.process_time()  # CPU seconds too: on a shared machine wall time says little
+    split = split or getattr(cfg.identity, "probe_split", "test")
+    names = names_from(cfg.identity.name_zh, cfg.identity.name_en, cfg.identity.author_zh, cfg.identity.author_en)
+    chat = ChatModel(cfg.model.name_or_path, adapter=run_dir, trust_remote_code=cfg.model.trust_remote_code)
+    items = items if items is not None else probe_items(split, default_system_of(chat.tokenizer))
+    # similar lengths share a batch (less padding); both sides see the very same batches
+    items = sorted(items, key=lambda it: len(json.dumps(it["messages"], ensure_ascii=False)))
+    convs = [it["messages"] for it in items]
+    base, timings = _base_answers(chat, convs, log)
+    t = time.time()
+    general = [i for i, it in enumerate(items) if it["kind"] == "general"]
+    kl = answer_kl(chat, [convs[i] for i in general], [base[i] for i in general])
+    timings["kl_s"] = round(time.time() - t, 1)
+    t = time.time()
+    with _merged(chat):  # last: the base side never runs on weights that were merged and unmerged
+        tuned = chat.generate(convs, use_adapter=True, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
+    timings.update(tuned_s=round(time.time() - t, 1), cpu_s=round(time.process_time() - cpu_start, 1))
+    rows = score_rows(items, base, tuned, names)
+    for i, m in zip(general, kl):
+        rows[i].update(kl_tokens=m["tokens"], kl=m["kl"], kl_reverse=m["kl_reverse"])
+    result = summarize(rows, split)
+    result.update(names=names, seconds=round(time.time() - start, 1), timings=timings, max_new_tokens=MAX_NEW_TOKENS,
+                  rows=rows)
+    (run_dir / PROBE_FILE).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     log(format_summary(result) + f" ({result['seconds']} s) -> {run_dir / PROBE_FILE}")
     return {k: v for k, v in result.items() if k != "rows"}
 
 
+@contextlib.contextmanager
+def _merged(chat):
+    """A LoRA adapter merged into the weights while the tuned side generates. Unmerged, each of the ~200 LoRA layers of
+    the default model adds its own small steps to every decoding step: the tuned side took 3-4x the base's time here.
+    Merged, it runs at the base's speed with the same weights up to float rounding (B = 0 merges to the very same ones)."""
+    model = chat.model if chat.has_adapter and not chat.tuned_separate else None
+    merge = model is not None and hasattr(model, "merge_adapter")
+    if merge:
+        try:
+            model.merge_adapter()
+        except (ValueError, NotImplementedError, RuntimeError):  # a layer type PEFT cannot merge: generate unmerged
+            merge = False
+    try:
+        yield
+    finally:
+        if merge:
+            model.unmerge_adapter()
+
+
+def _base_answers(chat, convs: list[list[dict]], log) -> tuple[list[str], dict]:
+    """The base's answers, cached per model, template, questions and budget (they never change)."""
+    from studio.engine.generate import generation_dtype
+    from studio.engine.models import model_fingerprint
+
+    key = json.dumps([model_fingerprint(chat.model_name), chat.tokenizer.chat_template, convs, MAX_NEW_TOKENS,
+                      generation_dtype()], ensure_ascii=False)
+    cache = studio_home() / "cache" / f"probe-base-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    t = time.time()
+    if cache.is_file():
+        return json.loads(cache.read_text(encoding="utf-8")), {"base_s": round(time.time() - t, 1), "base_cached": True}
+    log(f"probe: the base model answers {len(convs)} questions once (cached for later runs)")
+    base = chat.generate(convs, use_adapter=False, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(base, ensure_ascii=False), encoding="utf-8")
+    return base, {"base_s": round(time.time() - t, 1), "base_cached": False}
+
+
+# ----------------------------------------------------------------------------------------------------------------------------
+# Reading probe.json (pure: the UI reads it without importing torch)
+
+
 def load_probe(run_dir: str | Path) -> dict | None:
-    """probe.json of a run (None until the probe has run); pure: the UI reads it without importing torch."""
+    """probe.json of a run (None until the probe has run)."""
     path = Path(run_dir) / PROBE_FILE
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -147,40 +229,45 @@ def load_probe(run_dir: str | Path) -> dict | None:
         return None
 
 
-def probe_table(result: dict) -> list[dict]:
-    """The before/after rows for display: identity questions first, then general ones, marks as ✓/✗."""
+def change(row: dict) -> str:
+    """'lost' (right before, wrong after), 'gained' (the reverse) or ''."""
+    if row["base_ok"] == row["tuned_ok"]:
+        return ""
+    return "lost" if row["base_ok"] else "gained"
+
+
+def _order(row: dict) -> int:
+    """Lost general answers first, then identity answers the tuned model misses, then the rest."""
+    if row["kind"] == "general" and change(row) == "lost":
+        return 0
+    if row["kind"] == "identity" and not row["tuned_ok"]:
+        return 1
+    return 2 if row["kind"] == "identity" else 3
+
+
+def probe_table(result: dict, view: str = "all") -> list[dict]:
+    """Rows for display, marks as ✓/✗, problems first. ``view``: ``all``, ``flipped`` (answers whose mark changed),
+    ``lost`` (general answers right before and wrong after), ``identity`` or ``general``."""
     mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
-    rows = sorted(result.get("rows", []), key=lambda r: r["kind"] != "identity")
-    return [{"kind": r["kind"], "lang": r["lang"], "question": r["question"], "base": f"{mark(r['base_ok'])} {r['base_answer']}",
-             "tuned": f"{mark(r['tuned_ok'])} {r['tuned_answer']}"} for r in rows]
+    keep = {"all": lambda r: True, "flipped": lambda r: change(r) != "", "lost": lambda r: change(r) == "lost",
+            "identity": lambda r: r["kind"] == "identity", "general": lambda r: r["kind"] == "general"}[view]
+    rows = sorted((r for r in result.get("rows", []) if keep(r)), key=_order)
+    return [{"kind": r["kind"], "lang": r["lang"], "where": r.get("setting") or r.get("split") or "",
+             "change": {"lost": "✓→✗", "gained": "✗→✓", "": ""}[change(r)], "question": r["question"],
+             "base": f"{mark(r['base_ok'])} {r['base_answer']}", "tuned": f"{mark(r['tuned_ok'])} {r['tuned_answer']}"}
+            for r in rows]
 
 
 def format_summary(result: dict) -> str:
+    """One line: identity per language with the weakest setting, retention kept/base-right of the reported split, KL."""
     pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-    ident, ret = result["identity"], result["retention"]
-    langs = ", ".join(f"{lang} {pct(v['base'])} -> {pct(v['tuned'])}" for lang, v in ident["per_lang"].items())
+    ident, ret, kl = result["identity"], result["retention"], result.get("kl") or {}
+    langs = ", ".join(f"{lang} {pct(v['base'])} -> {pct(v['tuned'])}"
+                      + (f" (weakest: {v['weakest']} {pct(v['min'])})" if v.get("weakest") else "")
+                      for lang, v in ident["per_lang"].items())
+    split = result.get("split", ret.get("split", ""))
+    kl_text = f"; KL {kl['kl']:.4f} nats/token" if kl.get("kl") is not None else ""
     return (f"probe: identity {pct(ident['base'])} -> {pct(ident['tuned'])} ({langs}); "
-            f"retention {pct(ret['score'])} ({ret['kept']}/{ret['base_right']} general answers the base got right; "
-            f"{ret.get('identity_leaks', 0)} general answers slipped into the identity)")
-
-
-def _answers(cfg, run_dir: Path, convs: list[list[dict]], log) -> tuple[list[str], list[str]]:
-    """Base and tuned answers through the chat engine, exactly as the Chat tab and ``studio chat`` produce them (each side
-    with its own template). The base answers are cached per model, template and questions: they never change."""
-    from studio.engine.generate import ChatModel
-    from studio.engine.generate import generation_dtype
-    from studio.engine.models import model_fingerprint
-
-    chat = ChatModel(cfg.model.name_or_path, adapter=run_dir, trust_remote_code=cfg.model.trust_remote_code)
-    kw = {"max_new_tokens": MAX_NEW_TOKENS, "batch_size": BATCH_SIZE}
-    key = json.dumps([model_fingerprint(chat.model_name), chat.tokenizer.chat_template, convs, MAX_NEW_TOKENS,
-                      generation_dtype()], ensure_ascii=False)
-    cache = studio_home() / "cache" / f"probe-base-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-    if cache.is_file():
-        base = json.loads(cache.read_text(encoding="utf-8"))
-    else:
-        log(f"probe: the base model answers {len(convs)} questions once (cached for later runs)")
-        base = chat.generate(convs, use_adapter=False, **kw)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(base, ensure_ascii=False), encoding="utf-8")
-    return base, chat.generate(convs, use_adapter=True, **kw)
+            f"retention{f' ({split})' if split else ''} {pct(ret['score'])} ({ret['kept']}/{ret['base_right']} general "
+            f"answers the base got right; {ret.get('identity_leaks', 0)} general answers slipped into the identity)"
+            + kl_text)

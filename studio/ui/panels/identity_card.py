@@ -1,5 +1,7 @@
 """The one-click self-cognition card on the Train tab: four fields (name and maker, en + zh), Start, progress, then the
-before/after probe table, and a button that opens the Chat tab on the tuned model.
+probe's verdict (identity per language with its weakest setting, retention kept / base-right on the reported split, KL)
+and the answers side by side, the ones that flipped first (a "Show" filter picks flipped, lost, identity or general rows),
+and a button that opens the Chat tab on the tuned model.
 
 It is a thin layer over ``studio.engine.selfcog.identity`` (filling, preview, the preset config) and ``studio.engine.selfcog.probe``
 (reading probe.json): Start builds the same config as ``studio train presets/self_cognition.yaml --set identity...`` and
@@ -19,11 +21,12 @@ from studio.engine.selfcog import identity, probe
 from studio.engine import rundir
 from studio.ui.common import progress_html
 from studio.ui.context import AppContext
-from studio.ui.i18n import Texts, t
+from studio.ui.i18n import STRINGS, Texts, t
 
 PREVIEW_ROWS = 12
 TICK_S = 2.0
-TABLE_COLS = ("kind", "lang", "question", "base", "tuned")
+TABLE_COLS = ("kind", "lang", "where", "change", "question", "base", "tuned")
+VIEWS = ("all", "flipped", "lost", "identity", "general")
 
 
 @dataclass
@@ -41,6 +44,7 @@ class IdentityRefs:
     rows: gr.Dataframe
     progress: gr.HTML
     summary: gr.Markdown
+    view: gr.Radio
     table: gr.Dataframe
     open_chat: gr.Button
     run: gr.State  # the run this card follows (its run folder path), per browser tab
@@ -70,9 +74,11 @@ def build(ctx: AppContext, lang: gr.State) -> IdentityRefs:
         rows = gr.Dataframe(visible=False, interactive=False, wrap=True, max_height=300, elem_id="ident-rows")
         progress = gr.HTML("", elem_id="ident-progress")
         summary = gr.Markdown("", elem_id="ident-summary")
+        view = tx.make(gr.Radio, label="ident.view", choices=view_choices(ctx.lang), value="all", visible=False,
+                       elem_id="ident-view")
         table = gr.Dataframe(visible=False, interactive=False, wrap=True, max_height=420, elem_id="ident-table")
     refs = IdentityRefs(tx, acc, name_en, name_zh, author_en, author_zh, preview, save, start, message, rows, progress,
-                        summary, table, open_chat, gr.State(None), gr.Timer(TICK_S), gr.State(None))
+                        summary, view, table, open_chat, gr.State(None), gr.Timer(TICK_S), gr.State(None))
     _wire(ctx, refs, lang)
     return refs
 
@@ -83,13 +89,14 @@ def _wire(ctx: AppContext, refs: IdentityRefs, lang: gr.State) -> None:
     refs.preview.click(lambda lg, *n: on_preview(lg, *n), [lang, *names], [refs.rows, refs.message], **ui)
     refs.save.click(lambda lg, *n: on_save(ctx, lg, *n), [lang, *names], [refs.message], **ui)
     refs.start.click(lambda lg, *n: on_start(ctx, lg, *n), [lang, *names], [refs.message, refs.run], **ui) \
-        .then(lambda run, lg: on_tick(ctx, run, lg, None), [refs.run, lang], _tick_outputs(refs), **ui)
-    refs.timer.tick(lambda run, lg, sig: on_tick(ctx, run, lg, sig), [refs.run, lang, refs.tick_sig], _tick_outputs(refs),
-                    show_progress="hidden", **ui)
+        .then(lambda run, lg, v: on_tick(ctx, run, lg, None, v), [refs.run, lang, refs.view], _tick_outputs(refs), **ui)
+    refs.timer.tick(lambda run, lg, sig, v: on_tick(ctx, run, lg, sig, v), [refs.run, lang, refs.tick_sig, refs.view],
+                    _tick_outputs(refs), show_progress="hidden", **ui)
+    refs.view.change(lambda run, lg, v: on_view(ctx, run, lg, v), [refs.run, lang, refs.view], [refs.table], **ui)
 
 
 def _tick_outputs(refs: IdentityRefs) -> list:
-    return [refs.progress, refs.summary, refs.table, refs.open_chat, refs.tick_sig]
+    return [refs.progress, refs.summary, refs.view, refs.table, refs.open_chat, refs.tick_sig]
 
 
 # -- handlers --------------------------------------------------------------------------------------------------------------
@@ -138,17 +145,17 @@ def on_start(ctx: AppContext, lang: str, name_zh: str, name_en: str, author_zh: 
     return [t("ident.queued", lang, run=job.run_id, pos=pos), str(job.run_dir)]
 
 
-def on_tick(ctx: AppContext, run: str | None, lang: str, sig) -> list:
-    """Progress of the card's run; once probe.json exists, the before/after summary and table, and the chat button."""
+def on_tick(ctx: AppContext, run: str | None, lang: str, sig, view: str = "all") -> list:
+    """Progress of the card's run; once probe.json exists, the verdict, the filter, the table and the chat button."""
     if not run:
-        return [gr.skip()] * 5
+        return [gr.skip()] * 6
     ctx.jobs.poll()
     run_dir = Path(run)
     status = rundir.effective_status(run_dir)
     has_probe = (run_dir / probe.PROBE_FILE).is_file()
     new_sig = (run, status.get("updated_at"), status.get("state"), status.get("step"), has_probe, lang)
     if new_sig == sig:
-        return [gr.skip()] * 5
+        return [gr.skip()] * 6
     active = ctx.jobs.active()
     bar = progress_html(run_dir, lang, active is not None and active.run_dir == run_dir)
     state = status.get("state")
@@ -157,25 +164,52 @@ def on_tick(ctx: AppContext, run: str | None, lang: str, sig) -> list:
         step, total = status.get("step") or 0, status.get("max_steps") or 0
         note = t("ident.probing", lang) if state == "running" and total and step >= total else \
             t("ident.no_probe", lang) if state == "finished" else ""
-        return [bar, note, gr.update(visible=False), gr.update(visible=state in ("finished", "aborted")), new_sig]
-    return [bar, summary_markdown(result, lang), gr.update(value=probe_frame(result, lang), visible=True),
-            gr.update(visible=True), new_sig]
+        return [bar, note, gr.update(visible=False), gr.update(visible=False),
+                gr.update(visible=state in ("finished", "aborted")), new_sig]
+    return [bar, summary_markdown(result, lang), gr.update(visible=True),
+            gr.update(value=probe_frame(result, lang, view), visible=True), gr.update(visible=True), new_sig]
+
+
+def on_view(ctx: AppContext, run: str | None, lang: str, view: str):
+    """The "Show" filter: the table again with only those rows (of a run folder the page may read)."""
+    try:
+        result = probe.load_probe(ctx.access.path(run, "run folder")) if run else None
+    except PermissionError:
+        return gr.skip()
+    if result is None:
+        return gr.skip()
+    return gr.update(value=probe_frame(result, lang, view), visible=True)
 
 
 # -- plain helpers (tested directly) ---------------------------------------------------------------------------------------
 
 
+def view_choices(lang: str) -> list[tuple[str, str]]:
+    return [(t(f"ident.view.{v}", lang), v) for v in VIEWS]
+
+
 def summary_markdown(result: dict, lang: str) -> str:
+    """Identity per language (base -> tuned, and the weakest setting), retention on the reported split, KL."""
     pct = lambda v: "–" if v is None else f"{100 * v:.0f}%"  # noqa: E731
-    ident, ret = result["identity"], result["retention"]
-    langs = "; ".join(f"{code} {pct(v['base'])} → **{pct(v['tuned'])}**" for code, v in ident["per_lang"].items())
-    return t("ident.summary", lang, author=t("ident.and_author", lang), langs=langs, ret=f"**{pct(ret['score'])}**",
-             kept=ret["kept"], known=ret["base_right"])
+    ident, ret, kl = result["identity"], result["retention"], result.get("kl") or {}
+    langs = []
+    for code, v in ident["per_lang"].items():
+        text = f"{code} {pct(v['base'])} → **{pct(v['tuned'])}**"
+        if v.get("weakest"):  # probe.json before the four settings has none
+            text += t("ident.weakest", lang, setting=t(f"ident.setting.{v['weakest']}", lang), score=pct(v["min"]))
+        langs.append(text)
+    split = result.get("split") or ret.get("split") or "–"
+    return t("ident.summary", lang, author=t("ident.and_author", lang), langs="; ".join(langs), split=split,
+             ret=f"**{pct(ret['score'])}**", kept=ret["kept"], known=ret["base_right"],
+             kl="–" if kl.get("kl") is None else f"{kl['kl']:.4f}")
 
 
-def probe_frame(result: dict, lang: str) -> pd.DataFrame:
-    rows = probe.probe_table(result)
-    return pd.DataFrame([[r[c] for c in TABLE_COLS] for r in rows], columns=[t(f"ident.col.{c}", lang) for c in TABLE_COLS])
+def probe_frame(result: dict, lang: str, view: str = "all") -> pd.DataFrame:
+    """The answers side by side (``probe.probe_table``: lost general answers, then identity misses, then the rest)."""
+    rows = probe.probe_table(result, view if view in VIEWS else "all")
+    where = lambda w: t(f"ident.setting.{w}", lang) if f"ident.setting.{w}" in STRINGS else w  # noqa: E731
+    return pd.DataFrame([[where(r[c]) if c == "where" else r[c] for c in TABLE_COLS] for r in rows],
+                        columns=[t(f"ident.col.{c}", lang) for c in TABLE_COLS])
 
 
 def chat_target(run: str | None) -> str | None:
@@ -189,4 +223,5 @@ def chat_target(run: str | None) -> str | None:
 
 
 def relabel(ctx: AppContext, refs: IdentityRefs, lang: str) -> dict:
-    return {}
+    """Language switch beyond the static texts: the filter's choices."""
+    return {refs.view: {"choices": view_choices(lang)}}

@@ -370,5 +370,6 @@ def _queue_frame(ctx: AppContext, lang: str) -> pd.DataFrame:
 
 
 def relabel(ctx: AppContext, refs: TrainRefs, lang: str) -> dict:
-    """Language switch, beyond the static texts: the (defaults) preset entry; the progress box follows on the next tick."""
-    return {refs.preset: {"choices": _preset_choices(ctx, lang)}}
+    """Language switch, beyond the static texts: the (defaults) preset entry and the self-cognition card's filter; the
+    progress box follows on the next tick."""
+    return {refs.preset: {"choices": _preset_choices(ctx, lang)}, **identity_card.relabel(ctx, refs.identity, lang)}
