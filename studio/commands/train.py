@@ -40,7 +40,7 @@ def _check_datasets(cfg) -> None:
     from studio import config as C
     from studio.engine.data.load import DataError, parse_spec, resolve
 
-    kind = "preference" if cfg.method.stage in ("rm", "dpo") else "kto" if cfg.method.stage == "kto" else "sft"
+    kind = {"rm": "preference", "dpo": "preference", "kto": "kto", "pt": "text"}.get(cfg.method.stage, "sft")
     for spec in cfg.data.datasets:
         try:
             resolve(parse_spec(spec), kind)

@@ -159,7 +159,7 @@ def _dispatch(cfg: C.RunConfig, run_dir: Path, resume: bool, callback) -> dict:
         from studio.engine.selfcog import identity
 
         extra_specs = identity.build_datasets(cfg, run_dir)
-    if cfg.method.stage == "sft":
+    if cfg.method.stage in ("sft", "pt"):  # pt: the SFT path on packed plain text
         from studio.engine.train import sft
 
         result = sft.train(cfg, run_dir, resume, callback, extra_specs)
