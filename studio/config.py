@@ -30,6 +30,7 @@ DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_
               "apo_zero", "apo_down", "discopop", "sigmoid_norm")
 
 
+REPORT_TO = ("none", "tensorboard", "trackio", "tensorboard,trackio")  # where trainer logs go besides metrics.jsonl
 # upper bounds of the open-ended counts: far above any run this studio makes, far below what overflows a library
 MAX_STEPS = 10_000_000
 MAX_COUNT = 1_000_000_000
@@ -149,6 +150,11 @@ class TrainingSection:
                             advanced=True)
     num_threads: int = opt(0, "CPU threads for torch (0: all physical cores).", min=0, max=1024, help_zh="CPU 线程数",
                            advanced=True)
+    report_to: str = opt("none", "Also send the trainer's logs to TensorBoard (<run>/tensorboard) and/or trackio "
+                         "(<run>/trackio); the run folder's metrics.jsonl is always written. Needs the library installed "
+                         "(pip install tensorboard / trackio). PPO's own loop writes metrics.jsonl only.",
+                         choices=REPORT_TO, help_zh="同时把训练日志写入 TensorBoard（<run>/tensorboard）和/或 trackio"
+                         "（<run>/trackio）；metrics.jsonl 总会写入。需要安装相应库", advanced=True)
 
 
 @dataclass

@@ -48,6 +48,18 @@ def _check_datasets(cfg) -> None:
             raise C.ConfigError(f"data.datasets: {exc}") from None
 
 
+def _check_reporting(cfg) -> None:
+    """A logger named in training.report_to must be installed: said now, not after the model has loaded."""
+    import importlib.util
+
+    from studio import config as C
+
+    for name in [] if cfg.training.report_to == "none" else cfg.training.report_to.split(","):
+        if importlib.util.find_spec(name) is None:
+            raise C.ConfigError(f"training.report_to={cfg.training.report_to}: the {name} package is not installed "
+                                f"(pip install {name}, or pip install 'tuning-studio[{name}]')")
+
+
 def run(args) -> int:
     from studio import config as C
     from studio.engine.train.runner import RunDirError, prepare_run_dir
@@ -60,6 +72,7 @@ def run(args) -> int:
         cfg = C.check(C.load(args.config, args.overrides))
         _check_model_path(cfg.model.name_or_path)
         _check_datasets(cfg)
+        _check_reporting(cfg)
         if args.check:
             print(C.dump(cfg), end="")
             return 0

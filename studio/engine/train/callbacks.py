@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from studio.engine import rundir
+from studio.engine import memory, rundir
 
 
 class StopFlag:
@@ -116,4 +116,5 @@ class RunFolderCallback(TrainerCallback):
         else:
             record["kind"] = "train"
         record.update({k: _clean(v) for k, v in logs.items() if isinstance(v, (int, float, str, bool)) or v is None})
+        record.update(memory.step_record())  # RSS (and GPU memory): the Monitor's memory chart
         rundir.append_metrics(self.run_dir, record)

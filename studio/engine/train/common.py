@@ -189,8 +189,26 @@ def trainer_args(cfg: RunConfig, run_dir: Path, has_eval: bool) -> dict:
         load_best_model_at_end=has_eval, metric_for_best_model="eval_loss" if has_eval else None, greater_is_better=False,
         activation_checkpointing=want_checkpointing(cfg) and cfg.method.finetuning_type != "qlora",
         bf16=on_gpu and bf16_capable() and cfg.method.finetuning_type in ("full", "freeze") and cfg.model.dtype != "float32",
-        use_cpu=not on_gpu, report_to=[], dataloader_num_workers=0, disable_tqdm=False, save_only_model=False,
+        use_cpu=not on_gpu, report_to=report_to(cfg), project="tuning-studio", run_name=run_dir.name,
+        dataloader_num_workers=0, disable_tqdm=False, save_only_model=False,
     )
+
+
+def report_to(cfg: RunConfig) -> list[str]:
+    """``training.report_to`` as the trainers take it ([] = only the run folder's metrics.jsonl)."""
+    return [] if cfg.training.report_to == "none" else cfg.training.report_to.split(",")
+
+
+def reporting_env(cfg: RunConfig, run_dir: Path) -> dict[str, str]:
+    """Where TensorBoard event files and trackio's database go: inside the run folder, unless the user's environment
+    already names a place. (Both libraries read these variables; trackio reads TRACKIO_DIR when it is imported.)"""
+    chosen = report_to(cfg)
+    env = {}
+    if "tensorboard" in chosen:
+        env["TENSORBOARD_LOGGING_DIR"] = str(run_dir / rundir.TENSORBOARD)
+    if "trackio" in chosen:
+        env["TRACKIO_DIR"] = str(run_dir / rundir.TRACKIO)
+    return env
 
 
 def optimizer(cfg: RunConfig, params, num_training_steps: int):
@@ -218,11 +236,14 @@ def write_data_report(run_dir: Path, report: dict) -> None:
     (run_dir / rundir.DATA_REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def fit(trainer, run_dir: Path, resume: bool):
-    """``trainer.train()``, from the run's latest checkpoint when resuming."""
+def fit(trainer, run_dir: Path, resume: bool, eval_first: bool = True):
+    """``trainer.train()``, from the run's latest checkpoint when resuming. With an eval split, a new run is evaluated
+    once before the first step (logged at step 0), so the eval curve starts from the base model."""
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         raise FileNotFoundError(f"{run_dir / rundir.CHECKPOINTS}: no checkpoint to resume from")
+    if eval_first and not resume and trainer.eval_dataset is not None:
+        trainer.evaluate()
     return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
 

@@ -6,6 +6,7 @@ keep status.json true (running -> finished | failed | aborted), dispatch to the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -154,6 +155,25 @@ def _run_worker(cfg: C.RunConfig, run_dir: Path, resume: bool) -> int:
 
 
 def _dispatch(cfg: C.RunConfig, run_dir: Path, resume: bool, callback) -> dict:
+    with _reporting_env(cfg, run_dir):
+        return _dispatch_stage(cfg, run_dir, resume, callback)
+
+
+@contextlib.contextmanager
+def _reporting_env(cfg: C.RunConfig, run_dir: Path):
+    """TensorBoard / trackio files in the run folder (unless the user's environment names a place), for this run only."""
+    from studio.engine.train.common import reporting_env
+
+    added = {k: v for k, v in reporting_env(cfg, run_dir).items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _dispatch_stage(cfg: C.RunConfig, run_dir: Path, resume: bool, callback) -> dict:
     extra_specs: list[str] = []
     if cfg.identity.name_en.strip():
         from studio.engine.selfcog import identity
