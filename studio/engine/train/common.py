@@ -9,6 +9,7 @@ bottom and call these.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -243,8 +244,28 @@ def fit(trainer, run_dir: Path, resume: bool, eval_first: bool = True):
     if resume and checkpoint is None:
         raise FileNotFoundError(f"{run_dir / rundir.CHECKPOINTS}: no checkpoint to resume from")
     if eval_first and not resume and trainer.eval_dataset is not None:
-        trainer.evaluate()
+        with _same_random_state():  # the baseline must not change what training draws (batch order, dropout)
+            trainer.evaluate()
     return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+
+@contextlib.contextmanager
+def _same_random_state():
+    import random
+
+    import numpy as np
+    import torch
+
+    saved = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.random.set_rng_state(saved[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def save_final(trainer, tokenizer, cfg: RunConfig, run_dir: Path) -> Path:
