@@ -109,7 +109,7 @@ def _row_checks(view, i, row, flags, reasons, convs, min_chars, langs) -> str:
     except DataError as exc:
         flags["invalid"].append(i)
         reasons[i] = f"{view.where(i)}: {exc}"
-        if "empty" in str(exc):
+        if _empty_cause(str(exc), row):
             flags["empty_turn"].append(i)
         langs.append(None)
         return normal_text(_flat(row))
@@ -122,6 +122,15 @@ def _row_checks(view, i, row, flags, reasons, convs, min_chars, langs) -> str:
     for turns in turns_list:
         _turn_checks(i, turns, flags, min_chars, lang == "mixed")
     return normal_text(whole)
+
+
+def _empty_cause(reason: str, row: dict) -> bool:
+    """Whether a row training refuses is refused for an empty turn (not for a missing column or a wrong shape)."""
+    named = re.search(r"missing or empty '([^']+)'", reason)
+    if named:
+        value = row.get(named.group(1))
+        return isinstance(value, str) and not value.strip()
+    return "empty" in reason or "only whitespace" in reason
 
 
 def _conversations(norm: dict) -> list[list[dict]]:
@@ -182,7 +191,7 @@ def _language_flags(langs: list, flags: dict) -> dict:
     flags["mixed_language"] = [i for i, x in enumerate(langs) if x == "mixed"]
     major = max(("zh", "en"), key=lambda k: shares.get(k, 0)) if shares else None
     if major and shares[major] >= 0.8:
-        flags["language"] = [i for i, x in enumerate(langs) if x and x != major]
+        flags["language"] = [i for i, x in enumerate(langs) if x in ("zh", "en") and x != major]
     return dict(shares, majority=major if major and shares.get(major, 0) >= 0.8 else None)
 
 
