@@ -61,7 +61,7 @@ class RunFolderCallback(TrainerCallback):
         self.last_tokens = (self.start, 0.0)
         if state.is_world_process_zero:
             rundir.write_status(self.run_dir, state="running", step=state.global_step, max_steps=state.max_steps,
-                                epoch=state.epoch or 0.0, **self.extra)
+                                epoch=state.epoch or 0.0, rss_at_start=memory.rss_bytes(), **self.extra)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._stop_agreed():

@@ -36,21 +36,38 @@ def first_batch(cfg: C.RunConfig, *, access: Access) -> dict:
 
 
 def _trainer_batch(cfg: C.RunConfig):
-    from datasets import Dataset
-    from trl import SFTTrainer
-
     from studio.engine.data.load import prepare_pt_data, prepare_sft_data
-    from studio.engine.train import common, sft
+    from studio.engine.train import common
 
     tokenizer = common.start(cfg)
     prepare = prepare_pt_data if cfg.method.stage == "pt" else prepare_sft_data
     data = prepare(cfg.data, tokenizer, cfg.training.cutoff_len, cfg.training.seed)
+    batch = next(trainer_batches(cfg, tokenizer, data, limit=1))
+    return {k: v.tolist() for k, v in batch.items() if hasattr(v, "tolist")}, tokenizer
+
+
+def trainer_batches(cfg: C.RunConfig, tokenizer, data, limit: int):
+    """The first ``limit`` batches the run's trainer will draw from prepared ``data``, epoch after epoch (the sampler
+    reseeded per epoch as the trainer does it): collated tensors, no model run."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    from studio.engine.train import sft
+
     with tempfile.TemporaryDirectory(prefix="studio-first-batch-") as tmp:
         trainer = SFTTrainer(model=stand_in_model(tokenizer), args=sft.sft_args(cfg, Path(tmp), has_eval=bool(data.eval)),
                              processing_class=tokenizer, train_dataset=Dataset.from_list(data.train),
                              eval_dataset=Dataset.from_list(data.eval) if data.eval else None)
-        batch = next(iter(trainer.get_train_dataloader()))
-    return {k: v.tolist() for k, v in batch.items() if hasattr(v, "tolist")}, tokenizer
+        loader, drawn, epoch = trainer.get_train_dataloader(), 0, 0
+        while drawn < limit:
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
+            for batch in loader:
+                yield batch
+                drawn += 1
+                if drawn >= limit:
+                    return
+            epoch += 1
 
 
 def stand_in_model(tokenizer):
