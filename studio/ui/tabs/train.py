@@ -1,5 +1,5 @@
-"""Train tab: a form generated from RunConfig's field metadata, presets, the exact command, Start/Stop, progress, log and
-the job queue.
+"""Train tab: a form generated from RunConfig's field metadata, presets, the fit-and-time card (``plan_card``), the exact
+command, Start/Stop, progress, log and the job queue.
 
 The form is not written by hand: every ``config.field_specs()`` entry becomes one input (bool -> Checkbox, choices ->
 Dropdown, numbers -> Number, lists -> one entry per line), grouped in one accordion per config section, advanced knobs in a
@@ -18,7 +18,7 @@ import pandas as pd
 from studio import config as C
 from studio.engine.jobs import training as jobs_mod
 from studio.engine import rundir
-from studio.ui.panels import identity_card
+from studio.ui.panels import identity_card, plan_card
 from studio.ui.common import fmt_time, progress_html
 from studio.ui.context import AppContext
 from studio.ui.i18n import Texts, state_name, t
@@ -54,6 +54,7 @@ class TrainRefs:
     timer: gr.Timer
     tick_sig: gr.State
     identity: identity_card.IdentityRefs
+    plan: plan_card.PlanRefs | None = None
 
     def inputs(self) -> list[gr.components.Component]:
         """The form inputs in field_specs order (the order ``values_to_config`` expects)."""
@@ -167,6 +168,7 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
                 start = tx.make(gr.Button, value="train.start", variant="primary", elem_id="train-start")
                 stop = tx.make(gr.Button, value="train.stop", variant="stop", elem_id="train-stop")
                 show_cmd = tx.make(gr.Button, value="train.show_cmd", elem_id="train-show-cmd")
+            plan = plan_card.build(tx)  # will it fit? how long? (studio train CONFIG --plan)
             message = gr.Markdown("", elem_id="train-message")
             command = tx.make(gr.Code, label="train.command", language="shell", interactive=False, lines=2, wrap_lines=True,
                          elem_id="train-command")
@@ -179,7 +181,7 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
                 queued_pick = tx.make(gr.Dropdown, label="train.queued_run", choices=[], value=None, scale=2)
                 cancel = tx.make(gr.Button, value="train.cancel", scale=1, elem_id="train-cancel")
     refs = TrainRefs(tx, specs, fields, sections, preset, preset_note, start, stop, show_cmd, command, message, progress, log,
-                     queue, queued_pick, cancel, gr.Timer(TICK_S), gr.State(None), ident)
+                     queue, queued_pick, cancel, gr.Timer(TICK_S), gr.State(None), ident, plan)
     _wire(ctx, refs, lang)
     return refs
 
@@ -202,6 +204,7 @@ def _wire(ctx: AppContext, refs: TrainRefs, lang: gr.State) -> None:
     refs.cancel.click(lambda run, lg: _on_cancel(ctx, run, lg), [refs.queued_pick, lang], [refs.message], **ui)
     refs.timer.tick(lambda lg, sig: _on_tick(ctx, lg, sig), [lang, refs.tick_sig], _tick_outputs(refs), show_progress="hidden",
                     **ui)
+    plan_card.wire(ctx, refs.plan, lang, form, lambda values: values_to_config(refs.specs, values))
 
 
 def _tick_outputs(refs: TrainRefs) -> list:
