@@ -48,6 +48,8 @@ CSS = """
 .ts-rendered { white-space: pre-wrap; word-break: break-word; font-size: 13px; line-height: 1.5; padding: 8px; }
 .ts-trained { background: rgba(60, 154, 95, .25); border-bottom: 2px solid #3c9a5f; }
 .ts-masked { color: var(--body-text-color-subdued); }
+.ts-pad { color: var(--body-text-color-subdued); opacity: .45; }
+.ts-boundary { color: #d9534f; font-weight: bold; }
 #ts-header h1 { margin-bottom: 0; }
 """
 

@@ -75,7 +75,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "doc.flag.null_text": ("literal nan / None / null text", "字面值 nan / None / null"),
     "doc.flag.short_answer": ("answers shorter than {n} characters", "回答少于 {n} 个字符"),
     "doc.flag.echo": ("answers that repeat the prompt", "回答重复了提问"),
-    "doc.flag.language": ("language differs from the dataset's ({lang})", "语言与数据集主体（{lang}）不同"),
+    "doc.flag.language": ("language differs from the dataset's ({major})", "语言与数据集主体（{major}）不同"),
     "doc.flag.mixed_language": ("mixed Chinese and English", "中英混杂"),
     "doc.flag.cut_answer": ("answers cut by cutoff_len", "回答被 cutoff_len 截断"),
     "doc.flag.invalid": ("rows training cannot read", "训练无法读取的行"),
