@@ -167,14 +167,15 @@ def _open_in_chat(ctx: AppContext, folder: str | None) -> list:
     return [gr.Tabs(selected="chat"), gr.update(choices=tuned_outputs(ctx), value=folder), adapter, model]
 
 
-def _on_use_dataset(spec: str, current: str, lang: str) -> list:
+def _on_use_dataset(spec: str, current, lang: str) -> list:
+    """The Data tab's dataset added to the Train form's dataset picker (a list; older callers pass one per line)."""
     spec = (spec or "").strip()
     if not spec:
         return [gr.skip(), t("data.empty", lang)]
-    lines = [x for x in (current or "").splitlines() if x.strip()]
-    if spec not in lines:
-        lines.append(spec)
-    return ["\n".join(lines), t("data.added", lang, spec=spec)]
+    chosen = list(current) if isinstance(current, (list, tuple)) else [x for x in (current or "").splitlines() if x.strip()]
+    if spec not in chosen:
+        chosen.append(spec)
+    return [chosen, t("data.added", lang, spec=spec)]
 
 
 # -- launching -------------------------------------------------------------------------------------------------------------

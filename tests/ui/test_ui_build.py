@@ -89,12 +89,30 @@ def test_form_is_generated_from_field_specs(refs):
     assert [s.key for s in refs.train.specs] == [s.key for s in specs]
     for spec in specs:
         comp = refs.train.fields[spec.key]
-        expected = (gr.Checkbox if spec.type is bool else gr.Dropdown if spec.choices else
+        expected = (gr.Checkbox if spec.type is bool else gr.Dropdown if spec.choices or spec.key in train_tab.PICKERS else
                     gr.Number if spec.type in (int, float) else gr.Textbox)
         assert isinstance(comp, expected), spec.key
         if spec.choices:
             assert [c[1] for c in comp.choices] == list(spec.choices)
     assert set(refs.train.sections) == set(C.sections())
+
+
+def test_a_fresh_home_offers_the_shipped_datasets_with_row_counts(refs):
+    """A newcomer picks data without typing a path: the Train form's dataset picker and the Data tab's list hold the
+    shipped demo sets (each dataset_info.json entry) with their row counts; a typed path is allowed too."""
+    from studio.paths import repo_root
+
+    picker = refs.train.fields["data.datasets"]
+    assert picker.multiselect and picker.allow_custom_value
+    offered = {value: label for label, value in picker.choices}
+    demo = repo_root() / "assets" / "data"
+    for entry in ("demo_sft", "demo_multiturn", "demo_preference", "demo_kto"):
+        assert f"{demo}#{entry}" in offered, sorted(offered)
+    rows = sum(1 for line in (demo / "demo_sft.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
+    assert offered[f"{demo}#demo_sft"] == f"demo_sft · sft · {rows} rows"
+    assert f"{demo / 'demo_prompts.jsonl'}" in offered  # a file no entry names is offered as a file
+    data_choices = {value for _, value in refs.data.choose.choices}
+    assert f"{demo}#demo_sft" in data_choices
     assert refs.train.sections["quantization"].visible is False  # shown only for qlora
 
 

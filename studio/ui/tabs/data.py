@@ -234,10 +234,8 @@ def _errors() -> tuple:
     return dv.errors()
 
 
-def _choices(ctx: AppContext) -> list[str]:
-    from studio.engine.data.workspace import list_workspaces
-
-    return ctx.dataset_files() + [str(p) for p in list_workspaces()]
+def _choices(ctx: AppContext) -> list[tuple[str, str]]:
+    return ctx.dataset_choices()  # demo sets, dataset_info.json entries, files, uploads, copies; with row counts
 
 
 def _on_upload(ctx: AppContext, file_path: str | None, lang: str) -> list:

@@ -31,6 +31,7 @@ SECTION_FOR_TYPES = {"lora": ("lora", "qlora"), "quantization": ("qlora",), "fre
 SECTION_FOR_STAGES = {"preference": C.PREFERENCE_STAGES, "rl": C.RL_STAGES}
 OPEN_SECTIONS = ("model", "data", "method", "lora", "training")
 CODE_OPTIONS = ("model.trust_remote_code",)  # run code on this machine: off on the page without --allow-code
+PICKERS = ("data.datasets",)  # list fields shown as a picker of known datasets (free text allowed), not a text box
 
 
 @dataclass
@@ -85,21 +86,26 @@ def _field_rows(specs: list[C.FieldSpec]) -> list[list[C.FieldSpec]]:
     return rows
 
 
-def _form_section(specs: list[C.FieldSpec], tx: Texts, fields: dict, locked: dict) -> None:
+def _form_section(specs: list[C.FieldSpec], tx: Texts, fields: dict, locked: dict, pickers: dict) -> None:
     for row in _field_rows(specs):
         with gr.Row(equal_height=True):
             for spec in row:
-                fields[spec.key] = field_component(spec, tx, locked.get(spec.key))
+                fields[spec.key] = field_component(spec, tx, locked.get(spec.key), pickers.get(spec.key))
 
 
-def field_component(spec: C.FieldSpec, tx: Texts, locked: str | None = None) -> gr.components.Component:
+def field_component(spec: C.FieldSpec, tx: Texts, locked: str | None = None,
+                    choices: list | None = None) -> gr.components.Component:
     """The input for one config field; label = the key users type on the CLI, info = the field's help text.
-    ``locked``: an i18n key saying why the field is off and cannot be changed here."""
+    ``locked``: an i18n key saying why the field is off and cannot be changed here; ``choices``: a list field's picker
+    entries ((label, value) pairs; typed values are allowed too)."""
     rng = range_text(spec)
     info = (spec.help + (f" [{rng}]" if rng else ""), (spec.help_zh or spec.help) + (f"［{rng}］" if rng else ""))
     common = dict(label=spec.name, info=locked or info, elem_id=f"cfg-{spec.section}-{spec.name}")
     if locked:
         return tx.make(gr.Checkbox, value=False, interactive=False, **common)
+    if choices is not None:
+        return tx.make(gr.Dropdown, choices=choices, value=list(spec.default), multiselect=True, allow_custom_value=True,
+                       **common)
     if spec.type is bool:
         return tx.make(gr.Checkbox, value=spec.default, **common)
     if spec.choices:
@@ -117,7 +123,7 @@ def config_to_values(cfg: C.RunConfig, specs: list[C.FieldSpec]) -> list:
     values = []
     for spec in specs:
         v = getattr(getattr(cfg, spec.section), spec.name)
-        values.append("\n".join(v) if spec.type is list else v)
+        values.append(list(v) if spec.key in PICKERS else "\n".join(v) if spec.type is list else v)
     return values
 
 
@@ -146,6 +152,7 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
     sections: dict[str, gr.Accordion] = {}
     # options that run code stay off, saying why, unless the owner started the studio with --allow-code
     locked = {} if ctx.access.allow_code else {k: "code.off" for k in CODE_OPTIONS}
+    pickers = {"data.datasets": ctx.dataset_choices()}  # the shipped demo sets (and any data found) with row counts
     ident = identity_card.build(ctx, lang)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -158,11 +165,11 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
                 with tx.make(gr.Accordion, label=f"section.{section}", open=section in OPEN_SECTIONS,
                              visible=_section_visible(section, C.RunConfig()), elem_id=f"sec-{section}") as acc:
                     sections[section] = acc
-                    _form_section([s for s in sec_specs if not s.advanced], tx, fields, locked)
+                    _form_section([s for s in sec_specs if not s.advanced], tx, fields, locked, pickers)
                     advanced = [s for s in sec_specs if s.advanced]
                     if advanced:
                         with tx.make(gr.Accordion, label="train.advanced", open=False):
-                            _form_section(advanced, tx, fields, locked)
+                            _form_section(advanced, tx, fields, locked, pickers)
         with gr.Column(scale=2):
             with gr.Row():
                 start = tx.make(gr.Button, value="train.start", variant="primary", elem_id="train-start")
@@ -191,8 +198,10 @@ def _wire(ctx: AppContext, refs: TrainRefs, lang: gr.State) -> None:
     ui = dict(api_visibility="private")
     refs.preset.change(lambda name, lg: _on_preset(ctx, refs.specs, name, lg), [refs.preset, lang],
                        [refs.preset_note, *form], **ui)
-    # presets added while the studio runs show up the next time the dropdown is opened
+    # presets added while the studio runs show up the next time the dropdown is opened; datasets too
     refs.preset.focus(lambda lg: gr.update(choices=_preset_choices(ctx, lg)), lang, refs.preset, **ui)
+    picker = refs.fields["data.datasets"]
+    picker.focus(lambda lg: gr.update(choices=ctx.dataset_choices(lg)), lang, picker, **ui)
     switches = [refs.fields["method.stage"], refs.fields["method.finetuning_type"]]
     for switch in switches:
         switch.change(_section_visibility, switches, [refs.sections[s] for s in OPTIONAL_SECTIONS], **ui)
