@@ -32,6 +32,7 @@ STRINGS: dict[str, tuple[str, str]] = {
                   "**放得下**：峰值约 **{peak}**，可用 {avail}（{where}）。"),
     "plan.no_fit": ("**Will not fit**: peak about **{peak}**, only {avail} available ({where}).",
                     "**放不下**：峰值约 **{peak}**，可用仅 {avail}（{where}）。"),
+    "plan.gpu": ("GPU: peak about **{peak}** of {free} free ({name}).", "GPU：峰值约 **{peak}**，可用 {free}（{name}）。"),
     "plan.eta": ("Time: about **{eta}** for {steps} steps ({tps} tokens/s measured over a 3-step micro-run).",
                  "时间：{steps} 步约 **{eta}**（3 步试跑实测 {tps} token/秒）。"),
     "plan.eta_none": ("Time: not measured ({why}).", "时间：未测量（{why}）。"),

@@ -89,3 +89,20 @@ def test_plan_of_a_pt_run_counts_packed_tokens(tiny_model_dir, tmp_path):
     assert out["data"]["rows"] == -(-out["train_tokens"] // 32) and out["data"]["truncated_rows"] == 0
     assert out["data"]["batch_tokens"] <= 4 * 32
     assert os.environ.get("STUDIO_HOME")  # the conftest home: nothing written elsewhere
+
+
+def test_with_a_gpu_its_free_memory_decides(tiny_model_dir, alpaca_file, monkeypatch):
+    """No GPU here: the plan is asked about one (its free memory) to check the GPU estimate and that it decides."""
+    cfg = C.apply_overrides(C.RunConfig(), _sets(tiny_model_dir, alpaca_file))
+    big = 100 * 2**30
+    avail = {"ram_total_bytes": big, "ram_available_bytes": big, "limit_bytes": big, "where": "RAM",
+             "gpu_name": "Test GPU", "gpu_total_bytes": 2**30, "gpu_free_bytes": 2**30}
+    monkeypatch.setattr(plan_mod, "available_memory", lambda: dict(avail))
+    roomy = plan_mod.make_plan(cfg, micro=False, log=lambda m: None)
+    parts = roomy["memory"]["parts"]
+    assert roomy["gpu_peak_bytes"] == sum(parts.values()) - parts["runtime"] and roomy["fits"] is True
+    assert roomy["peak_memory_bytes"] == parts["runtime"] + parts["weights"]  # RAM holds the runtime and the load
+    avail["gpu_free_bytes"] = roomy["gpu_peak_bytes"] // 2
+    tight = plan_mod.make_plan(cfg, micro=False, log=lambda m: None)
+    assert tight["fits"] is False and all(c["peak_memory_bytes"] < tight["gpu_peak_bytes"] for c in tight["changes"]
+                                          if c["saves_bytes"] > 0)

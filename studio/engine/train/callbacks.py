@@ -36,6 +36,15 @@ class StopFlag:
         return bool(self.reason)
 
 
+def _at_start() -> dict:
+    """Memory when training begins (model loaded, no batch yet): what ``studio train --plan`` calibrates against."""
+    now = memory.step_record()
+    out = {"rss_at_start": now["rss_bytes"]}
+    if "gpu_mem_bytes" in now:
+        out["gpu_at_start"] = now["gpu_mem_bytes"]
+    return out
+
+
 def _clean(value):
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
@@ -61,7 +70,7 @@ class RunFolderCallback(TrainerCallback):
         self.last_tokens = (self.start, 0.0)
         if state.is_world_process_zero:
             rundir.write_status(self.run_dir, state="running", step=state.global_step, max_steps=state.max_steps,
-                                epoch=state.epoch or 0.0, rss_at_start=memory.rss_bytes(), **self.extra)
+                                epoch=state.epoch or 0.0, **_at_start(), **self.extra)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._stop_agreed():

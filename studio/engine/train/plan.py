@@ -60,37 +60,46 @@ def make_plan(cfg: C.RunConfig, micro: bool = True, log=print) -> dict:
     out = {"stage": cfg.method.stage, "finetuning_type": cfg.method.finetuning_type, "parameters": shape,
            "memory": {"parts": parts, "total_bytes": sum(parts.values()), "available": avail}, "data": data,
            "micro_run": None}
-    est = Estimate(cfg, shape, data["batch_tokens"], sum(parts.values()) - parts["activations"])
-    if micro and est.peak <= avail["limit_bytes"]:
+    static = sum(parts.values()) - parts["activations"]
+    on_gpu = "gpu_total_bytes" in avail
+    # on a GPU the weights pass through RAM while loading, and everything else lives on the GPU
+    ram = Estimate(cfg, shape, data["batch_tokens"], runtime + parts["weights"] if on_gpu else static, not on_gpu)
+    gpu = Estimate(cfg, shape, data["batch_tokens"], static - runtime) if on_gpu else None
+    if micro and ram.peak <= avail["limit_bytes"] and (gpu is None or gpu.peak <= avail["gpu_free_bytes"]):
         log(f"plan: {MICRO_STEPS}-step micro-run (studio train in a child process)")
         run = out["micro_run"] = micro_run(cfg, data)
         if run.get("ok"):
-            est.calibrate(run)
+            ram.calibrate(run.get("rss_at_start"), run["peak_rss_bytes"], run.get("batch_tokens"))
+            if gpu is not None and run.get("gpu_peak_bytes"):
+                gpu.calibrate(run.get("gpu_at_start"), run["gpu_peak_bytes"], run.get("batch_tokens"))
             data.update({k: v for k, v in run.get("data", {}).items() if data.get(k) is None})
-    out.update(peak_memory_bytes=int(est.peak), fits=bool(est.peak <= avail["limit_bytes"]),
-               peak_source="micro-run" if est.measured else "estimate", train_tokens=data.get("train_tokens"),
-               steps=data["steps"], eta_seconds=eta(cfg, data, out["micro_run"]))
-    out["changes"] = alternatives(cfg, est, data, runtime, avail)
+    fits = ram.peak <= avail["limit_bytes"] and (gpu is None or gpu.peak <= avail["gpu_free_bytes"])
+    out.update(peak_memory_bytes=int(ram.peak), fits=bool(fits), peak_source="micro-run" if ram.measured else "estimate",
+               train_tokens=data.get("train_tokens"), steps=data["steps"], eta_seconds=eta(cfg, data, out["micro_run"]))
+    if gpu is not None:
+        out["gpu_peak_bytes"] = int(gpu.peak)
+    binding, limit = (gpu, avail["gpu_free_bytes"]) if gpu is not None else (ram, avail["limit_bytes"])
+    out["changes"] = alternatives(cfg, binding, data, 0 if gpu is not None else runtime, limit)
     out["plan_seconds"] = round(time.time() - started, 1)
     return out
 
 
 class Estimate:
-    """The peak of a run = what it holds before its first step (``static``) + bytes per token of its largest batch.
-    Analytic at first; ``calibrate`` replaces both with what the micro-run measured (RSS at the first step, peak RSS,
-    the tokens of its largest batch), so the only extrapolation left is to this data's largest batch."""
+    """The peak of one memory (RAM, or a GPU's) = what the run holds before its first step (``static``) + bytes per
+    token of its largest batch. Analytic at first; ``calibrate`` replaces both with what the micro-run measured (memory
+    at the first step, the peak, the tokens of its largest batch), so the only extrapolation left is to this data's
+    largest batch."""
 
-    def __init__(self, cfg: C.RunConfig, shape: dict, tokens: int, static: float):
+    def __init__(self, cfg: C.RunConfig, shape: dict, tokens: int, static: float, holds_activations: bool = True):
         self.cfg, self.shape, self.tokens, self.static = cfg, shape, tokens, static
-        self.per_token = activation_bytes(cfg, shape, 1_000_000) / 1_000_000
+        self.per_token = activation_bytes(cfg, shape, 1_000_000) / 1_000_000 if holds_activations else 0.0
         self.measured = False
 
     @property
     def peak(self) -> float:
         return self.static + self.per_token * self.tokens
 
-    def calibrate(self, run: dict) -> None:
-        start, tokens, peak = run.get("rss_at_start"), run.get("batch_tokens"), run["peak_rss_bytes"]
+    def calibrate(self, start: int | None, peak: int, tokens: int | None) -> None:
         self.measured = True
         # SFT/pt count batch tokens as this plan does (padding-free rows); other trainers count their own way
         if self.cfg.method.stage in ("sft", "pt") and start and tokens and peak > start:
@@ -332,8 +341,8 @@ def micro_run(cfg: C.RunConfig, data: dict) -> dict:
 def _measure(run_dir: Path, launched: float, ended: float, usage, code: int, sampled: bool) -> dict:
     st = rundir.read_status(run_dir)
     out = {"ok": code == 0 and st.get("state") == "finished", "wall_seconds": round(ended - launched, 2),
-           "peak_rss_bytes": int(usage.ru_maxrss) * 1024, "rss_at_start": st.get("rss_at_start"), "sampled": sampled,
-           "steps": MICRO_STEPS}
+           "peak_rss_bytes": int(usage.ru_maxrss) * 1024, "rss_at_start": st.get("rss_at_start"),
+           "gpu_at_start": st.get("gpu_at_start"), "sampled": sampled, "steps": MICRO_STEPS}
     if not out["ok"]:
         out["error"] = (st.get("error") or f"exit code {code}").splitlines()[-1][:500]
         return out
@@ -401,9 +410,10 @@ def eta(cfg: C.RunConfig, data: dict, run: dict | None) -> float | None:
 # -- what to change ---------------------------------------------------------------------------------------------------
 
 
-def alternatives(cfg: C.RunConfig, est: Estimate, data: dict, runtime: int, avail: dict) -> list[dict]:
-    """Each usual change with its peak: this run's estimate, plus the analytic difference of what the change touches
-    (static memory; bytes per token scaled as the analytic model scales them; the largest batch)."""
+def alternatives(cfg: C.RunConfig, est: Estimate, data: dict, runtime: int, limit: float) -> list[dict]:
+    """Each usual change with its peak (against ``limit``): this run's estimate ``est`` (RAM, or the GPU's on a GPU
+    machine) plus the analytic difference of what the change touches (static memory; bytes per token scaled as the
+    analytic model scales them; the largest batch). ``runtime``: the RAM-only part (0 for a GPU's estimate)."""
     t = cfg.training
     base_parts = memory_parts(cfg, est.shape, data["batch_tokens"], runtime)
     base_static = sum(base_parts.values()) - base_parts["activations"]
@@ -434,5 +444,5 @@ def alternatives(cfg: C.RunConfig, est: Estimate, data: dict, runtime: int, avai
         per_token = est.per_token * (activation_bytes(alt, shape, 1_000_000) / 1_000_000) / base_per_token
         peak = static + per_token * tokens
         out.append({"change": label, "set": sets, "peak_memory_bytes": int(peak), "saves_bytes": int(est.peak - peak),
-                    "fits": bool(peak <= avail["limit_bytes"])})
+                    "fits": bool(peak <= limit)})
     return out

@@ -71,6 +71,9 @@ def render(plan: dict, lang: str) -> list:
                                          if avail.get("gpu_name") else "")
     key = "plan.fits" if plan["fits"] else "plan.no_fit"
     lines = [t(key, lang, peak=fmt_size(plan["peak_memory_bytes"]), avail=fmt_size(avail["limit_bytes"]), where=where)]
+    if plan.get("gpu_peak_bytes") is not None:
+        lines.append(t("plan.gpu", lang, peak=fmt_size(plan["gpu_peak_bytes"]), free=fmt_size(avail.get("gpu_free_bytes")),
+                       name=avail.get("gpu_name", "GPU")))
     run = plan.get("micro_run") or {}
     if plan.get("eta_seconds") is not None:
         tps = run.get("tokens_per_s") or (f"{1 / run['step_seconds']:.2f} steps/s" if run.get("step_seconds") else "?")
