@@ -31,7 +31,7 @@ import unicodedata
 from collections import defaultdict
 
 from studio.engine.data.formats import DataError
-from studio.engine.data.load import render_example
+from studio.engine.data.load import render_example, render_text, with_system
 from studio.engine.data.view import DatasetView, normalize
 
 NUM_PERM = 64  # MinHash hashes per row: the estimate's standard error is about 0.05 at Jaccard 0.8
@@ -200,7 +200,18 @@ def _cut_answers(convs: dict, tokenizer, cutoff_len, sample, train_on_prompt, sy
     rows = sorted(convs)
     step = max(1, -(-len(rows) // sample)) if sample else 1
     picked = rows[::step]
-    for i in picked:
+    long_rows = []
+    for start in range(0, len(picked), 512):  # lengths first, in batches: only rows over the cutoff can be cut
+        chunk = picked[start:start + 512]
+        texts = []
+        for i in chunk:
+            try:
+                texts.append(render_text(tokenizer, with_system(convs[i], system)))
+            except Exception:  # noqa: BLE001  (a template error on one row is that row's problem: rendered below)
+                texts.append(None)
+        ids = tokenizer([t or "" for t in texts], add_special_tokens=False)["input_ids"]
+        long_rows += [i for i, t, n in zip(chunk, texts, ids) if t is None or len(n) > cutoff_len]
+    for i in long_rows:
         try:
             r = render_example(tokenizer, convs[i], cutoff_len, train_on_prompt, system)
         except DataError:
