@@ -32,9 +32,10 @@ def planted_rows() -> tuple[list[dict], dict[str, set[int]]]:
     plant = {}
     rows.append(dict(rows[3], instruction=rows[3]["instruction"].upper(), output=rows[3]["output"] + "!!"))  # 40: same text up to case, punctuation
     plant["exact_duplicate"] = {40}
+    rows[5]["output"] = _answer(rng, 80)
     words = rows[5]["output"].split(" ")
-    words[20] = "changed"
-    rows.append(dict(rows[5], output=" ".join(words)))  # 41: one word of 40 changed
+    words[40] = "changed"
+    rows.append(dict(rows[5], output=" ".join(words)))  # 41: one word of 80 changed (Jaccard ~0.93)
     plant["near_duplicate"] = {41}
     rows.append({"instruction": "Say something.", "input": "", "output": "nan"})  # 42
     plant["null_text"] = {42}

@@ -9,8 +9,8 @@ Flags (each lists its rows, 0-based like the Data tab's ``#``):
 - ``exact_duplicate``: the same text after normalising (Unicode NFKC, case, white space, punctuation); the first row of
   each group is kept, the others are flagged;
 - ``near_duplicate``: Jaccard similarity of the rows' shingle sets >= ``threshold`` (default 0.8), estimated with
-  MinHash (``NUM_PERM`` multiply-shift hashes over 3-grams of words and CJK characters) and banded LSH; the first row of
-  each group is kept;
+  MinHash (``NUM_PERM`` multiply-shift hashes over 3-grams of words and CJK characters, hashed the same way in every
+  process: the same data gives the same report) and banded LSH; the first row of each group is kept;
 - ``in_eval``: rows whose text is also (exactly or nearly) in the eval dataset;
 - ``empty_row``, ``empty_turn`` (a turn that is empty or only white space), ``roles`` (turns that do not alternate user /
   assistant, or a conversation that does not start with the user or end with the assistant), ``null_text`` (a turn that
@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 import time
 import unicodedata
+import zlib
 from collections import defaultdict
 
 from studio.engine.data.formats import DataError
@@ -251,28 +252,46 @@ def _exact_groups(texts: list[str]) -> list[list[int]]:
     return [g for g in seen.values() if len(g) > 1]
 
 
-def shingles(text: str) -> set[int]:
-    """Hashes of the 3-grams of words and CJK characters of a normalised text (a text of fewer than three: of the text
-    itself), from its first MAX_SHINGLES words."""
-    words = text.split(" ", MAX_SHINGLES + 2)[:MAX_SHINGLES + 2]
+def shingles(text: str, cache: dict | None = None):
+    """Hashes (uint64 array, unique) of the 3-grams of words and CJK characters of a normalised text (a text of fewer
+    than three: of the text itself), from its first MAX_SHINGLES words. Stable across processes (CRC-32 of each word,
+    combined with fixed odd multipliers), so a report is the same every time."""
+    import numpy as np
+
+    cache = {} if cache is None else cache
+    words = text.split(" ", MAX_SHINGLES + 2)[:MAX_SHINGLES + 2] if text else []
     if len(words) < 3:
-        return {hash(text)} if text else set()
-    return {hash(t) for t in zip(words, words[1:], words[2:])}
+        return np.array([_word_hash(text, cache)], dtype=np.uint64) if text else np.empty(0, dtype=np.uint64)
+    w = np.fromiter((_word_hash(x, cache) for x in words), dtype=np.uint64, count=len(words))
+    with np.errstate(over="ignore"):
+        grams = w[:-2] * _MIX[0] ^ w[1:-1] * _MIX[1] ^ w[2:] * _MIX[2]
+    return np.unique(grams)
+
+
+_MIX = tuple(__import__("numpy").uint64(m) for m in (0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9))
+
+
+def _word_hash(word: str, cache: dict) -> int:
+    h = cache.get(word)
+    if h is None:
+        data = word.encode("utf-8")
+        h = cache[word] = zlib.crc32(data) | (zlib.adler32(data) << 32)
+    return h
 
 
 def minhash_all(texts: list[str]):
-    """A (rows, NUM_PERM) uint32 array of MinHash signatures (multiply-shift hashing of Python's hashes, which are fixed
-    within one process); an empty text gets all 0xFFFFFFFF (it matches nothing)."""
+    """A (rows, NUM_PERM) uint32 array of MinHash signatures (multiply-shift hashing of the shingle hashes); an empty
+    text gets all 0xFFFFFFFF (it matches nothing)."""
     import numpy as np
 
     rng = np.random.default_rng(20260101)
     mult = rng.integers(1, 2**63, size=NUM_PERM, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
     out = np.full((len(texts), NUM_PERM), 0xFFFFFFFF, dtype=np.uint32)
-    chunk_ids, chunk_rows = [], []
+    chunk_ids, chunk_rows, cache = [], [], {}
     for i, text in enumerate(texts):
-        sh = shingles(text)
-        if sh:
-            chunk_ids.append(np.array(list(sh), dtype=np.int64).view(np.uint64))
+        sh = shingles(text, cache)
+        if len(sh):
+            chunk_ids.append(sh)
             chunk_rows.append(i)
         if len(chunk_rows) >= 2048 or (i == len(texts) - 1 and chunk_rows):
             _sign(chunk_ids, chunk_rows, mult, out)
