@@ -22,9 +22,6 @@ STRINGS: dict[str, tuple[str, str]] = {
     # -- train: fit and time card --------------------------------------------------------------------------------------
     "plan.title": ("Will it fit? How long?", "放得下吗？要多久？"),
     "plan.button": ("Estimate memory and time", "估算内存与时间"),
-    "plan.info": ("Runs `{cmd}`: parameters, a memory breakdown, the data after the chat template, and a 3-step "
-                  "micro-run that measures the speed.",
-                  "运行 `{cmd}`：参数量、内存分项、套用对话模板后的数据，以及一次 3 步试跑测速度。"),
     "plan.running": ("Estimating… (loading the model and timing 3 steps; up to a few minutes)",
                      "正在估算……（加载模型并试跑 3 步，可能需要几分钟）"),
     "plan.failed": ("The estimate failed: {error}", "估算失败：{error}"),
