@@ -43,8 +43,10 @@ def measure(preset: str, steps: int, env: dict, tmp: Path, model: str = "") -> d
         return {"preset": preset, "error": f"--plan exited {code}"}
     plan = json.loads(out.strip().splitlines()[-1])
     code, wall, peak, _ = run(base + [f"--output-dir={tmp / preset}"], env)
-    if code != 0:
-        return {"preset": preset, "error": f"training exited {code} (see {tmp / preset / 'train.log'})"}
+    status = json.loads((tmp / preset / "status.json").read_text()) if (tmp / preset / "status.json").is_file() else {}
+    if code != 0 or status.get("state") != "finished" or status.get("step") != steps:
+        return {"preset": preset, "error": f"training exited {code}, state {status.get('state')}, step "
+                                           f"{status.get('step')} of {steps} (see {tmp / preset / 'train.log'})"}
     return {"preset": preset, "plan_seconds": round(plan_s, 1), "est_peak": plan["peak_memory_bytes"], "peak": peak,
             "est_eta": plan.get("eta_seconds"), "wall": round(wall, 1), "fits": plan["fits"],
             "source": plan.get("peak_source")}
@@ -57,13 +59,15 @@ def main() -> int:
     p.add_argument("--tolerance", type=float, default=0.25)
     p.add_argument("--home", default="", help="STUDIO_HOME for the runs (default: a temporary one)")
     p.add_argument("--model", default="", help="another model.name_or_path for every preset (default: the preset's)")
+    p.add_argument("--keep", default="", help="keep the run folders here (default: a temporary folder, removed)")
     args = p.parse_args()
     names = [x for x in args.presets.split(",") if x] or sorted(f.stem for f in (ROOT / "presets").glob("*.yaml"))
     print(f"plan accuracy: {len(names)} presets, each run with training.max_steps={args.max_steps} (a shortcut; the "
           f"plan is asked about the same shortened run); load average {os.getloadavg()[0]:.1f}", flush=True)
     print(f"{'preset':16} {'est peak':>9} {'peak':>9} {'ratio':>6} {'est eta':>8} {'wall':>7} {'ratio':>6}  result")
     failed = 0
-    with tempfile.TemporaryDirectory(prefix="plan-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="plan-bench-") as scratch:
+        tmp = args.keep or scratch
         env = dict(os.environ, STUDIO_HOME=args.home or str(Path(tmp) / "home"), PYTHONPATH=str(ROOT))
         for name in names:
             r = measure(name, args.max_steps, env, Path(tmp), args.model)
@@ -77,7 +81,7 @@ def main() -> int:
             failed += not ok
             print(f"{name:16} {r['est_peak'] / 1e9:8.2f}G {r['peak'] / 1e9:8.2f}G {mem:6.2f} {r['est_eta'] or 0:7.0f}s "
                   f"{r['wall']:6.0f}s {tim:6.2f}  {'ok' if ok else 'OFF'} (plan took {r['plan_seconds']:.0f} s, "
-                  f"peak from the {r['source']})", flush=True)
+                  f"peak from the {r['source']}; load average {os.getloadavg()[0]:.1f})", flush=True)
     print(f"{len(names) - failed} of {len(names)} within {args.tolerance:.0%} on both")
     return 1 if failed else 0
 
