@@ -3,20 +3,23 @@
 1. **Parameters**: the model is built on PyTorch's meta device (no weights read) with the run's LoRA / freeze settings
    applied by the same code training uses, so trainable and total counts are exact.
 2. **Memory** (``memory_parts``): weights at their dtype (frozen LoRA base in bf16 where the CPU/GPU has bf16 matmuls,
-   4/8-bit for QLoRA), adapters, AdamW states (two fp32 values per trainable parameter), gradients, activations of the
-   largest batch this data can make (``batch x cutoff`` at most; less with gradient checkpointing) and the LM head's
-   logits, plus the Python/torch/transformers runtime measured in this process. The activation constants were fitted
-   on measured runs (``benchmarks/plan_accuracy.py``).
+   4/8-bit for QLoRA), adapters, AdamW states (two fp32 values per trainable parameter), gradients, the activations and
+   LM-head logits of the largest batch the run's own trainer will draw (``drawn_batches``: its sampler and collator,
+   no model; ``batch x cutoff`` at most; less with gradient checkpointing), plus the Python/torch/transformers runtime
+   measured in this process. The per-token constants were read off measured runs (one LoRA SFT run of the default
+   model for the layers, the tiny test model for the logits; see ``ACT_PER_TOKEN_LAYER_HIDDEN``).
 3. **Data** after the chat template: rows, tokens, trained tokens, rows the cutoff truncates, optimizer steps.
 4. **Time**: a 3-step micro-run (``studio train`` itself, in a child process, in a temporary folder, on a sample of the
    rows when the data is large) is timed: start-up, seconds per step (steps 2-3) or tokens/s, what follows the last step.
-   ETA = start-up + steps x step time (SFT/pt: trained tokens / tokens per second) + evaluations + the end. The child's
-   peak RSS is measured too: the estimate's base (``peak_memory_bytes`` = that peak + what the run's largest batch adds).
-5. **What to change** when it does not fit (or to see the trade-off): half the batch, gradient checkpointing, QLoRA,
+   ETA = start-up + steps x step time (SFT/pt: trained tokens / tokens per second) + evaluations + the end.
+5. **Calibration** (``Estimate``): the micro-run's memory at its first step and its peak RSS (and GPU memory) replace
+   the analytic figures; what is left to extrapolate is the bytes per token of its largest batch to the run's largest.
+6. **What to change** when it does not fit (or to see the trade-off): half the batch, gradient checkpointing, QLoRA,
    half the cutoff, each with its own peak estimate.
 
 The last stdout line of ``--plan`` is one JSON object (``peak_memory_bytes``, ``eta_seconds``, ``train_tokens``,
-``steps``, ``fits``, ...). A run that would not fit is not micro-run.
+``steps``, ``fits``, ...). A run that would not fit is not micro-run. ``benchmarks/plan_accuracy.py`` compares the
+plan with the runs themselves.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ from pathlib import Path
 from studio import config as C
 from studio.engine import memory, rundir
 
-# Fitted on measured runs of the default model (LoRA SFT, bf16 frozen base, this CPU; benchmarks/plan_accuracy.py):
+# Read off peak RSS of measured runs on this CPU (LoRA SFT, batch 8, 3 steps): the tiny test model (vocabulary 49,152,
+# width 32: the logits alone) gave ~20 bytes per token per vocabulary entry; the default model (30 layers, width 576,
+# bf16 frozen base: 2.68 GB peak at 721 tokens, 0.88 GB before the first step) the rest. The micro-run replaces both
+# with what it measures; they matter for runs that are not micro-run and for the what-to-change estimates.
 ACT_PER_TOKEN_LAYER_HIDDEN = 87.0  # bf16 bytes held per token, per decoder layer, per unit of hidden size (fp32: 2x)
 LOGIT_BYTES = 20.0  # bytes per token per vocabulary entry at the LM head (fp32 logits, log-softmax, gradient, metrics)
 CHECKPOINTED = 0.2  # with gradient checkpointing, the share of layer activations still held
