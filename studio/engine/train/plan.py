@@ -79,6 +79,7 @@ def make_plan(cfg: C.RunConfig, micro: bool = True, log=print) -> dict:
             if gpu is not None and run.get("gpu_peak_bytes"):
                 gpu.calibrate(run.get("gpu_at_start"), run["gpu_peak_bytes"], run.get("batch_tokens"))
             data.update({k: v for k, v in run.get("data", {}).items() if data.get(k) is None})
+            data["steps"] = data["steps"] or steps_of(cfg, data.get("rows"))  # self-cognition: rows known only now
     fits = ram.peak <= avail["limit_bytes"] and (gpu is None or gpu.peak <= avail["gpu_free_bytes"])
     out.update(peak_memory_bytes=int(ram.peak), fits=bool(fits), peak_source="micro-run" if ram.measured else "estimate",
                train_tokens=data.get("train_tokens"), steps=data["steps"], eta_seconds=eta(cfg, data, out["micro_run"]))
