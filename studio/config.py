@@ -21,7 +21,7 @@ import yaml
 from studio.configinput import (MAX_LIST, MAX_TEXT, NotFinite, YamlError, YamlRefused, load_yaml, read_yaml_file, to_bool,
                                 to_float, to_int, to_list, to_str)
 
-STAGES = ("sft", "rm", "dpo", "kto", "ppo", "grpo", "rloo")
+STAGES = ("sft", "pt", "rm", "dpo", "kto", "ppo", "grpo", "rloo")
 FINETUNING_TYPES = ("lora", "qlora", "freeze", "full")
 RL_STAGES = ("ppo", "grpo", "rloo")
 PREFERENCE_STAGES = ("rm", "dpo", "kto")
@@ -32,6 +32,7 @@ DPO_LOSSES = ("sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_
               "apo_zero", "apo_down", "discopop", "sigmoid_norm")
 
 
+REPORT_TO = ("none", "tensorboard", "trackio", "tensorboard,trackio")  # where trainer logs go besides metrics.jsonl
 # upper bounds of the open-ended counts: far above any run this studio makes, far below what overflows a library
 MAX_STEPS = 10_000_000
 MAX_COUNT = 1_000_000_000
@@ -82,8 +83,9 @@ class DataSection:
 
 @dataclass
 class MethodSection:
-    stage: str = opt("sft", "Training stage: supervised fine-tuning, reward model, preference or RL methods.", choices=STAGES,
-                     help_zh="训练阶段")
+    stage: str = opt("sft", "Training stage: supervised fine-tuning, continued pre-training on plain text (pt: every token "
+                     "trained, documents packed to cutoff_len), reward model, preference or RL methods.", choices=STAGES,
+                     help_zh="训练阶段（pt：纯文本继续预训练，所有 token 参与训练，文档按 cutoff_len 拼接）")
     finetuning_type: str = opt("lora", "lora: low-rank adapters; qlora: adapters on a 4/8-bit base; freeze: train the last layers; "
                                "full: every weight.", choices=FINETUNING_TYPES, help_zh="微调方式")
 
@@ -156,6 +158,11 @@ class TrainingSection:
     labeled_lm_head: bool = opt(True, "SFT/DPO/KTO: project only the positions that are trained on through the LM head, in "
                                 "the weights' dtype, instead of TRL's all-position chunked head (exact up to rounding).",
                                 help_zh="只对参与训练的位置计算语言模型头（SFT/DPO/KTO）", advanced=True)
+    report_to: str = opt("none", "Also send the trainer's logs to TensorBoard (<run>/tensorboard) and/or trackio "
+                         "(<run>/trackio); the run folder's metrics.jsonl is always written. Needs the library installed "
+                         "(pip install tensorboard / trackio). PPO's own loop writes metrics.jsonl only.",
+                         choices=REPORT_TO, help_zh="同时把训练日志写入 TensorBoard（<run>/tensorboard）和/或 trackio"
+                         "（<run>/trackio）；metrics.jsonl 总会写入。需要安装相应库", advanced=True)
 
 
 @dataclass
@@ -439,11 +446,13 @@ def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
                 errors.append(f"{spec.key}={value!r}: must be {spec.describe_range()}")
     if require_data and not cfg.data.datasets and not cfg.identity.name_en.strip():
         errors.append("data.datasets: no dataset given (add at least one file or folder)")
-    available = ("sft",) + PREFERENCE_STAGES + RL_STAGES
+    available = ("sft", "pt") + PREFERENCE_STAGES + RL_STAGES
     if cfg.method.stage not in available:
         errors.append(f"method.stage={cfg.method.stage!r}: not available in this version (available: {', '.join(available)})")
     if cfg.method.stage in RL_STAGES:
         errors += _rl_errors(cfg)
+    if cfg.method.stage == "pt" and cfg.identity.name_en.strip():
+        errors.append("identity.name_en: self-cognition trains question/answer rows (stage sft), not plain text (stage pt)")
     if cfg.method.stage == "rm" and cfg.method.finetuning_type == "qlora":
         errors.append("method.finetuning_type='qlora': not available for stage rm (the reward model is saved merged; use lora)")
     if cfg.method.stage == "kto" and cfg.training.per_device_train_batch_size < 2:

@@ -1,4 +1,4 @@
-"""``studio data inspect|import|mix|prune``: look at a dataset exactly as training will, from the shell.
+"""``studio data inspect|doctor|import|mix|prune``: look at a dataset exactly as training will, from the shell.
 
     studio data inspect data/train.jsonl --model default --cutoff-len 1024 --rows 3 --json
     studio data inspect assets/data --dataset demo_multiturn
@@ -6,6 +6,7 @@
     studio data import orca.parquet --name orca --map system=system --map question=prompt ...   # prints the folder
     studio data mix a.jsonl@500 assets/data#demo_sft --name my_mix                                # prints the folder
     studio data prune ~/.cache/tuning-studio/datasets/orca --keep 10 [--dry-run]    # remove all but the newest 10 versions
+    studio data doctor data/train.jsonl --eval data/eval.jsonl --json     # duplicates, train/eval overlap, quality flags
 
 ``inspect`` prints the detected format, row count, stats (token lengths under the model's chat template, rows the cutoff
 would truncate, empty / duplicate / invalid rows) and the first rows rendered with the trained part marked. A bad file
@@ -46,6 +47,17 @@ def add_parser(sub) -> None:
     mix.add_argument("--name", default="mix", help="name of the new dataset folder")
     mix.add_argument("--preview", action="store_true", help="print the plan and the first rows; save nothing")
     mix.set_defaults(run=run_mix)
+    doc = dsub.add_parser("doctor", help="duplicates, near duplicates, train/eval overlap and quality flags, row by row")
+    doc.add_argument("path", help="a dataset file or a folder with dataset_info.json")
+    doc.add_argument("--dataset", default="", help="the dataset_info.json entry (default: the first)")
+    doc.add_argument("--eval", default="", metavar="SPEC", help="an eval dataset: rows also in it are flagged")
+    doc.add_argument("--threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold (default 0.8)")
+    doc.add_argument("--min-chars", type=int, default=2, help="flag answers shorter than this (default 2)")
+    doc.add_argument("--model", default="none", help="tokenizer for the cut-answer check (default none: skipped)")
+    doc.add_argument("--cutoff-len", type=int, default=1024)
+    doc.add_argument("--sample", type=int, default=2000, help="rows tokenized for the cut-answer check (default 2000)")
+    doc.add_argument("--json", action="store_true", help="print one JSON object")
+    doc.set_defaults(run=run_doctor)
     prune = dsub.add_parser("prune", help="remove the files of all but the newest N versions of an editable copy")
     prune.add_argument("folder", help="the editable copy (a folder under $STUDIO_HOME/datasets)")
     prune.add_argument("--keep", type=int, required=True, metavar="N", help="versions to keep, newest first (>= 1)")
@@ -178,6 +190,37 @@ def run_mix(args) -> int:
         return 2
     print(f"{plan['total']} rows of {plan['kind']} data", file=sys.stderr)
     print(ws.spec)
+    return 0
+
+
+def run_doctor(args) -> int:
+    """``studio data doctor``: every flag with its rows (0-based, as the Data tab numbers them)."""
+    from studio.engine.data import doctor
+    from studio.engine.data import view as ds
+    from studio.engine.data.formats import DataError
+    from studio.engine.models import ModelLoadError
+
+    try:
+        if args.min_chars < 0 or args.cutoff_len < 1 or args.sample < 0:
+            raise ValueError("--min-chars, --sample must be >= 0 and --cutoff-len >= 1")
+        tok = None
+        if args.model != "none":
+            from studio.engine.models import load_tokenizer
+
+            tok = load_tokenizer(args.model)
+        report = doctor.examine(ds.open_dataset(_spec(args)), ds.open_dataset(args.eval) if args.eval else None, tok,
+                                args.cutoff_len, args.threshold, args.min_chars, args.sample)
+    except (DataError, ModelLoadError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False))
+        return 0
+    print(f"{_spec(args)}: {report['rows']} rows, {report['flagged_rows']} flagged, {report['seconds']} s "
+          f"(near duplicates: Jaccard >= {report['threshold']}, MinHash {report['num_perm']})")
+    for flag, rows in report["flags"].items():
+        if rows:
+            print(f"  {flag:16} {len(rows):>7}  rows {', '.join(map(str, rows[:12]))}{' ...' if len(rows) > 12 else ''}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``studio train CONFIG.yaml [--set section.key=value ...] [--output-dir DIR] [--resume]``.
+"""``studio train CONFIG.yaml [--set section.key=value ...] [--output-dir DIR] [--resume] [--plan]``.
 
 Validates the whole config before anything heavy is imported, trains in the foreground, and prints the run folder as the
 last line of its output (the UI and scripts read it). Same as ``python -m studio.train``. A config whose ``distributed``
@@ -26,6 +26,11 @@ def configure(p) -> None:
     p.add_argument("--output-dir", help="run folder to use (default: a new folder under $STUDIO_HOME/runs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
     p.add_argument("--check", action="store_true", help="validate the config and print it, without training")
+    p.add_argument("--plan", action="store_true",
+                   help="estimate memory and time (parameters, memory breakdown, data, a 3-step micro-run) without "
+                        "training; the last line is one JSON object (peak_memory_bytes, eta_seconds, steps, fits, ...)")
+    p.add_argument("--no-micro-run", dest="micro_run", action="store_false",
+                   help="with --plan: skip the 3-step micro-run (no measured time)")
 
 
 def _check_model_path(name: str) -> None:
@@ -42,12 +47,41 @@ def _check_datasets(cfg) -> None:
     from studio import config as C
     from studio.engine.data.load import DataError, parse_spec, resolve
 
-    kind = "preference" if cfg.method.stage in ("rm", "dpo") else "kto" if cfg.method.stage == "kto" else "sft"
+    kind = {"rm": "preference", "dpo": "preference", "kto": "kto", "pt": "text"}.get(cfg.method.stage, "sft")
     for spec in cfg.data.datasets:
         try:
             resolve(parse_spec(spec), kind)
         except DataError as exc:
             raise C.ConfigError(f"data.datasets: {exc}") from None
+
+
+def _check_reporting(cfg) -> None:
+    """A logger named in training.report_to must be installed: said now, not after the model has loaded."""
+    import importlib.util
+
+    from studio import config as C
+
+    for name in [] if cfg.training.report_to == "none" else cfg.training.report_to.split(","):
+        if importlib.util.find_spec(name) is None:
+            raise C.ConfigError(f"training.report_to={cfg.training.report_to}: the {name} package is not installed "
+                                f"(pip install {name}, or pip install 'tuning-studio[{name}]')")
+
+
+def _plan(cfg, micro: bool) -> int:
+    """``--plan``: progress on stderr, the plan as one JSON line last on stdout (exit 0 whether or not it fits)."""
+    import json
+
+    from studio.engine.data.load import DataError
+    from studio.engine.models import ModelLoadError
+    from studio.engine.train.plan import make_plan
+
+    try:
+        plan = make_plan(cfg, micro=micro, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except (DataError, ModelLoadError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(plan, ensure_ascii=False))
+    return 0
 
 
 def run(args) -> int:
@@ -66,9 +100,12 @@ def run(args) -> int:
         _check_datasets(cfg)
         if not distributed.under_launcher():  # a rank of a launched group: the launcher's side checked it
             launch_problems(cfg)
+        _check_reporting(cfg)
         if args.check:
             print(C.dump(cfg), end="")
             return 0
+        if args.plan:
+            return _plan(cfg, args.micro_run)
         run_dir = prepare_run_dir(cfg, output_dir, args.resume)
     except (C.ConfigError, RunDirError) as exc:
         print(f"error: {exc}", file=sys.stderr)

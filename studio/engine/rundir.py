@@ -15,6 +15,7 @@ Layout of ``$STUDIO_HOME/runs/<id>/``::
     checkpoints/     checkpoint-<step>/ folders (resume, best model)
     adapter/         the final LoRA adapter (lora/qlora), or model/ the final weights (full/freeze)
     STOP             created by anyone who wants the run to stop; the trainer checks it after every step
+    tensorboard/     TensorBoard event files (training.report_to: tensorboard); trackio/ trackio's database (trackio)
 
 Pure standard library: the UI process reads run folders without importing torch.
 """
@@ -40,6 +41,8 @@ DATA_REPORT = "data_report.json"
 STOP = "STOP"
 CHILD_OUTPUT = "stdout.log"  # what the child printed before (or besides) its own train.log: an import crash lands here
 CHECKPOINTS = "checkpoints"
+TENSORBOARD = "tensorboard"  # event files when training.report_to names tensorboard
+TRACKIO = "trackio"  # trackio's database when training.report_to names trackio
 ADAPTER = "adapter"
 MODEL = "model"
 

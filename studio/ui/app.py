@@ -47,6 +47,8 @@ CSS = """
 .ts-rendered { white-space: pre-wrap; word-break: break-word; font-size: 13px; line-height: 1.5; padding: 8px; }
 .ts-trained { background: rgba(60, 154, 95, .25); border-bottom: 2px solid #3c9a5f; }
 .ts-masked { color: var(--body-text-color-subdued); }
+.ts-pad { color: var(--body-text-color-subdued); opacity: .45; }
+.ts-boundary { color: #d9534f; font-weight: bold; }
 #ts-header h1 { margin-bottom: 0; }
 """
 
@@ -164,14 +166,15 @@ def _open_in_chat(ctx: AppContext, folder: str | None) -> list:
     return [gr.Tabs(selected="chat"), gr.update(choices=tuned_outputs(ctx), value=folder), adapter, model]
 
 
-def _on_use_dataset(spec: str, current: str, lang: str) -> list:
+def _on_use_dataset(spec: str, current, lang: str) -> list:
+    """The Data tab's dataset added to the Train form's dataset picker (a list; older callers pass one per line)."""
     spec = (spec or "").strip()
     if not spec:
         return [gr.skip(), t("data.empty", lang)]
-    lines = [x for x in (current or "").splitlines() if x.strip()]
-    if spec not in lines:
-        lines.append(spec)
-    return ["\n".join(lines), t("data.added", lang, spec=spec)]
+    chosen = list(current) if isinstance(current, (list, tuple)) else [x for x in (current or "").splitlines() if x.strip()]
+    if spec not in chosen:
+        chosen.append(spec)
+    return [chosen, t("data.added", lang, spec=spec)]
 
 
 # -- launching -------------------------------------------------------------------------------------------------------------

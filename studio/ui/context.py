@@ -77,6 +77,25 @@ class AppContext:
 
     # -- datasets ---------------------------------------------------------------------------------------------------------
 
+    def dataset_roots(self) -> list[Path]:
+        """Where the pickers look: the shipped demo datasets, ./data, uploads."""
+        return [paths.repo_root() / "assets" / "data", *self.data_roots, self.uploads_root]
+
+    def dataset_choices(self, lang: str | None = None) -> list[tuple[str, str]]:
+        """(label, spec) of every dataset a newcomer can pick: the shipped demo sets and every dataset_info.json entry
+        under the data folders, files, uploads and editable copies, each with its row count (engine/data/catalog.py)."""
+        from studio.engine.data.catalog import count_rows, list_datasets
+        from studio.engine.data.workspace import list_workspaces
+        from studio.ui.i18n import t
+
+        lang = lang or self.lang
+        items = list_datasets(self.dataset_roots())
+        for folder in list_workspaces():
+            data = next((f for f in folder.glob("data.*") if f.is_file()), None)
+            items.append({"spec": str(folder), "name": folder.name, "kind": "", "rows": count_rows(data) if data else None})
+        return [(t("data.rows_n", lang, name=i["name"], fmt=i["kind"] or "-", n="?" if i["rows"] is None else
+                   f"{i['rows']:,}"), i["spec"]) for i in items]
+
     def dataset_files(self) -> list[str]:
         """Dataset files the Data tab offers: data/ folders (repo and cwd) and uploads."""
         from studio.engine.data.formats import SUFFIXES  # pure Python: no torch, no pandas at import

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any, Union
 
+from studio.ui.i18n_insight import STRINGS as INSIGHT_STRINGS
+
 LANGS = ("en", "zh")
 LANG_NAMES = {"en": "English", "zh": "中文"}
 
@@ -93,7 +95,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "mon.refresh": ("Refresh", "刷新"),
     "mon.smoothing": ("Loss smoothing (EMA)", "损失平滑（EMA）"),
     "mon.live": ("Live update", "实时刷新"),
-    "mon.chart.loss": ("Loss (raw and smoothed)", "训练损失（原始与平滑）"),
+    "mon.chart.loss": ("Loss (train raw and smoothed, eval)", "损失（训练原始与平滑、验证）"),
     "mon.chart.eval_loss": ("Eval loss", "验证损失"),
     "mon.chart.learning_rate": ("Learning rate", "学习率"),
     "mon.chart.grad_norm": ("Gradient norm", "梯度范数"),
@@ -522,6 +524,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     # -- generic -----------------------------------------------------------------------------------------------------
     "err.generic": ("Error: {error}", "错误：{error}"),
 }
+
+
+STRINGS.update(INSIGHT_STRINGS)  # the plan card, data doctor and chart controls (kept in their own file for size)
 
 
 def t(key: Msg, lang: str = "en", **fmt: Any) -> str:

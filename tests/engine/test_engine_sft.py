@@ -126,8 +126,8 @@ def test_val_split_logs_eval_loss_and_keeps_best(tiny_model_dir, alpaca_file, tm
     cfg = make_cfg(tiny_model_dir, alpaca_file, **{"data.val_size": 4, "training.eval_steps": 2, "training.max_steps": 4})
     status = train_ok(cfg, run_dir)
     evals = [m for m in rundir.read_metrics(run_dir) if m["kind"] == "eval"]
-    assert [m["step"] for m in evals] == [2, 4] and all(m["eval_loss"] > 0 for m in evals)
-    assert status["best_eval_loss"] == min(m["eval_loss"] for m in evals)
+    assert [m["step"] for m in evals] == [0, 2, 4] and all(m["eval_loss"] > 0 for m in evals)  # step 0: the base model
+    assert status["best_eval_loss"] == min(m["eval_loss"] for m in evals[1:])  # the best checkpoint is a trained one
     assert status["best_checkpoint"]
 
 

@@ -8,6 +8,7 @@ about a second per run. Run: ``pytest tests/test_jobs.py``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import stat
@@ -187,15 +188,51 @@ def test_load_metrics_long_form_with_smoothed_loss(tmp_path):
                          {"step": 2, "train_loss": 3.0, "kind": "summary"}])
     df = metrics.load_metrics(run, smoothing=0.5)
     assert list(df.columns) == metrics.COLUMNS
-    assert metrics.charts_present(df) == ["loss", "eval_loss", "learning_rate", "grad_norm", "tokens_per_s"]
+    assert metrics.charts_present(df) == ["loss", "learning_rate", "grad_norm", "tokens_per_s"]
     loss = metrics.chart_frame(df, "loss")
-    assert sorted(loss["series"].unique()) == ["loss", "loss" + metrics.SMOOTHED]
+    assert sorted(loss["series"].unique()) == ["eval_loss", "loss", "loss" + metrics.SMOOTHED]  # train and eval: one chart
     smooth = loss[loss["series"] == "loss" + metrics.SMOOTHED]["value"].tolist()
     assert smooth[0] == pytest.approx(4.0)  # bias-corrected: the first point is the first value
     assert smooth[1] == pytest.approx((0.5 * 0.5 * 4 + 0.5 * 2) / 0.75)
     assert len(metrics.chart_frame(df, "learning_rate")) == 2  # "lr" duplicates learning_rate: drawn once
     assert metrics.reward_columns(df) == []
     assert metrics.load_metrics(tmp_path / "missing").empty
+
+
+def test_chart_view_x_axes_last_n_clipping_log_scale_and_csv(tmp_path):
+    run = tmp_path / "r"
+    rows = [{"step": 0, "epoch": 0.0, "elapsed": 0.5, "eval_loss": 5.0, "kind": "eval"}]
+    rows += [{"step": s, "epoch": s / 4, "elapsed": 2.0 * s, "num_tokens": 100 * s, "loss": 4.0 - 0.1 * s, "kind": "train",
+              "rss_bytes": 2_000_000_000 + s, "learning_rate": 1e-3} for s in range(1, 9)]
+    rows[4]["loss"] = 400.0  # one spike (step 4)
+    rows.append({"step": 8, "epoch": 2.0, "elapsed": 17.0, "eval_loss": 3.0, "kind": "eval"})
+    _write_metrics(run, rows)
+    df = metrics.load_metrics(run, smoothing=0)
+    assert list(df.columns) == metrics.COLUMNS and "memory" in metrics.charts_present(df)
+    by_x = {x: metrics.chart_view(df, "loss", x=x) for x in metrics.X_AXES}
+    evals = by_x["step"][by_x["step"]["series"] == "eval_loss"]
+    assert evals["step"].tolist() == [0.0, 8.0] and evals["value"].tolist() == [5.0, 3.0]  # the curve starts at step 0
+    assert by_x["epoch"][by_x["epoch"]["series"] == "loss"]["epoch"].tolist() == [s / 4 for s in range(1, 9)]
+    tokens = by_x["tokens"]
+    assert tokens[tokens["series"] == "loss"]["tokens"].tolist() == [100.0 * s for s in range(1, 9)]
+    assert tokens[tokens["series"] == "eval_loss"]["tokens"].tolist() == [800.0]  # carried forward; step 0 has none
+    assert by_x["time"][by_x["time"]["series"] == "loss"]["time"].tolist() == [2.0 * s for s in range(1, 9)]
+    last = metrics.chart_view(df, "loss", last_n=3)
+    assert last[last["series"] == "loss"]["step"].tolist() == [6.0, 7.0, 8.0]
+    raw = metrics.chart_view(df, "loss")
+    clipped = metrics.chart_view(df, "loss", clip=True)
+    assert raw["value"].max() == 400.0 and clipped[clipped["series"] == "loss"]["value"].max() < 10
+    logged = metrics.chart_view(df, "loss", log_scale=True)
+    assert logged[logged["series"] == "loss"]["value"].max() == pytest.approx(math.log10(400.0))
+    memory = metrics.chart_view(df, "memory")
+    assert set(memory["series"]) == {"RSS (GB)"} and memory["value"].iloc[0] == pytest.approx(2.0, abs=1e-6)
+    csv = metrics.to_csv(df, "loss", tmp_path / "loss.csv")
+    import pandas as pd
+
+    back = pd.read_csv(csv)
+    assert list(back.columns) == metrics.COLUMNS and len(back) == len(metrics.chart_frame(df, "loss"))
+    with pytest.raises(ValueError, match="x axis"):
+        metrics.chart_view(df, "loss", x="wall")
 
 
 def test_reward_charts_and_overlay(tmp_path):

@@ -99,14 +99,14 @@ def test_an_upload_with_a_taken_name_gets_a_new_one(ctx, tmp_path):
     b = data_tab._on_upload(ctx, str(second), "en")
     assert a[0] == str(ctx.uploads_root / "train.jsonl") and "Uploaded to" in a[1]
     assert b[0] == str(ctx.uploads_root / "train-1.jsonl") and "saved as" in b[1] and "not replaced" in b[1]
-    assert b[2]["value"] == b[0] and b[0] in b[2]["choices"]
+    assert b[2]["value"] == b[0] and b[0] in [value for _, value in b[2]["choices"]]
     assert len((ctx.uploads_root / "train.jsonl").read_text().splitlines()) == 1  # the first upload kept its rows
     assert stat.S_IMODE(os.stat(b[0]).st_mode) == 0o600
-    bad = tmp_path / "g3" / "notes.txt"
+    bad = tmp_path / "g3" / "notes.md"
     bad.parent.mkdir()
     bad.write_text("hello")
     refused = data_tab._on_upload(ctx, str(bad), "en")
-    assert "unsupported file type '.txt'" in refused[1] and not (ctx.uploads_root / "notes.txt").exists()
+    assert "unsupported file type '.md'" in refused[1] and not (ctx.uploads_root / "notes.md").exists()
 
 
 def test_prune_says_how_many_before_it_removes_and_refuses_when_things_changed(ctx, spec):

@@ -90,11 +90,29 @@ def test_form_is_generated_from_field_specs(refs):
     for spec in specs:
         comp = refs.train.fields[spec.key]
         expected = (gr.Checkbox if spec.type is bool else gr.Dropdown if spec.choices or spec.key in train_tab.DETECTED_CHOICES
-                    else gr.Number if spec.type in (int, float) else gr.Textbox)
+                    or spec.key in train_tab.PICKERS else gr.Number if spec.type in (int, float) else gr.Textbox)
         assert isinstance(comp, expected), spec.key
         if spec.choices:
             assert [c[1] for c in comp.choices] == list(spec.choices)
     assert set(refs.train.sections) == set(C.sections())
+
+
+def test_a_fresh_home_offers_the_shipped_datasets_with_row_counts(refs):
+    """A newcomer picks data without typing a path: the Train form's dataset picker and the Data tab's list hold the
+    shipped demo sets (each dataset_info.json entry) with their row counts; a typed path is allowed too."""
+    from studio.paths import repo_root
+
+    picker = refs.train.fields["data.datasets"]
+    assert picker.multiselect and picker.allow_custom_value
+    offered = {value: label for label, value in picker.choices}
+    demo = repo_root() / "assets" / "data"
+    for entry in ("demo_sft", "demo_multiturn", "demo_preference", "demo_kto"):
+        assert f"{demo}#{entry}" in offered, sorted(offered)
+    rows = sum(1 for line in (demo / "demo_sft.jsonl").read_text(encoding="utf-8").splitlines() if line.strip())
+    assert offered[f"{demo}#demo_sft"] == f"demo_sft · sft · {rows} rows"
+    assert f"{demo / 'demo_prompts.jsonl'}" in offered  # a file no entry names is offered as a file
+    data_choices = {value for _, value in refs.data.choose.choices}
+    assert f"{demo}#demo_sft" in data_choices
     assert refs.train.sections["quantization"].visible is False  # shown only for qlora
 
 
@@ -209,7 +227,7 @@ def test_monitor_shows_rewards_failures_and_config_diff(tmp_path):
     (dpo / rundir.METRICS).write_text("".join(json.dumps({"step": s, "loss": 0.7, "rewards/chosen": 0.1 * s,
                                                           "rewards/rejected": -0.1 * s, "kl": 0.01}) + "\n" for s in (1, 2)))
     out = monitor_tab._on_tick(ctx, [dpo.name, bad.name], 0.6, "en", None)
-    pick, table, status, reward_box, diff_note, diff, *plots, sig = out
+    pick, table, status, reward_box, diff_note, diff, *plots, csv_pick, sig = out
     assert pick["value"] == [dpo.name, bad.name] and len(table) == 2
     assert reward_box["visible"] is True
     base = dict(zip(monitor_tab.metrics.BASE_CHARTS, plots))
@@ -217,7 +235,14 @@ def test_monitor_shows_rewards_failures_and_config_diff(tmp_path):
     assert len(plots) == len(base) + monitor_tab.EXTRA_SLOTS
     assert list(extra) == ["Rewards (chosen / rejected)", "KL divergence"]
     assert len(extra["Rewards (chosen / rejected)"]["value"]) == 4
-    assert base["eval_loss"]["visible"] is False and base["loss"]["visible"] is True
+    assert base["memory"]["visible"] is False and base["loss"]["visible"] is True
+    assert "rewards" in csv_pick["choices"] and all(p.get("x") == "step" for p in plots if p.get("visible"))
+    # the view controls: x axis by epoch, log scale; the CSV button gives one chart's points
+    by_epoch = monitor_tab._on_tick(ctx, [dpo.name], 0.6, "en", None, "epoch", True, 0, False)
+    loss_plot = by_epoch[6]
+    assert loss_plot["x"] == "epoch" and loss_plot["y_title"] == "log10(loss)" and loss_plot["x_title"] == "epoch"
+    csv = monitor_tab._on_csv(ctx, [dpo.name], "rewards", 0.6)
+    assert Path(csv).read_text().splitlines()[0] == ",".join(monitor_tab.metrics.COLUMNS)
     assert "exit code 1" in status and "RuntimeError: boom" in status
     assert diff.iloc[:, 0].tolist() == ["training.learning_rate"] and diff_note == ""
     # nothing changed on disk: the next tick sends nothing
@@ -240,7 +265,7 @@ def test_monitor_charts_any_logged_metric_in_generic_slots(tmp_path):
     keys = {"reward": 0.5, "kl": 0.1, "entropy": 2.0, "value_loss": 0.3, "response_length": 20.0, "rewards/margins": 0.2,
             "accuracy": 0.7, "eval_accuracy": 0.6, "my_new_metric": 1.0, "num_tokens": 500}
     (run / rundir.METRICS).write_text("".join(json.dumps({"step": s, "loss": 0.7, **keys}) + "\n" for s in (1, 2)))
-    pick, table, status, box, note, diff, *plots, sig = monitor_tab._on_tick(ctx, [run.name], 0.6, "zh", None)
+    pick, table, status, box, note, diff, *plots, csv_pick, sig = monitor_tab._on_tick(ctx, [run.name], 0.6, "zh", None)
     shown = [p for p in plots[len(monitor_tab.metrics.BASE_CHARTS):] if p.get("visible")]
     assert box["visible"] is True
     assert [p["y_title"] for p in shown] == ["margins", "accuracies", "reward", "kl", "entropy", "value_loss",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from studio.engine.data.formats import (ALPACA_COLUMNS, KIND_USE, OPENAI_TAGS, SHAREGPT_COLUMNS, SHAREGPT_TAGS,
-                                        SUFFIXES, USABLE_KINDS, DataError, FormatSpec)
+                                        SUFFIXES, TEXT_SPLITS, USABLE_KINDS, DataError, FormatSpec)
 from studio.engine.data.textfile import loads, read_text
 
 # roles a source column can be mapped to; the names are LLaMA-Factory's dataset_info.json "columns" keys
@@ -19,16 +19,27 @@ def entry_kind(entry: dict) -> str:
     """What a dataset_info.json entry holds: 'preference' (``ranking: true``), 'kto' (a ``kto_tag`` column) or 'sft'."""
     if entry.get("ranking"):
         return "preference"
-    if entry.get("kind") == "text":  # the data studio's plain-text (continued pre-training) entries
+    if entry.get("kind") == "text" or is_pretraining_entry(entry):
         return "text"
     return "kto" if "kto_tag" in (entry.get("columns") or {}) else "sft"
+
+
+def is_pretraining_entry(entry: dict) -> bool:
+    """LLaMA-Factory's pre-training entries: a ``.txt`` file, or alpaca-style columns naming only the ``prompt`` (e.g.
+    wiki_demo ``{"file_name": "wiki_demo.txt", "columns": {"prompt": "text"}}``, c4_demo the same on JSON Lines): its
+    pre-training stage reads that one column. An entry that also names a response is SFT data."""
+    if str(entry.get("file_name") or "").lower().endswith(".txt"):
+        return True
+    columns = entry.get("columns") or {}
+    return entry.get("formatting", "alpaca") == "alpaca" and set(columns) == {"prompt"}
 
 
 MAX_INFO_BYTES = 16 * 1024 * 1024  # LLaMA-Factory's own, with ~100 entries, is ~30 KB
 FORMATTINGS = ("alpaca", "sharegpt")
 # the keys whose type is checked (others, such as hf_hub_url or split, are LLaMA-Factory's and ignored here)
 ENTRY_TYPES = {"file_name": (str, "text"), "formatting": (str, "text"), "columns": (dict, "an object"),
-               "tags": (dict, "an object"), "ranking": (bool, "true or false"), "kind": (str, "text")}
+               "tags": (dict, "an object"), "ranking": (bool, "true or false"), "kind": (str, "text"),
+               "text_split": (str, "text")}
 
 
 def read_dataset_info(info_path: Path) -> dict:
@@ -57,6 +68,8 @@ def check_entry(entry, where: str) -> None:
         raise DataError(f"{where}: formatting '{entry['formatting']}' is not supported ({', '.join(FORMATTINGS)})")
     if "kind" in entry and entry["kind"] != "text":
         raise DataError(f"{where}: kind '{entry['kind']}' is not supported (only 'text', for plain-text rows)")
+    if "text_split" in entry and entry["text_split"] not in TEXT_SPLITS:
+        raise DataError(f"{where}: text_split '{entry['text_split']}' is not supported ({', '.join(TEXT_SPLITS)})")
     for key in ("columns", "tags"):
         for k, v in (entry.get(key) or {}).items():
             if not isinstance(v, str):
@@ -176,8 +189,10 @@ def entry_from_mapping(mapping: dict, file_name: str, sample: dict | None = None
 
 def spec_from_entry(entry: dict) -> FormatSpec:
     """The FormatSpec of one dataset_info.json entry (what ``spec_from_dataset_info`` gives for it)."""
-    if entry.get("kind") == "text":
-        return FormatSpec("text", {"text": (entry.get("columns") or {}).get("prompt", "text")})
+    if entry_kind(entry) == "text":
+        column = "text" if str(entry.get("file_name") or "").lower().endswith(".txt") else \
+            (entry.get("columns") or {}).get("prompt", "text")
+        return FormatSpec("text", {"text": column}, {"text_split": entry.get("text_split", "line")})
     fmt = entry.get("formatting", "alpaca")
     if fmt not in ("alpaca", "sharegpt"):
         raise DataError(f"formatting '{fmt}' is not supported (alpaca, sharegpt)")

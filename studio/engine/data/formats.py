@@ -15,7 +15,10 @@ from studio.engine.data.textfile import (DataError, check_csv_shape, check_rows_
                                          read_text, table_rows)
 
 
-SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")  # every dataset file type the studio reads (Data tab and training)
+SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")  # every dataset file type the studio reads (Data tab and training)
+# how a plain-text (.txt) file is cut into documents: one per line (LLaMA-Factory's reading), or one per block of lines
+# separated by a blank line; a dataset_info.json entry chooses with "text_split" (default: line)
+TEXT_SPLITS = ("line", "blank_line")
 
 
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
@@ -37,8 +40,9 @@ class FormatSpec:
 # Files
 
 
-def read_raw_rows(path: Path, offset: int = 0, limit: int | None = None) -> tuple[list[dict], int]:
-    """Rows ``offset .. offset+limit`` of a file as dicts, and the file's total row count."""
+def read_raw_rows(path: Path, offset: int = 0, limit: int | None = None, text_split: str = "line") -> tuple[list[dict], int]:
+    """Rows ``offset .. offset+limit`` of a file as dicts, and the file's total row count. A ``.txt`` file's rows are
+    ``{"text": document}``, cut as ``text_split`` says."""
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.is_file():
@@ -51,10 +55,30 @@ def read_raw_rows(path: Path, offset: int = 0, limit: int | None = None) -> tupl
         rows = _read_json(path)
     elif suffix in (".csv", ".parquet"):
         rows = _read_table(path)
+    elif suffix == ".txt":
+        rows = [{"text": doc} for doc in text_documents(path, text_split)]
     else:
         raise DataError(f"{path}: unsupported file type '{suffix}' (use {', '.join(SUFFIXES)})")
     end = None if limit is None else offset + limit
     return rows[offset:end], len(rows)
+
+
+def text_documents(path: Path, text_split: str = "line") -> list[str]:
+    """The documents of a plain-text file: every non-blank line, or every blank-line-separated block (inner line breaks
+    kept); trailing spaces and the line ends are not part of a document."""
+    if text_split not in TEXT_SPLITS:
+        raise DataError(f"{path}: text_split {text_split!r} is not one of {', '.join(TEXT_SPLITS)}")
+    lines = read_text(path).splitlines()
+    if text_split == "line":
+        return [line.rstrip() for line in lines if line.strip()]
+    docs, block = [], []
+    for line in lines + [""]:
+        if line.strip():
+            block.append(line.rstrip())
+        elif block:
+            docs.append("\n".join(block))
+            block = []
+    return docs
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -445,6 +469,11 @@ def detect_text_format(row: dict) -> FormatSpec | None:
         if col in strings and len(row) <= 2 and not set(row) & {"instruction", "output", "prompt", "response", "completion"}:
             return FormatSpec("text", {"text": col})
     return None
+
+
+def text_split_of(fs: FormatSpec | None) -> str:
+    """How a .txt file read with format ``fs`` is cut into documents (a dataset_info.json entry's ``text_split``)."""
+    return (fs.tags or {}).get("text_split", "line") if fs is not None and fs.format == "text" else "line"
 
 
 def normalize_text(row: dict, fs: FormatSpec) -> str:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from studio.engine.data.dataset_info import dataset_info_entries, spec_from_dataset_info
 from studio.engine.data.formats import (SUFFIXES, DataError, FormatSpec, detect, normalize_kto_row,  # noqa: F401
-                                        normalize_preference_row, normalize_row, read_raw_rows)
+                                        normalize_preference_row, normalize_row, normalize_text, read_raw_rows,
+                                        text_split_of)
 
 
 @dataclass
@@ -96,6 +97,7 @@ _ROW_READERS = {
     "sft": lambda row, fs: [{"messages": normalize_row(row, fs)}],
     "preference": lambda row, fs: [normalize_preference_row(row, fs)],
     "kto": normalize_kto_row,
+    "text": lambda row, fs: [{"text": normalize_text(row, fs)}],
 }
 
 
@@ -107,7 +109,7 @@ def load_dataset_spec(spec: str, on_bad_row: str = "error", max_rows: int = 0, k
     cap = min(x for x in (ref.max_rows, max_rows) if x) if (ref.max_rows or max_rows) else 0
     records, skipped, total, detected = [], [], 0, None
     for path, fmt_spec in resolve_files(ref, kind):
-        rows, _ = read_raw_rows(path)
+        rows, _ = read_raw_rows(path, text_split=text_split_of(fmt_spec))
         if not rows:
             raise DataError(f"{path}: the file has no rows")
         fs = fmt_spec or detect(rows[0], path, kind)
@@ -260,6 +262,46 @@ def prepare_sft_data(data_cfg, tokenizer, cutoff_len: int, seed: int, extra_spec
               "train_tokens": sum(len(e["input_ids"]) for e in train_rows),
               "trained_tokens": sum(sum(1 for t in e["labels"] if t != -100) for e in train_rows)}
     return PreparedData(train=train_rows, eval=eval_rows, report=report)
+
+
+def prepare_pt_data(data_cfg, tokenizer, cutoff_len: int, seed: int, extra_specs: list[str] = ()) -> PreparedData:
+    """Continued pre-training (``method.stage: pt``): every document of every dataset tokenized with EOS after it, the
+    documents packed end to end into blocks of ``cutoff_len`` tokens (a document may continue in the next block; the
+    last block may be shorter), every token trained. The eval split takes whole documents, before packing."""
+    import random
+
+    per_dataset, docs, skipped = [], [], []
+    for spec in list(data_cfg.datasets) + list(extra_specs):
+        ds = load_dataset_spec(spec, data_cfg.on_bad_row, data_cfg.max_samples, kind="text")
+        per_dataset.append({"dataset": spec, "format": ds.format, "rows_in_file": ds.total_rows, "rows_used": len(ds.records),
+                            "skipped": len(ds.skipped)})
+        skipped += ds.skipped
+        docs += [r["text"] for r in ds.records]
+    if not docs:
+        raise DataError("no documents to train on: every row was skipped")
+    random.Random(seed).shuffle(docs)
+    n_eval = eval_count(data_cfg.val_size, len(docs))
+    train_blocks, train_tokens = pack_documents(tokenizer, docs[n_eval:], cutoff_len)
+    eval_blocks, _ = pack_documents(tokenizer, docs[:n_eval], cutoff_len)
+    report = {"datasets": per_dataset, "train_rows": len(train_blocks), "eval_rows": len(eval_blocks),
+              "documents": len(docs), "eval_documents": n_eval, "packed": True, "truncated_rows": 0,
+              "dropped_fully_truncated": 0, "skipped_rows": len(skipped), "skipped_examples": skipped[:20],
+              "cutoff_len": cutoff_len, "train_tokens": train_tokens, "trained_tokens": train_tokens}
+    return PreparedData(train=train_blocks, eval=eval_blocks, report=report)
+
+
+def pack_documents(tokenizer, docs: list[str], cutoff_len: int) -> tuple[list[dict], int]:
+    """``docs`` tokenized (no special tokens added), EOS after each, concatenated and cut into ``cutoff_len`` blocks:
+    ({"input_ids", "labels"} per block with labels = input_ids, total tokens)."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise DataError("the tokenizer has no end-of-sequence token to put between packed documents")
+    stream: list[int] = []
+    for start in range(0, len(docs), 1024):  # batches: one tokenizer call per thousand documents
+        for ids in tokenizer(docs[start:start + 1024], add_special_tokens=False)["input_ids"]:
+            stream += list(ids) + [eos]
+    blocks = [stream[i:i + cutoff_len] for i in range(0, len(stream), cutoff_len)]
+    return [{"input_ids": b, "labels": list(b)} for b in blocks], len(stream)
 
 
 def eval_count(val_size: float, n: int) -> int:

@@ -24,8 +24,9 @@ SCAN_COLUMNS_ROWS = 2000  # rows whose keys make up the column list
 class RowFile:
     """Read-only, random access to the rows of one dataset file. ``rows(start, stop)`` -> list of dicts."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, text_split: str = "line"):
         self.path = Path(path)
+        self.text_split = text_split  # a .txt file: one document per line, or per blank-line block
         suffix = self.path.suffix.lower()
         if not self.path.is_file():
             raise DataError(f"{self.path}: no such file")
@@ -40,7 +41,7 @@ class RowFile:
         if suffix == ".jsonl" or (suffix == ".json" and _looks_like_jsonl(self.path)):
             self._index_jsonl()
         else:
-            self._rows = read_raw_rows(self.path)[0]
+            self._rows = read_raw_rows(self.path, text_split=text_split)[0]
             _check_row_sizes(self.path, self._rows)
             self.columns = _columns(self._rows[:SCAN_COLUMNS_ROWS])
         if not len(self):
@@ -179,6 +180,9 @@ def rows_writer(target: Path, items, base: RowFile | None = None):
     if suffix == ".json":
         data = json.dumps(rows, ensure_ascii=False, indent=2).encode("utf-8")
         return lambda fh: fh.write(data)
+    if suffix == ".txt":
+        data = _text_bytes(target, rows, base.text_split if base is not None else "line")
+        return lambda fh: fh.write(data)
     if suffix in (".csv", ".parquet"):
         frame = _frame(target, rows)
         if suffix == ".csv":
@@ -201,6 +205,24 @@ def _write_jsonl(fh, items, base: RowFile | None) -> None:
     finally:
         if src is not None:
             src.close()
+
+
+def _text_bytes(target: Path, rows: list[dict], text_split: str) -> bytes:
+    """Documents back into a plain-text file, one per line or per blank-line block; a document that would read back as
+    a different one (a line break in line mode, a blank line in block mode) is refused, naming its row."""
+    docs = []
+    for i, r in enumerate(rows, start=1):
+        text = r.get("text")
+        if not isinstance(text, str) or set(r) != {"text"}:
+            raise DataError(f"{target}: row {i}: a plain-text file holds one 'text' per document; use a JSONL dataset "
+                            "for other columns")
+        doc = "\n".join(line.rstrip() for line in text.strip().splitlines())
+        if not doc or (text_split == "line" and "\n" in doc) or (text_split != "line" and "\n\n" in doc):
+            raise DataError(f"{target}: row {i}: {'an empty document' if not doc else 'this document has a line break'}, "
+                            f"which a .txt file read {'line by line' if text_split == 'line' else 'in blank-line blocks'} "
+                            "would not read back as one document; use a JSONL dataset")
+        docs.append(doc)
+    return ("\n\n" if text_split != "line" else "\n").join(docs).encode("utf-8") + b"\n"
 
 
 def _to_parquet(frame, fh, target: Path) -> None:

@@ -113,7 +113,7 @@ def open_dataset(spec: str | Path, mapping: dict | None = None, access: Access =
     ref = parse_spec(str(spec))
     found = resolve(ref)
     entries, entry, pairs = found.entries, found.entry, found.files
-    files = [RowFile(p) for p, _ in pairs]
+    files = [RowFile(p, text_split=F.text_split_of(fs)) for p, fs in pairs]
     formats = [fs for _, fs in pairs]
     error = ""
     if mapping:

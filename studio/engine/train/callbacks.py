@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from studio.engine import rundir
+from studio.engine import memory, rundir
 
 
 class StopFlag:
@@ -34,6 +34,15 @@ class StopFlag:
         if not self.reason and (self.run_dir / rundir.STOP).exists():
             self.reason = "STOP file"
         return bool(self.reason)
+
+
+def _at_start() -> dict:
+    """Memory when training begins (model loaded, no batch yet): what ``studio train --plan`` calibrates against."""
+    now = memory.step_record()
+    out = {"rss_at_start": now["rss_bytes"]}
+    if "gpu_mem_bytes" in now:
+        out["gpu_at_start"] = now["gpu_mem_bytes"]
+    return out
 
 
 def _clean(value):
@@ -72,7 +81,7 @@ class RunFolderCallback(TrainerCallback):
                 print(f"resume: {moved} metrics lines after step {state.global_step} moved to {rundir.SUPERSEDED_METRICS}")
         if state.is_world_process_zero:
             rundir.write_status(self.run_dir, state="running", step=state.global_step, max_steps=state.max_steps,
-                                epoch=state.epoch or 0.0, **self.extra)
+                                epoch=state.epoch or 0.0, **_at_start(), **self.extra)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self._stop_agreed():
@@ -134,4 +143,5 @@ class RunFolderCallback(TrainerCallback):
         else:
             record["kind"] = "train"
         record.update({k: _clean(v) for k, v in logs.items() if isinstance(v, (int, float, str, bool)) or v is None})
+        record.update(memory.step_record())  # RSS (and GPU memory): the Monitor's memory chart
         rundir.append_metrics(self.run_dir, record)

@@ -10,6 +10,7 @@ bottom and call these.
 from __future__ import annotations
 
 import importlib.util
+import contextlib
 import json
 import os
 import re
@@ -210,9 +211,27 @@ def trainer_args(cfg: RunConfig, run_dir: Path, has_eval: bool) -> dict:
         activation_checkpointing=want_checkpointing(cfg) and cfg.method.finetuning_type != "qlora",
         bf16=precision == "bf16" or precision == "auto" and on_gpu and bf16_capable()
         and cfg.method.finetuning_type in ("full", "freeze") and cfg.model.dtype != "float32", fp16=precision == "fp16",
-        use_cpu=not on_gpu, report_to=[], dataloader_num_workers=0, disable_tqdm=False, save_only_model=False,
+        use_cpu=not on_gpu, report_to=report_to(cfg), project="tuning-studio", run_name=run_dir.name,
+        dataloader_num_workers=0, disable_tqdm=False, save_only_model=False,
         use_liger_kernel=on_gpu and importlib.util.find_spec("liger_kernel") is not None,
     )
+
+
+def report_to(cfg: RunConfig) -> list[str]:
+    """``training.report_to`` as the trainers take it ([] = only the run folder's metrics.jsonl)."""
+    return [] if cfg.training.report_to == "none" else cfg.training.report_to.split(",")
+
+
+def reporting_env(cfg: RunConfig, run_dir: Path) -> dict[str, str]:
+    """Where TensorBoard event files and trackio's database go: inside the run folder, unless the user's environment
+    already names a place. (Both libraries read these variables; trackio reads TRACKIO_DIR when it is imported.)"""
+    chosen = report_to(cfg)
+    env = {}
+    if "tensorboard" in chosen:
+        env["TENSORBOARD_LOGGING_DIR"] = str(run_dir / rundir.TENSORBOARD)
+    if "trackio" in chosen:
+        env["TRACKIO_DIR"] = str(run_dir / rundir.TRACKIO)
+    return env
 
 
 def optimizer(cfg: RunConfig, params, num_training_steps: int):
@@ -271,14 +290,37 @@ def write_data_report(run_dir: Path, report: dict) -> None:
     (run_dir / rundir.DATA_REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def fit(trainer, run_dir: Path, resume: bool, log=print):
-    """``trainer.train()``, from the run's latest complete checkpoint when resuming."""
+def fit(trainer, run_dir: Path, resume: bool, eval_first: bool = True, log=print):
+    """``trainer.train()``, from the run's latest complete checkpoint when resuming. With an eval split, a new run is
+    evaluated once before the first step (logged at step 0), so the eval curve starts from the base model."""
     checkpoint = latest_checkpoint(run_dir, log) if resume else None
     if resume and checkpoint is None:
         raise FileNotFoundError(f"{run_dir / rundir.CHECKPOINTS}: no complete checkpoint to resume from")
     if checkpoint is not None:
         log(f"resuming from {checkpoint}")
+    if eval_first and not resume and trainer.eval_dataset is not None:
+        with _same_random_state():  # the baseline must not change what training draws (batch order, dropout)
+            trainer.evaluate()
     return trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+
+@contextlib.contextmanager
+def _same_random_state():
+    import random
+
+    import numpy as np
+    import torch
+
+    saved = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        torch.random.set_rng_state(saved[2])
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def save_final(trainer, tokenizer, cfg: RunConfig, run_dir: Path) -> Path:

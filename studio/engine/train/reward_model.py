@@ -43,7 +43,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool, callback, log=print) -> d
                             train_dataset=Dataset.from_list(data.train),
                             eval_dataset=Dataset.from_list(data.eval) if data.eval else None, callbacks=[callback])
     before = trainer.evaluate() if data.eval and not resume else {}  # logged at step 0: the chance-level baseline
-    result = common.fit(trainer, run_dir, resume)
+    result = common.fit(trainer, run_dir, resume, eval_first=False)  # measured just above
     after = trainer.evaluate() if data.eval else {}
     out = save_reward_model(trainer, tokenizer, run_dir / REWARD_MODEL_DIR)
     history = trainer.state.log_history

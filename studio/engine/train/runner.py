@@ -7,6 +7,7 @@ keep status.json true (running -> finished | failed | aborted), dispatch to the 
 from __future__ import annotations
 
 import errno
+import contextlib
 import os
 import shutil
 import sys
@@ -251,12 +252,31 @@ def _run_worker(cfg: C.RunConfig, run_dir: Path, resume: bool) -> int:
 
 
 def _dispatch(cfg: C.RunConfig, run_dir: Path, resume: bool, callback) -> dict:
+    with _reporting_env(cfg, run_dir):
+        return _dispatch_stage(cfg, run_dir, resume, callback)
+
+
+@contextlib.contextmanager
+def _reporting_env(cfg: C.RunConfig, run_dir: Path):
+    """TensorBoard / trackio files in the run folder (unless the user's environment names a place), for this run only."""
+    from studio.engine.train.common import reporting_env
+
+    added = {k: v for k, v in reporting_env(cfg, run_dir).items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _dispatch_stage(cfg: C.RunConfig, run_dir: Path, resume: bool, callback) -> dict:
     extra_specs: list[str] = []
     if cfg.identity.name_en.strip():
         from studio.engine.selfcog import identity
 
         extra_specs = identity.build_datasets(cfg, run_dir)
-    if cfg.method.stage == "sft":
+    if cfg.method.stage in ("sft", "pt"):  # pt: the SFT path on packed plain text
         from studio.engine.train import sft
 
         result = sft.train(cfg, run_dir, resume, callback, extra_specs)

@@ -45,10 +45,11 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, extra_specs: l
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from studio.engine.data.load import prepare_sft_data
+    from studio.engine.data.load import prepare_pt_data, prepare_sft_data
 
     tokenizer = common.start(cfg)
-    data = prepare_sft_data(cfg.data, tokenizer, cfg.training.cutoff_len, cfg.training.seed, extra_specs)
+    prepare = prepare_pt_data if cfg.method.stage == "pt" else prepare_sft_data  # pt: plain text, packed, all tokens trained
+    data = prepare(cfg.data, tokenizer, cfg.training.cutoff_len, cfg.training.seed, extra_specs)
     common.write_data_report(run_dir, data.report)
     log(f"data: {data.report['train_rows']} train rows, {data.report['eval_rows']} eval rows, "
         f"{data.report['truncated_rows']} truncated at cutoff_len={cfg.training.cutoff_len}, "

@@ -2,7 +2,8 @@
 see its detected format; map unknown columns to roles; page and search its rows; compute stats; render any row through
 the model's chat template with the trained tokens highlighted; edit rows (add, save, duplicate, delete, find-and-replace)
 in an editable copy with versions and undo, through a form fitted to the row's format (``row_form``) or as raw JSON;
-prune old versions (the count is shown before anything is removed); build a mix of several datasets.
+prune old versions (the count is shown before anything is removed); examine it with the data doctor and see the first
+training batch (``data_doctor``); build a mix of several datasets.
 
 Each session remembers the version its rows were read at (``seen``, see ``data_versions``): an edit from an older version
 than the newest (another tab saved meanwhile) is refused with a message instead of overwriting that tab's edit. Uploads
@@ -24,7 +25,7 @@ import pandas as pd
 
 from studio.engine.data.formats import SUFFIXES
 from studio.ui.context import AppContext
-from studio.ui.panels import data_mix
+from studio.ui.panels import data_doctor, data_mix
 from studio.ui.panels import data_versions as dv
 from studio.ui.panels import row_form
 from studio.ui.i18n import Texts, t
@@ -83,6 +84,7 @@ class DataRefs:
     seen: gr.State = None  # {"spec", "version"}: the version this session's rows were read at
     mix: data_mix.MixRefs = None
     form: row_form.FormRefs = None
+    doctor: data_doctor.DoctorRefs = None
 
 
 def build(ctx: AppContext, lang: gr.State) -> DataRefs:
@@ -130,6 +132,8 @@ def build(ctx: AppContext, lang: gr.State) -> DataRefs:
                     rendered, render_info, entry, copy, map_box, map_columns, map_roles, apply_map, search, stats_btn,
                     stats_md, histogram)
     _build_editor(tx, refs)
+    with tx.make(gr.Accordion, label="doc.title", open=False, elem_id="data-doctor"):
+        refs.doctor = data_doctor.build(tx)
     with tx.make(gr.Accordion, label="data.mix", open=False, elem_id="data-mix"):
         refs.mix = data_mix.build(ctx, tx, lang)
     _wire(ctx, refs, lang)
@@ -217,6 +221,8 @@ def _wire(ctx: AppContext, refs: DataRefs, lang: gr.State) -> None:
         button.click(lambda *a, _act=action: _on_form_save(ctx, _act, *a[:-1], seen=a[-1]), [*form_in, seen],
                      [*edited[:6], saved, seen, refs.editor], **ui).then(**refill)
     dv.wire(acc, refs.prune, refs.spec, lang, seen, refs.edit_msg, refs.versions)
+    data_doctor.wire(ctx, refs.doctor, refs.spec, refs.model, refs.cutoff, lang, edited[:7], [refs.page, refs.page_size, lang, seen],
+                     lambda fix, *a: data_doctor.on_fix(ctx, fix, *a, editable=_editable, refresh=_refresh))
 
 
 def _saved(outputs: list) -> list:
@@ -228,10 +234,8 @@ def _errors() -> tuple:
     return dv.errors()
 
 
-def _choices(ctx: AppContext) -> list[str]:
-    from studio.engine.data.workspace import list_workspaces
-
-    return ctx.dataset_files() + [str(p) for p in list_workspaces()]
+def _choices(ctx: AppContext) -> list[tuple[str, str]]:
+    return ctx.dataset_choices()  # demo sets, dataset_info.json entries, files, uploads, copies; with row counts
 
 
 def _on_upload(ctx: AppContext, file_path: str | None, lang: str) -> list:

@@ -2,9 +2,12 @@
 
 Everything is read from the run folders (``metrics.jsonl``, ``status.json``, ``config.yaml``) on a ``gr.Timer``, so a page
 reload or a studio restart shows the same thing: nothing lives in the UI process. A tick that finds no file changed sends
-nothing to the browser. Below the base charts, ``EXTRA_SLOTS`` plots take whatever other metrics the runs log, grouped by
-``metrics.extra_charts`` (rewards, margins, accuracies, reward, KL, entropy, value loss, response length, then any other
-key): a new method's metrics appear without a change here.
+nothing to the browser. Below the base charts (loss with eval loss, learning rate, gradient norm, tokens/s, memory),
+``EXTRA_SLOTS`` plots take whatever other metrics the runs log, grouped by ``metrics.extra_charts`` (rewards, margins,
+accuracies, reward, KL, entropy, value loss, response length, then any other key): a new method's metrics appear without
+a change here. The view controls apply to every chart: x axis (step, epoch, trained tokens, wall time), log scale, the
+last N points, outlier clipping (``metrics.chart_view``). Each plot's own toolbar saves it as PNG; *Download CSV* gives
+one chart's points.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from studio.ui.i18n import STRINGS, Texts, state_name, t
 
 TICK_S = 2.0
 EXTRA_SLOTS = 12  # plots for the metrics beyond the base charts; each tick assigns them a chart (or hides them)
+PLOT_BUTTONS = ["fullscreen", "export"]  # "export" saves the chart as PNG
+X_CHOICES = (("mon.x.step", "step"), ("mon.x.epoch", "epoch"), ("mon.x.tokens", "tokens"), ("mon.x.time", "time"))
 
 
 @dataclass
@@ -33,6 +38,13 @@ class MonitorRefs:
     refresh: gr.Button
     smoothing: gr.Slider
     live: gr.Checkbox
+    x_axis: gr.Dropdown
+    log_scale: gr.Checkbox
+    last_n: gr.Number
+    clip: gr.Checkbox
+    csv_chart: gr.Dropdown
+    csv_btn: gr.Button
+    csv_file: gr.File
     status: gr.Markdown
     charts: dict[str, gr.LinePlot]  # base chart name (metrics.BASE_CHARTS) -> its plot
     extra: list[gr.LinePlot]  # EXTRA_SLOTS plots, filled in order with metrics.extra_charts
@@ -45,13 +57,13 @@ class MonitorRefs:
 
 def _plot(tx: Texts, chart: str) -> gr.LinePlot:
     # no fixed height: it would clip the legend, which says which line is the smoothed one (or which run)
-    return tx.make(gr.LinePlot, value=None, x="step", y="value", color="series",
+    return tx.make(gr.LinePlot, value=None, x="step", y="value", color="series", buttons=PLOT_BUTTONS,
                    label=f"mon.chart.{chart}", elem_id=f"chart-{chart}", x_title="step", y_title=chart)
 
 
 def _slot(i: int) -> gr.LinePlot:
     return gr.LinePlot(value=None, x="step", y="value", color="series", label="", elem_id=f"chart-extra-{i}",
-                       x_title="step", y_title="value", visible=False)
+                       x_title="step", y_title="value", visible=False, buttons=PLOT_BUTTONS)
 
 
 def chart_label(chart: str, lang: str) -> str:
@@ -68,6 +80,12 @@ def build(ctx: AppContext, lang: gr.State) -> MonitorRefs:
         with gr.Column(scale=1, min_width=120):
             live = tx.make(gr.Checkbox, label="mon.live", value=True)
             refresh = tx.make(gr.Button, value="mon.refresh", size="sm")
+    with gr.Row():
+        x_axis = tx.make(gr.Dropdown, label="mon.x", choices=[(tx(k), v) for k, v in X_CHOICES], value="step",
+                         elem_id="mon-x")
+        log_scale = tx.make(gr.Checkbox, label="mon.log", value=False, elem_id="mon-log")
+        last_n = tx.make(gr.Number, label="mon.last_n", value=0, precision=0, minimum=0, elem_id="mon-last-n")
+        clip = tx.make(gr.Checkbox, label="mon.clip", value=False, elem_id="mon-clip")
     status = gr.Markdown("", elem_id="mon-status")
     with gr.Row():
         for chart in metrics.BASE_CHARTS[:3]:
@@ -81,13 +99,18 @@ def build(ctx: AppContext, lang: gr.State) -> MonitorRefs:
         for row in range(0, EXTRA_SLOTS, 3):
             with gr.Row():
                 extra += [_slot(i) for i in range(row, min(row + 3, EXTRA_SLOTS))]
+    with gr.Row():
+        csv_chart = tx.make(gr.Dropdown, label="mon.csv_chart", choices=list(metrics.BASE_CHARTS), value="loss",
+                            allow_custom_value=True, scale=2, elem_id="mon-csv-chart")
+        csv_btn = tx.make(gr.Button, value="mon.csv", scale=1, elem_id="mon-csv")
+        csv_file = tx.make(gr.File, label="mon.csv_file", interactive=False, scale=2, elem_id="mon-csv-file")
     with tx.make(gr.Accordion, label="mon.runs", open=True):
         runs_table = gr.Dataframe(value=None, interactive=False, elem_id="mon-runs", max_height=320)
     with tx.make(gr.Accordion, label="mon.diff", open=False):
         diff_note = gr.Markdown("")
         diff = gr.Dataframe(value=None, interactive=False, elem_id="mon-diff")
-    refs = MonitorRefs(tx, runs_table, pick, refresh, smoothing, live, status, charts, extra, reward_box, diff_note, diff,
-                       gr.Timer(TICK_S), gr.State(None))
+    refs = MonitorRefs(tx, runs_table, pick, refresh, smoothing, live, x_axis, log_scale, last_n, clip, csv_chart, csv_btn,
+                       csv_file, status, charts, extra, reward_box, diff_note, diff, gr.Timer(TICK_S), gr.State(None))
     _wire(ctx, refs, lang)
     return refs
 
@@ -95,16 +118,20 @@ def build(ctx: AppContext, lang: gr.State) -> MonitorRefs:
 def _wire(ctx: AppContext, refs: MonitorRefs, lang: gr.State) -> None:
     ui = dict(api_visibility="private", show_progress="hidden")
     outs = outputs(refs)
-    refs.timer.tick(lambda p, s, live, lg, sig: _on_tick(ctx, p, s, lg, sig) if live else [gr.skip()] * len(outs),
-                    [refs.pick, refs.smoothing, refs.live, lang, refs.sig], outs, **ui)
-    for trigger in (refs.pick.change, refs.smoothing.release, refs.refresh.click):
-        trigger(lambda p, s, lg: _on_tick(ctx, p, s, lg, None), [refs.pick, refs.smoothing, lang], outs, **ui)
+    view = [refs.x_axis, refs.log_scale, refs.last_n, refs.clip]
+    refs.timer.tick(lambda p, s, live, lg, sig, *v: _on_tick(ctx, p, s, lg, sig, *v) if live else [gr.skip()] * len(outs),
+                    [refs.pick, refs.smoothing, refs.live, lang, refs.sig, *view], outs, **ui)
+    for trigger in (refs.pick.change, refs.smoothing.release, refs.refresh.click, refs.x_axis.change,
+                    refs.log_scale.change, refs.last_n.submit, refs.clip.change):
+        trigger(lambda p, s, lg, *v: _on_tick(ctx, p, s, lg, None, *v), [refs.pick, refs.smoothing, lang, *view], outs, **ui)
     refs.runs_table.select(_on_table_select, [refs.pick], [refs.pick], **ui)
+    refs.csv_btn.click(lambda p, c, s: _on_csv(ctx, p, c, s), [refs.pick, refs.csv_chart, refs.smoothing], refs.csv_file,
+                       **ui)
 
 
 def outputs(refs: MonitorRefs) -> list:
     return [refs.pick, refs.runs_table, refs.status, refs.reward_box, refs.diff_note, refs.diff, *refs.charts.values(),
-            *refs.extra, refs.sig]
+            *refs.extra, refs.csv_chart, refs.sig]
 
 
 def default_pick(ctx: AppContext) -> list[str]:
@@ -130,36 +157,57 @@ def _signature(runs: list[rundir.RunInfo], paths: list[Path], smoothing: float, 
     return tuple((r.run_id, r.state) for r in runs), tuple(files), smoothing, lang
 
 
-def _on_tick(ctx: AppContext, picked: list[str] | None, smoothing: float, lang: str, sig) -> list:
+def _on_tick(ctx: AppContext, picked: list[str] | None, smoothing: float, lang: str, sig, x: str = "step",
+             log_scale: bool = False, last_n: int | None = 0, clip: bool = False) -> list:
     runs = rundir.list_runs(ctx.runs_root)
     by_id = {r.run_id: r for r in runs}
     # nothing picked: follow the active (else newest) run, so a run started in the Train tab shows up here by itself
     picked = [p for p in (picked or []) if p in by_id] or default_pick(ctx)
     paths = [by_id[p].path for p in picked]
-    new_sig = _signature(runs, paths, smoothing, lang) + (tuple(picked),)
+    view = {"x": x if x in metrics.X_AXES else "step", "log_scale": bool(log_scale), "last_n": max(0, int(last_n or 0)),
+            "clip": bool(clip)}
+    new_sig = _signature(runs, paths, smoothing, lang) + (tuple(picked), tuple(view.values()))
     if new_sig == sig:
-        return [gr.skip()] * (7 + len(metrics.BASE_CHARTS) + EXTRA_SLOTS)
+        return [gr.skip()] * (8 + len(metrics.BASE_CHARTS) + EXTRA_SLOTS)
     df = metrics.overlay(paths, smoothing)
     extra = metrics.extra_charts(df)[:EXTRA_SLOTS]
     has_rewards = bool(extra)
-    plots = [_chart_update(df, c) for c in metrics.BASE_CHARTS]
-    plots += [_slot_update(df, extra[i], lang) if i < len(extra) else gr.update(visible=False) for i in range(EXTRA_SLOTS)]
+    plots = [_chart_update(df, c, view, lang) for c in metrics.BASE_CHARTS]
+    plots += [_slot_update(df, extra[i], view, lang) if i < len(extra) else gr.update(visible=False)
+              for i in range(EXTRA_SLOTS)]
     diff_note, diff = _diff(paths, lang)
     pick = gr.update(choices=[r.run_id for r in runs], value=picked)
+    csv = gr.update(choices=metrics.charts_present(df) or list(metrics.BASE_CHARTS))
     return [pick, _runs_frame(runs, lang), _status_md(ctx, [by_id[p] for p in picked], lang), gr.update(visible=has_rewards),
-            diff_note, diff, *plots, new_sig]
+            diff_note, diff, *plots, csv, new_sig]
 
 
-def _chart_update(df: pd.DataFrame, chart: str) -> dict:
-    """One chart's points; a chart with none is hidden (no eval split, no grad norm logged), except the loss."""
-    frame = metrics.chart_frame(df, chart)[["step", "value", "series"]] if not df.empty else pd.DataFrame(
-        columns=["step", "value", "series"])
-    return gr.update(value=frame, visible=chart == "loss" or not frame.empty)
+def _axes(chart: str, view: dict, lang: str) -> dict:
+    """x column and titles of a plot for the current view (a log chart says so in its y title)."""
+    x_title = t({v: k for k, v in X_CHOICES}[view["x"]], lang)
+    return {"x": view["x"], "x_title": x_title, "y_title": f"log10({chart})" if view["log_scale"] else chart}
 
 
-def _slot_update(df: pd.DataFrame, chart: str, lang: str) -> dict:
-    frame = metrics.chart_frame(df, chart)[["step", "value", "series"]]
-    return gr.update(value=frame, visible=True, label=chart_label(chart, lang), y_title=chart)
+def _chart_update(df: pd.DataFrame, chart: str, view: dict, lang: str) -> dict:
+    """One chart's points; a chart with none is hidden (no grad norm logged, no memory yet), except the loss."""
+    frame = metrics.chart_view(df, chart, **view)
+    return gr.update(value=frame, visible=chart == "loss" or not frame.empty, **_axes(chart, view, lang))
+
+
+def _slot_update(df: pd.DataFrame, chart: str, view: dict, lang: str) -> dict:
+    frame = metrics.chart_view(df, chart, **view)
+    return gr.update(value=frame, visible=True, label=chart_label(chart, lang), **_axes(chart, view, lang))
+
+
+def _on_csv(ctx: AppContext, picked: list[str] | None, chart: str, smoothing: float) -> str | None:
+    """One chart's points (every x axis, every series of the shown runs) as a CSV file to download."""
+    import tempfile
+
+    runs = {r.run_id: r for r in rundir.list_runs(ctx.runs_root)}
+    paths = [runs[p].path for p in (picked or []) if p in runs] or [runs[p].path for p in default_pick(ctx)]
+    df = metrics.overlay(paths, smoothing)
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in (chart or "loss"))
+    return str(metrics.to_csv(df, chart or "loss", Path(tempfile.mkdtemp(prefix="studio-csv-")) / f"{name}.csv"))
 
 
 def _status_md(ctx: AppContext, infos: list[rundir.RunInfo], lang: str) -> str:

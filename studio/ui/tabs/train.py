@@ -1,5 +1,5 @@
-"""Train tab: a form generated from RunConfig's field metadata, presets, the exact command, Start/Stop, progress, log and
-the job queue.
+"""Train tab: a form generated from RunConfig's field metadata, presets, the fit-and-time card (``plan_card``), the exact
+command, Start/Stop, progress, log and the job queue.
 
 The form is not written by hand: every ``config.field_specs()`` entry becomes one input (bool -> Checkbox, choices ->
 Dropdown, numbers -> Number, lists -> one entry per line), grouped in one accordion per config section, advanced knobs in a
@@ -20,7 +20,7 @@ from studio import config as C
 from studio.engine.jobs import distributed
 from studio.engine.jobs import training as jobs_mod
 from studio.engine import rundir
-from studio.ui.panels import identity_card
+from studio.ui.panels import identity_card, plan_card
 from studio.ui.common import fmt_time, progress_html
 from studio.ui.context import AppContext
 from studio.ui.i18n import Texts, state_name, t
@@ -34,6 +34,7 @@ SECTION_FOR_STAGES = {"preference": C.PREFERENCE_STAGES, "rl": C.RL_STAGES}
 OPEN_SECTIONS = ("model", "data", "method", "lora", "training")
 CODE_OPTIONS = ("model.trust_remote_code",)  # run code on this machine: off on the page without --allow-code
 DETECTED_CHOICES = {"distributed.devices": distributed.device_choices}  # key -> what this machine offers, detected
+PICKERS = ("data.datasets",)  # list fields shown as a picker of known datasets (free text allowed), not a text box
 
 
 @dataclass
@@ -58,6 +59,7 @@ class TrainRefs:
     timer: gr.Timer
     tick_sig: gr.State
     identity: identity_card.IdentityRefs
+    plan: plan_card.PlanRefs | None = None
 
     def inputs(self) -> list[gr.components.Component]:
         """The form inputs in field_specs order (the order ``values_to_config`` expects)."""
@@ -88,16 +90,18 @@ def _field_rows(specs: list[C.FieldSpec]) -> list[list[C.FieldSpec]]:
     return rows
 
 
-def _form_section(specs: list[C.FieldSpec], tx: Texts, fields: dict, locked: dict) -> None:
+def _form_section(specs: list[C.FieldSpec], tx: Texts, fields: dict, locked: dict, pickers: dict) -> None:
     for row in _field_rows(specs):
         with gr.Row(equal_height=True):
             for spec in row:
-                fields[spec.key] = field_component(spec, tx, locked.get(spec.key))
+                fields[spec.key] = field_component(spec, tx, locked.get(spec.key), pickers.get(spec.key))
 
 
-def field_component(spec: C.FieldSpec, tx: Texts, locked: str | None = None) -> gr.components.Component:
+def field_component(spec: C.FieldSpec, tx: Texts, locked: str | None = None,
+                    choices: list | None = None) -> gr.components.Component:
     """The input for one config field; label = the key users type on the CLI, info = the field's help text.
-    ``locked``: an i18n key saying why the field is off and cannot be changed here."""
+    ``locked``: an i18n key saying why the field is off and cannot be changed here; ``choices``: a list field's picker
+    entries ((label, value) pairs; typed values are allowed too)."""
     rng = range_text(spec)
     info = (spec.help + (f" [{rng}]" if rng else ""), (spec.help_zh or spec.help) + (f"［{rng}］" if rng else ""))
     if spec.key in DETECTED_CHOICES:
@@ -108,6 +112,9 @@ def field_component(spec: C.FieldSpec, tx: Texts, locked: str | None = None) -> 
         return tx.make(gr.Checkbox, value=False, interactive=False, **common)
     if spec.key in DETECTED_CHOICES:
         return tx.make(gr.Dropdown, choices=DETECTED_CHOICES[spec.key](), value=spec.default, allow_custom_value=True,
+                       **common)
+    if choices is not None:
+        return tx.make(gr.Dropdown, choices=choices, value=list(spec.default), multiselect=True, allow_custom_value=True,
                        **common)
     if spec.type is bool:
         return tx.make(gr.Checkbox, value=spec.default, **common)
@@ -126,7 +133,7 @@ def config_to_values(cfg: C.RunConfig, specs: list[C.FieldSpec]) -> list:
     values = []
     for spec in specs:
         v = getattr(getattr(cfg, spec.section), spec.name)
-        values.append("\n".join(v) if spec.type is list else v)
+        values.append(list(v) if spec.key in PICKERS else "\n".join(v) if spec.type is list else v)
     return values
 
 
@@ -155,6 +162,7 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
     sections: dict[str, gr.Accordion] = {}
     # options that run code stay off, saying why, unless the owner started the studio with --allow-code
     locked = {} if ctx.access.allow_code else {k: "code.off" for k in CODE_OPTIONS}
+    pickers = {"data.datasets": ctx.dataset_choices()}  # the shipped demo sets (and any data found) with row counts
     ident = identity_card.build(ctx, lang)
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
@@ -167,17 +175,18 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
                 with tx.make(gr.Accordion, label=f"section.{section}", open=section in OPEN_SECTIONS,
                              visible=_section_visible(section, C.RunConfig()), elem_id=f"sec-{section}") as acc:
                     sections[section] = acc
-                    _form_section([s for s in sec_specs if not s.advanced], tx, fields, locked)
+                    _form_section([s for s in sec_specs if not s.advanced], tx, fields, locked, pickers)
                     advanced = [s for s in sec_specs if s.advanced]
                     if advanced:
                         with tx.make(gr.Accordion, label="train.advanced", open=False):
-                            _form_section(advanced, tx, fields, locked)
+                            _form_section(advanced, tx, fields, locked, pickers)
         with gr.Column(scale=2):
             with gr.Row():
                 start = tx.make(gr.Button, value="train.start", variant="primary", elem_id="train-start")
                 stop = tx.make(gr.Button, value="train.stop", variant="stop", elem_id="train-stop")
                 resume = tx.make(gr.Button, value="train.resume", elem_id="train-resume")
                 show_cmd = tx.make(gr.Button, value="train.show_cmd", elem_id="train-show-cmd")
+            plan = plan_card.build(tx)  # will it fit? how long? (studio train CONFIG --plan)
             message = gr.Markdown("", elem_id="train-message")
             command = tx.make(gr.Code, label="train.command", language="shell", interactive=False, lines=2, wrap_lines=True,
                          elem_id="train-command")
@@ -189,8 +198,8 @@ def build(ctx: AppContext, lang: gr.State) -> TrainRefs:
             with gr.Row():
                 queued_pick = tx.make(gr.Dropdown, label="train.queued_run", choices=[], value=None, scale=2)
                 cancel = tx.make(gr.Button, value="train.cancel", scale=1, elem_id="train-cancel")
-    refs = TrainRefs(tx, specs, fields, sections, preset, preset_note, start, stop, resume, show_cmd, command, message, progress, log,
-                     queue, queued_pick, cancel, gr.Timer(TICK_S), gr.State(None), ident)
+    refs = TrainRefs(tx, specs, fields, sections, preset, preset_note, start, stop, resume, show_cmd, command, message, progress,
+                     log, queue, queued_pick, cancel, gr.Timer(TICK_S), gr.State(None), ident, plan)
     _wire(ctx, refs, lang)
     return refs
 
@@ -200,8 +209,10 @@ def _wire(ctx: AppContext, refs: TrainRefs, lang: gr.State) -> None:
     ui = dict(api_visibility="private")
     refs.preset.change(lambda name, lg: _on_preset(ctx, refs.specs, name, lg), [refs.preset, lang],
                        [refs.preset_note, *form], **ui)
-    # presets added while the studio runs show up the next time the dropdown is opened
+    # presets added while the studio runs show up the next time the dropdown is opened; datasets too
     refs.preset.focus(lambda lg: gr.update(choices=_preset_choices(ctx, lg)), lang, refs.preset, **ui)
+    picker = refs.fields["data.datasets"]
+    picker.focus(lambda lg: gr.update(choices=ctx.dataset_choices(lg)), lang, picker, **ui)
     switches = [refs.fields["method.stage"], refs.fields["method.finetuning_type"]]
     for switch in switches:
         switch.change(_section_visibility, switches, [refs.sections[s] for s in OPTIONAL_SECTIONS], **ui)
@@ -215,6 +226,7 @@ def _wire(ctx: AppContext, refs: TrainRefs, lang: gr.State) -> None:
     refs.cancel.click(lambda run, lg: _on_cancel(ctx, run, lg), [refs.queued_pick, lang], [refs.message], **ui)
     refs.timer.tick(lambda lg, sig: _on_tick(ctx, lg, sig), [lang, refs.tick_sig], _tick_outputs(refs), show_progress="hidden",
                     **ui)
+    plan_card.wire(ctx, refs.plan, lang, form, lambda values: values_to_config(refs.specs, values))
 
 
 def _tick_outputs(refs: TrainRefs) -> list:
