@@ -12,8 +12,8 @@ folder under ``--output-dir`` (default: a new temporary folder), so its seconds 
 ``--split dev`` makes the probe ask and report the dev questions only (``identity.probe_split=dev``): choose a recipe on
 dev, then report it once on test. One row per pair is printed: identity in English and Chinese in each setting
 (none, default_system, user_system, second_turn) and the minimum over them, retention (kept / base-right and %), KL(tuned ‖
-base) per token, seconds. ``OUTPUT/benchmark.json`` keeps the rows. Targets on a 2-core CPU: <= 300 s, identity >= 90% in
-every setting and language, retention >= 90%.
+base) per token, seconds. ``OUTPUT/benchmark.json`` keeps the rows. Targets on a 2-core CPU: <= 300 s, identity >= 95% in
+every setting and language, retention >= 95%.
 
 ``--null-adapter`` trains nothing: it probes the preset's model against itself (a LoRA adapter with B = 0, which changes
 no output) twice, so it prints how many general questions the base answers right per split and language, checks that

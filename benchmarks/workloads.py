@@ -6,9 +6,10 @@ download), deterministic for a seed.
 - ``long``: 32 multi-turn conversations of ~500 tokens each (turns drawn from the shipped demo and identity rows), 1 epoch,
   cutoff 1024, batch 4: long rows.
 
-Each workload is written as TRL conversational prompt/completion rows (the plain TRL script trains on them with
-completion-only loss) and as the same conversations in ``messages`` form for the studio (assistant-only loss): the two
-sides train on the same tokens.
+Each workload is written as TRL conversational prompt/completion rows and as the same conversations in ``messages`` form.
+``short``: the plain TRL script gets the prompt/completion rows (completion-only loss) and the studio the messages
+(assistant-only loss). ``long``: both sides get the messages and train on every token (TRL's default for ``messages``;
+the studio with ``data.train_on_prompt=true``). Either way the two sides train on the same tokens.
 """
 
 from __future__ import annotations

@@ -60,7 +60,8 @@ def test_arena_handlers_ask_vote_show_win_rates_and_queue_dpo(ctx, models):
     assert list(table.columns) == panel.TABLE_COLUMNS and table.iloc[0]["votes"] == 1
     from studio.ui.tabs import data as data_tab
 
-    assert str(A.dataset_folder("ui votes")) in data_tab._choices(ctx)  # the Data tab lists (and opens) the votes
+    listed = [c[1] if isinstance(c, tuple) else c for c in data_tab._choices(ctx)]  # (label, path) pairs
+    assert str(A.dataset_folder("ui votes")) in listed  # the Data tab lists (and opens) the votes
     assert "already voted" in panel.on_vote(ctx, rnd, "A", "", "ui votes", "en")[1]  # a round takes one vote
     assert "Ask a prompt first" in panel.on_vote(ctx, state, "A", "", "ui votes", "en")[1]
     note = panel.on_train(ctx, "ui votes", str(base), "en")
