@@ -1,6 +1,7 @@
 """Studio engine vs a plain TRL script, side by side: trained tokens per second on two workloads, alternating A/B.
 
     python benchmarks/train_throughput.py [--runs 3] [--workloads short,long] [--model default]
+    python benchmarks/train_throughput.py --workloads short --against training.labeled_lm_head=false   # one lever
 
 Workloads (benchmarks/workloads.py): ``short`` = 3 epochs of a 90-row identity set, cutoff 128, batch 8; ``long`` = 32
 multi-turn conversations of ~500 tokens, 1 epoch, cutoff 1024, batch 4. Both sides get the same model (the default model's
@@ -95,10 +96,13 @@ def plain_argv(w: Workload, model: str, data: Path, out: Path) -> list[str]:
             str(w.epochs), str(w.cutoff), str(w.batch), str(LORA_R), str(LORA_ALPHA), str(SEED)]
 
 
-def one_run(side: str, w: Workload, model: str, files: dict, work: Path, i: int) -> dict:
+def one_run(side: str, w: Workload, model: str, files: dict, work: Path, i: int, against: list[str] = ()) -> dict:
+    """One run of one side. With ``against`` (``--against KEY=VALUE``), the B side is the studio with those overrides
+    instead of plain TRL: one lever measured against the studio's defaults, the same way."""
     out = work / f"{side}-{w.name}-{i}"
-    if side == "studio":
-        r = run_child(studio_argv(w, model, files["messages"], out))
+    if side == "studio" or against:
+        extra = [a for s in (against if side != "studio" else ()) for a in ("--set", s)]
+        r = run_child(studio_argv(w, model, files["messages"], out) + extra)
         r.update(studio_result(out))
     else:
         r = run_child(plain_argv(w, model, files["messages" if w.turns > 1 else "prompt_completion"], out))
@@ -128,7 +132,7 @@ def flops_per_token(model_dir: str) -> float:
     return 4 * body  # forward 2x, backward to the activations 2x (frozen weights: no weight gradients)
 
 
-def bench(w: Workload, model: str, runs: int, work: Path, peak_bf16: float, noisy: float) -> dict:
+def bench(w: Workload, model: str, runs: int, work: Path, peak_bf16: float, noisy: float, against: list[str] = ()) -> dict:
     from transformers import AutoTokenizer
 
     files = write(w, work / "data")
@@ -138,7 +142,7 @@ def bench(w: Workload, model: str, runs: int, work: Path, peak_bf16: float, nois
     results: dict[str, list[dict]] = {"studio": [], "plain": []}
     for i, pair in enumerate(order):
         for side in pair:
-            r = one_run(side, w, model, files, work, i)
+            r = one_run(side, w, model, files, work, i, against)
             results[side].append(r)
             print(f"  {w.name} run {i + 1}/{runs} {side:6s} {tokens / r['train_seconds']:7.1f} tokens/s  "
                   f"train {r['train_seconds']:6.1f} s  loss {r['final_loss']:.4f}  load before {r['load_before']:.2f}  "
@@ -168,6 +172,9 @@ def main() -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--noisy", type=float, default=0.15, help="others' CPU (in cores) above which a run is noisy")
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--against", action="append", default=[], metavar="KEY=VALUE",
+                    help="compare the studio with itself under these overrides instead of with plain TRL (a lever); "
+                         "'plain' in the output is then that variant")
     args = ap.parse_args()
     from studio.engine.models import resolve_model
 
@@ -178,7 +185,9 @@ def main() -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.workloads.split(","):
-            results[name] = bench(WORKLOADS[name], model, args.runs, Path(tmp), peak["bfloat16"], args.noisy)
+            results[name] = bench(WORKLOADS[name], model, args.runs, Path(tmp), peak["bfloat16"], args.noisy, args.against)
+    if args.against:
+        print("B side ('plain' below): the studio with " + " ".join(args.against))
     for name, res in results.items():
         report(name, res)
     if args.json:

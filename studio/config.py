@@ -18,8 +18,10 @@ from typing import Any
 
 import yaml
 
-from studio.configinput import (MAX_LIST, MAX_TEXT, NotFinite, YamlError, YamlRefused, load_yaml, read_yaml_file, to_bool,
-                                to_float, to_int, to_list, to_str)
+from studio.configinput import (MAX_LIST, MAX_TEXT, ConfigError, NotFinite, YamlError, YamlRefused, load_yaml,  # noqa: F401
+                                read_yaml_file, to_bool, to_float, to_int, to_list, to_str)
+from studio.rewardspec import (REWARD_LANGUAGES, REWARD_MODEL_DIR, REWARD_RULES, RewardSpecError, find_reward_model,  # noqa: F401
+                              parse_reward_rule, reward_errors)
 
 STAGES = ("sft", "pt", "rm", "dpo", "kto", "ppo", "grpo", "rloo")
 FINETUNING_TYPES = ("lora", "qlora", "freeze", "full")
@@ -36,10 +38,6 @@ REPORT_TO = ("none", "tensorboard", "trackio", "tensorboard,trackio")  # where t
 # upper bounds of the open-ended counts: far above any run this studio makes, far below what overflows a library
 MAX_STEPS = 10_000_000
 MAX_COUNT = 1_000_000_000
-
-
-class ConfigError(ValueError):
-    """A configuration problem a user can fix; the message names the key and the allowed values."""
 
 
 def opt(default: Any, help: str, *, min: float | None = None, max: float | None = None, gt: float | None = None,
@@ -467,66 +465,6 @@ def _rl_errors(cfg: RunConfig) -> list[str]:
     if cfg.method.finetuning_type not in ("lora", "qlora"):
         errors.append(f"method.finetuning_type={cfg.method.finetuning_type!r}: {cfg.method.stage} trains a LoRA adapter "
                       "(the reference is the same model with the adapter off): use lora or qlora")
-    return errors
-
-
-# ----------------------------------------------------------------------------------------------------------------------------
-# RL rewards named in the config: parsed here (pure text and file checks), built into callables by engine/train/rewards.py
-
-REWARD_MODEL_DIR = "reward_model"
-REWARD_RULES = ("language", "contains", "length")
-REWARD_LANGUAGES = ("zh", "en")
-
-
-class RewardSpecError(ConfigError):
-    """A reward spec or reward-model path that cannot be used; the message names it and says what is allowed."""
-
-
-def parse_reward_rule(spec: str) -> tuple[str, str]:
-    """``language:zh`` -> ("language", "zh"); an unknown rule or a bad argument raises RewardSpecError."""
-    spec = spec.strip()
-    name, _, arg = spec.partition(":")
-    rule, arg = name.strip().lower(), arg.strip()
-    if rule not in REWARD_RULES:
-        raise RewardSpecError(f"rl.reward_funcs: unknown reward {spec!r}; use one of language:zh|en, contains:WORD, length:N")
-    if rule == "language" and arg not in REWARD_LANGUAGES:
-        raise RewardSpecError(f"rl.reward_funcs: {spec!r}: language must be one of {', '.join(REWARD_LANGUAGES)}")
-    if rule == "contains" and not arg:
-        raise RewardSpecError(f"rl.reward_funcs: {spec!r}: contains needs a word, e.g. contains:thanks")
-    if rule == "length" and not (arg.isdigit() and int(arg) > 0):
-        raise RewardSpecError(f"rl.reward_funcs: {spec!r}: length needs a positive character count, e.g. length:80")
-    return rule, arg
-
-
-def find_reward_model(path: str | Path) -> Path:
-    """``path`` itself when it holds a model, else ``path/reward_model`` (a reward-model run folder)."""
-    p = Path(path).expanduser()
-    for candidate in (p, p / REWARD_MODEL_DIR):
-        if (candidate / "config.json").is_file():
-            if not any(candidate.glob("*.safetensors")):
-                raise RewardSpecError(f"rl.reward_model: {candidate} has no .safetensors weights "
-                                      "(only safetensors are loaded, never pickled weights)")
-            return candidate
-    raise RewardSpecError(f"rl.reward_model: {p} is neither a reward model folder (config.json + safetensors) nor a "
-                          f"reward-model run folder containing {REWARD_MODEL_DIR}/")
-
-
-def reward_errors(rl: RlSection) -> list[str]:
-    """Every problem with the rewards of an RL run, without loading a model."""
-    errors = []
-    for spec in rl.reward_funcs:
-        try:
-            parse_reward_rule(spec)
-        except RewardSpecError as exc:
-            errors.append(str(exc))
-    if not rl.reward_model.strip() and not any(s.strip() for s in rl.reward_funcs):
-        errors.append("rl.reward_model / rl.reward_funcs: RL stages need a reward: a reward-model run folder and/or "
-                      "rules such as language:zh, contains:WORD, length:N")
-    elif rl.reward_model.strip():
-        try:
-            find_reward_model(rl.reward_model.strip())
-        except RewardSpecError as exc:
-            errors.append(str(exc))
     return errors
 
 

@@ -26,6 +26,10 @@ MAX_YAML_DEPTH = 20  # sections hold key: value, lists of text; nothing nests de
 _BOMS = ((b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe\x00\x00", "UTF-32"), (b"\xfe\xff", "UTF-16"), (b"\xff\xfe", "UTF-16"))
 
 
+class ConfigError(ValueError):
+    """A configuration problem a user can fix; the message names the key and the allowed values."""
+
+
 class YamlError(ValueError):
     """YAML that cannot be read; the message names the source (file or override) and, where known, the line."""
 

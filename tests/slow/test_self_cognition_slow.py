@@ -41,3 +41,33 @@ def test_short_self_cognition_run_improves_the_identity_probe(default_model_dir,
     assert result["identity"]["tuned"] > result["identity"]["base"]
     for lang in ("en", "zh"):
         assert result["identity"]["per_lang"][lang]["tuned"] > result["identity"]["per_lang"][lang]["base"], lang
+
+
+@pytest.mark.slow
+def test_identity_survives_merge_and_gguf(default_model_dir, alpaca_file, tmp_path):
+    """The seeds' whole path: train -> `studio export` (merged model + GGUF f16) -> chat with each. The merged model gives
+    the adapter's very answers; the GGUF (f16 rounding) gives the same identity verdict on every question."""
+    from studio.cli import main
+    from studio.engine.generate import ChatModel
+    from studio.engine.selfcog.scoring import score_identity
+
+    cfg = C.load(presets_dir() / "self_cognition.yaml", dict(NAMES, **{
+        "data.datasets": [str(alpaca_file)], "identity.samples": 96, "identity.replay_samples": 32, "identity.probe": False,
+        "training.max_steps": 20, "training.logging_steps": 5}))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    assert runner.run(cfg, run_dir) == 0, (run_dir / "train.log").read_text(encoding="utf-8")[-3000:]
+    out = tmp_path / "export"
+    assert main(["export", "--adapter", str(run_dir / "adapter"), "--out", str(out), "--gguf", "f16"]) == 0
+    gguf = next(out.rglob("*.gguf"))
+    items = [i for i in probe.probe_items("test", "") if i["kind"] == "identity" and i["setting"] == "none"][:12]
+    convs = [i["messages"] for i in items]
+    kw = {"use_adapter": True, "max_new_tokens": 32, "batch_size": 12}
+    by_adapter = ChatModel(adapter=str(run_dir / "adapter")).generate(convs, **kw)
+    merged = ChatModel(adapter=str(out)).generate(convs, **kw)
+    from_gguf = ChatModel(adapter=str(gguf)).generate(convs, **kw)
+    names = {k.split(".")[1]: v for k, v in NAMES.items()}
+    verdict = lambda answers: [score_identity(a, names, i["asks_author"], i["question"]) for a, i in zip(answers, items)]  # noqa: E731
+    assert any(verdict(by_adapter)), by_adapter  # the run taught something to carry
+    assert merged == by_adapter
+    assert verdict(from_gguf) == verdict(by_adapter), list(zip(by_adapter, from_gguf))

@@ -25,7 +25,7 @@ import unicodedata
 from pathlib import Path
 
 # the specs are parsed in studio.config (validation needs them without the engine); re-exported for callers
-from studio.config import REWARD_MODEL_DIR, RewardSpecError, find_reward_model, parse_reward_rule, reward_errors  # noqa: F401
+from studio.rewardspec import REWARD_MODEL_DIR, RewardSpecError, find_reward_model, parse_reward_rule, reward_errors  # noqa: F401
 
 
 def completion_text(completion) -> str:
