@@ -106,3 +106,17 @@ def test_with_a_gpu_its_free_memory_decides(tiny_model_dir, alpaca_file, monkeyp
     tight = plan_mod.make_plan(cfg, micro=False, log=lambda m: None)
     assert tight["fits"] is False and all(c["peak_memory_bytes"] < tight["gpu_peak_bytes"] for c in tight["changes"]
                                           if c["saves_bytes"] > 0)
+
+
+def test_memory_held_after_training_is_a_floor_not_a_rate(tiny_model_dir, alpaca_file):
+    """The self-cognition probe runs after training and holds memory whatever the batch: the micro-run's training peak
+    is scaled to the run's largest batch, its whole peak only bounds the estimate from below (it was scaled as if it were
+    training memory, which put the self-cognition preset's estimate at 2.4x its measured peak)."""
+    cfg = C.apply_overrides(C.RunConfig(), _sets(tiny_model_dir, alpaca_file))
+    est = plan_mod.Estimate(cfg, plan_mod.model_shape(cfg), tokens=1000, static=0)
+    est.calibrate(start=1_000, peak=3_000, tokens=100)  # training: 20 bytes a token
+    assert est.peak == 1_000 + 20 * 1000
+    est.floor = 50_000  # the probe's peak, measured over the whole micro-run
+    assert est.peak == 50_000
+    est.floor = 5_000
+    assert est.peak == 21_000

@@ -75,7 +75,10 @@ def make_plan(cfg: C.RunConfig, micro: bool = True, log=print) -> dict:
         log(f"plan: {MICRO_STEPS}-step micro-run (studio train in a child process)")
         run = out["micro_run"] = micro_run(cfg, data)
         if run.get("ok"):
-            ram.calibrate(run.get("rss_at_start"), run["peak_rss_bytes"], run.get("batch_tokens"))
+            # training's own peak scales with the batch; what runs after it (the self-cognition probe) does not
+            ram.calibrate(run.get("rss_at_start"), run.get("train_peak_rss_bytes") or run["peak_rss_bytes"],
+                          run.get("batch_tokens"))
+            ram.floor = run["peak_rss_bytes"]
             if gpu is not None and run.get("gpu_peak_bytes"):
                 gpu.calibrate(run.get("gpu_at_start"), run["gpu_peak_bytes"], run.get("batch_tokens"))
             data.update({k: v for k, v in run.get("data", {}).items() if data.get(k) is None})
@@ -101,10 +104,11 @@ class Estimate:
         self.cfg, self.shape, self.tokens, self.static = cfg, shape, tokens, static
         self.per_token = activation_bytes(cfg, shape, 1_000_000) / 1_000_000 if holds_activations else 0.0
         self.measured = False
+        self.floor = 0.0  # the micro-run's whole peak: memory held after training (the probe) whatever the batch
 
     @property
     def peak(self) -> float:
-        return self.static + self.per_token * self.tokens
+        return max(self.static + self.per_token * self.tokens, self.floor)
 
     def calibrate(self, start: int | None, peak: int, tokens: int | None) -> None:
         self.measured = True
@@ -349,6 +353,7 @@ def _measure(run_dir: Path, launched: float, ended: float, usage, code: int, sam
     st = rundir.read_status(run_dir)
     out = {"ok": code == 0 and st.get("state") == "finished", "wall_seconds": round(ended - launched, 2),
            "peak_rss_bytes": int(usage.ru_maxrss) * 1024, "rss_at_start": st.get("rss_at_start"),
+           "train_peak_rss_bytes": st.get("train_peak_rss_bytes"),
            "gpu_at_start": st.get("gpu_at_start"), "sampled": sampled, "steps": MICRO_STEPS}
     if not out["ok"]:
         out["error"] = (st.get("error") or f"exit code {code}").splitlines()[-1][:500]
@@ -449,7 +454,7 @@ def alternatives(cfg: C.RunConfig, est: Estimate, data: dict, runtime: int, limi
         parts = memory_parts(alt, shape, tokens, runtime)
         static = est.static + (sum(parts.values()) - parts["activations"]) - base_static
         per_token = est.per_token * (activation_bytes(alt, shape, 1_000_000) / 1_000_000) / base_per_token
-        peak = static + per_token * tokens
+        peak = max(static + per_token * tokens, est.floor)
         out.append({"change": label, "set": sets, "peak_memory_bytes": int(peak), "saves_bytes": int(est.peak - peak),
                     "fits": bool(peak <= limit)})
     return out

@@ -301,6 +301,8 @@ def _dispatch_stage(cfg: C.RunConfig, run_dir: Path, resume: bool, callback) -> 
     if cfg.identity.name_en.strip() and cfg.identity.probe and not callback.aborted and is_main_process():
         from studio.engine.selfcog import probe
 
+        result["train_peak_rss_bytes"] = peak_memory()["peak_rss_bytes"]  # training's own peak (the plan scales it)
+
         report = probe.run_probes(cfg, run_dir)  # the full table is in probe.json; status keeps the scores
         result["probe"] = {k: v for k, v in report.items() if k != "rows"} if isinstance(report, dict) else report
     return result
