@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.own_process = argv is None  # a real `studio ...` process (not a call from Python): it may re-execute itself
     prepare_home()
     return int(args.run(args) or 0)
 

@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studio.train", description=__doc__)
     train_command.configure(parser)
     args = parser.parse_args(argv)
+    args.own_process = argv is None  # `python -m studio.train ...` itself: it may re-execute itself (studio/allocator.py)
     prepare_home()
     return train_command.run(args)
 

@@ -101,6 +101,10 @@ def run(args) -> int:
         if not distributed.under_launcher():  # a rank of a launched group: the launcher's side checked it
             launch_problems(cfg)
         _check_reporting(cfg)
+        if getattr(args, "own_process", False) and not (args.check or args.plan):
+            from studio import allocator
+
+            allocator.reexec_with(cfg.training.allocator)  # before anything is written; returns when nothing to do
         if args.check:
             print(C.dump(cfg), end="")
             return 0

@@ -46,9 +46,11 @@ def test_packed_rows_attend_like_the_block_diagonal_mask(model_and_batch):
     assert (across - packed).abs().max() > 1e-3
 
 
-def test_labeled_lm_head_matches_trls_fused_head(model_and_batch):
+@pytest.mark.parametrize("chunk", [256, 5])  # one slice, and several with a ragged last one
+def test_labeled_lm_head_matches_trls_fused_head(model_and_batch, monkeypatch, chunk):
     from trl.trainer.utils import add_fused_lm_head
 
+    monkeypatch.setattr(fast_paths, "CHUNK", chunk)
     model, batch = model_and_batch
     results = []
     for ours in (False, True):
@@ -59,8 +61,10 @@ def test_labeled_lm_head_matches_trls_fused_head(model_and_batch):
         out = model(**batch, fused_lm_head=True)
         out.loss.backward()
         grad = model.model.layers[0].mlp.up_proj.weight.grad.clone()
-        results.append((out, grad))
-    (ref, ref_grad), (got, got_grad) = results
+        head_grad = model.get_output_embeddings().weight.grad.clone()  # the head's own weight trains too (full)
+        results.append((out, grad, head_grad))
+    (ref, ref_grad, ref_head), (got, got_grad, got_head) = results
+    assert torch.allclose(ref_head, got_head, atol=1e-6, rtol=1e-4)
     assert torch.allclose(ref.loss, got.loss, atol=1e-5) and torch.equal(ref.label_mask, got.label_mask)
     assert torch.allclose(ref.log_probs, got.log_probs, atol=1e-5)
     assert torch.allclose(ref.entropy, got.entropy, atol=1e-4) and torch.equal(ref.is_top1, got.is_top1)

@@ -60,25 +60,77 @@ def use_packed_attention(model) -> None:
 # -- 2. the LM head on trained positions ----------------------------------------------------------------------------------
 
 
+CHUNK = 256  # positions projected at a time: bounds the fp32 logits held at once to CHUNK x vocabulary
+
+
+class _LabeledLogProbs(torch.autograd.Function):
+    """log p(target) per position through the LM head, in slices of CHUNK positions, saving only the hidden states and
+    log Z for backward (which projects each slice again): the full [n, V] fp32 logits are never held, so the memory
+    traffic of materialising, casting and keeping them for autograd goes away (it dominated the head's time on long rows)."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, outputs):
+        h = hidden.detach().to(weight.dtype)
+        n = h.shape[0]
+        log_z = torch.empty(n, dtype=torch.float32, device=h.device)
+        out = {"log_probs": torch.empty_like(log_z)}
+        for key in ("entropy", "log_sum_sq_probs", "mean_logits"):
+            if key in outputs:
+                out[key] = torch.empty_like(log_z)
+        if "is_top1" in outputs:
+            out["is_top1"] = torch.empty(n, dtype=torch.bool, device=h.device)
+        for s in range(0, n, CHUNK):
+            e = min(n, s + CHUNK)
+            logits = F.linear(h[s:e], weight.detach()).float()
+            lz = torch.logsumexp(logits, dim=-1)
+            log_z[s:e] = lz
+            out["log_probs"][s:e] = logits.gather(-1, targets[s:e].unsqueeze(-1)).squeeze(-1) - lz
+            if "entropy" in out or "log_sum_sq_probs" in out:
+                log_p = logits - lz.unsqueeze(-1)
+                if "log_sum_sq_probs" in out:
+                    out["log_sum_sq_probs"][s:e] = torch.logsumexp(2 * log_p, dim=-1)
+                if "entropy" in out:
+                    out["entropy"][s:e] = -(log_p.exp() * log_p).sum(-1)
+            if "mean_logits" in out:
+                out["mean_logits"][s:e] = logits.mean(-1)
+            if "is_top1" in out:
+                out["is_top1"][s:e] = logits.argmax(-1) == targets[s:e]
+        ctx.save_for_backward(h, weight, targets, log_z)
+        ctx.hidden_dtype = hidden.dtype
+        keys = _keys(outputs)
+        ctx.mark_non_differentiable(*(out[k] for k in keys[1:]))
+        return tuple(out[k] for k in keys)
+
+    @staticmethod
+    def backward(ctx, grad_lp, *_metrics):
+        h, weight, targets, log_z = ctx.saved_tensors
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.empty(h.shape, dtype=ctx.hidden_dtype, device=h.device) if want_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if want_w else None
+        for s in range(0, h.shape[0], CHUNK):
+            e = min(h.shape[0], s + CHUNK)
+            g = grad_lp[s:e].float()
+            # d log p(t) / d logits = onehot(t) - softmax
+            grad_logits = (F.linear(h[s:e], weight).float() - log_z[s:e].unsqueeze(-1)).exp_().mul_(-g.unsqueeze(-1))
+            grad_logits.scatter_add_(-1, targets[s:e].unsqueeze(-1), g.unsqueeze(-1))
+            grad_logits = grad_logits.to(weight.dtype)
+            if want_h:
+                grad_h[s:e] = (grad_logits @ weight).to(ctx.hidden_dtype)
+            if want_w:
+                grad_w += (grad_logits.t() @ h[s:e]).float()
+        return grad_h, (grad_w.to(weight.dtype) if want_w else None), None, None
+
+
 def labeled_log_probs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, outputs: tuple[str, ...]) -> dict:
     """{"log_probs": log p(target), and the metrics in ``outputs``: entropy, log_sum_sq_probs, mean_logits, is_top1}
     for hidden [n, H], weight [V, H], targets [n]. Only log_probs carries a gradient."""
-    logits = F.linear(hidden.to(weight.dtype), weight).float()
-    log_z = torch.logsumexp(logits, dim=-1)
-    out = {"log_probs": logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_z}
-    with torch.no_grad():  # metrics only
-        if "entropy" in outputs or "log_sum_sq_probs" in outputs:
-            log_p = logits - log_z.unsqueeze(-1)
-            p = log_p.exp()
-            if "entropy" in outputs:
-                out["entropy"] = -(p * log_p).sum(-1)
-            if "log_sum_sq_probs" in outputs:
-                out["log_sum_sq_probs"] = torch.logsumexp(2 * log_p, dim=-1)
-        if "mean_logits" in outputs:
-            out["mean_logits"] = logits.mean(-1)
-        if "is_top1" in outputs:
-            out["is_top1"] = logits.argmax(-1) == targets
-    return out
+    values = _LabeledLogProbs.apply(hidden, weight, targets, tuple(outputs))
+    return dict(zip(_keys(outputs), values))
+
+
+def _keys(outputs) -> tuple[str, ...]:
+    """The fields labeled_log_probs returns, in the order _LabeledLogProbs computes them."""
+    return ("log_probs",) + tuple(k for k in ("entropy", "log_sum_sq_probs", "mean_logits", "is_top1") if k in outputs)
 
 
 def use_labeled_lm_head(model, outputs: tuple[str, ...] = ("log_probs", "entropy", "is_top1")) -> bool:

@@ -1,0 +1,44 @@
+"""The training process's memory allocator. On the CPU a training step allocates and frees tensors of hundreds of MB
+(activations, LM-head logits); glibc's malloc hands every block over 32 MB back to the kernel when it is freed, so the
+next one is page-faulted in again, 4 KiB at a time. jemalloc keeps freed memory for reuse. It has to be in place before
+the process starts, so ``python -m studio.train`` re-executes itself once with ``LD_PRELOAD`` (same pid, same argv,
+before anything is written or torch is imported), as Intel's CPU launchers do.
+
+``training.allocator``: ``auto`` (jemalloc when the library is found), ``jemalloc`` (an error when it is not), ``system``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from studio.configinput import ConfigError
+
+CANDIDATES = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+              "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
+MARK = "STUDIO_ALLOCATOR_DONE"  # set on the re-executed process: never loop
+
+
+def find_jemalloc() -> str | None:
+    return next((p for p in CANDIDATES if Path(p).is_file()), None)
+
+
+def reexec_with(choice: str) -> None:
+    """Re-execute this process under jemalloc when ``choice`` asks for it and it is not loaded yet; returns when nothing
+    is to be done. Raises ConfigError for ``jemalloc`` when the library is missing."""
+    if choice == "system" or os.environ.get(MARK) or sys.platform != "linux":
+        return
+    lib = find_jemalloc()
+    if lib is None:
+        if choice == "jemalloc":
+            raise ConfigError("training.allocator=jemalloc: libjemalloc.so.2 not found (Debian: apt-get install "
+                             "libjemalloc2); use auto or system")
+        return
+    preload = os.environ.get("LD_PRELOAD", "")
+    if "jemalloc" in preload:
+        return
+    env = dict(os.environ, LD_PRELOAD=f"{lib} {preload}".strip(), **{MARK: lib})
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
