@@ -4,8 +4,7 @@
 #   bash setup.sh --test   + what the tests need (pytest, gradio_client, Playwright + Debian's chromium)
 #   bash setup.sh --fonts  only the Chinese font step below
 # Both install a CJK font when the system has none (a bare Debian shows Chinese labels as boxes): Debian's
-# fonts-wqy-microhei through apt-get when run as root, else a note saying what to install. jemalloc (libjemalloc2) the
-# same way: CPU training re-executes itself under it (training.allocator: auto).
+# fonts-wqy-microhei through apt-get when run as root, else a note saying what to install.
 # torch is pinned to 2.13.0 first: on this kind of machine that is a local CPU build, and it stops pip from
 # resolving the newest torch with several GB of CUDA packages. Set TORCH_SPEC to choose another (e.g. on a GPU box).
 set -euo pipefail
@@ -23,19 +22,6 @@ cjk_font() {
       || echo "setup: could not install a Chinese font; Chinese labels may show as boxes" >&2
   else
     echo "setup: no Chinese font found: install one (Debian/Ubuntu: apt-get install fonts-wqy-microhei) so Chinese labels render" >&2
-  fi
-}
-jemalloc() {
-  # training re-executes itself under jemalloc when it is there (training.allocator: auto; studio/allocator.py)
-  for f in /usr/lib/*/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/lib/libjemalloc.so.2; do
-    [ -f "$f" ] && return 0
-  done
-  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libjemalloc2 >/dev/null) \
-      && echo "setup: installed jemalloc (libjemalloc2) for faster CPU training" \
-      || echo "setup: could not install jemalloc; training uses the system allocator" >&2
-  else
-    echo "setup: jemalloc not found: apt-get install libjemalloc2 makes CPU training faster (optional)" >&2
   fi
 }
 if [ "${1:-}" = "--fonts" ]; then cjk_font; exit 0; fi
@@ -60,5 +46,4 @@ if [ "${1:-}" = "--test" ] && [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 cjk_font
-jemalloc
 echo "setup: ready (.venv)"

@@ -1,4 +1,4 @@
-"""training.allocator: the training process re-executes itself once under jemalloc when the system has it."""
+"""training.allocator: with jemalloc (or auto and the library present) the training process re-executes itself once under it."""
 
 from __future__ import annotations
 
