@@ -6,7 +6,7 @@ is written or torch is imported), as Intel's CPU launchers do.
 
 ``training.allocator``: ``system`` (the default), ``jemalloc`` (an error when the library is missing), ``auto``
 (jemalloc when found). Measured (``benchmarks/train_throughput.py --workloads long --against training.allocator=system``,
-3 runs each, alternating): jemalloc held 3.9 GiB at peak against 6.6 GiB, but trained 308 tokens/s against 355, so it
+3 runs each, alternating): jemalloc held 3.8 GiB at peak against 6.5 GiB, but trained 308 tokens/s against 355, so it
 is an option for a machine short of memory, not the default.
 """
 
