@@ -16,9 +16,12 @@ import pytest
 
 from studio import config as C
 from studio.engine.access import AccessError
-from tests.helpers import web_context
+from tests.helpers import TEST_ROOTS, web_context
 
-OUTSIDE = ("/etc/passwd", "/etc", str(Path.home() / ".ssh"), str(Path(__file__).resolve().parents[2] / "README.md"))
+CHECKOUT_FILE = Path(__file__).resolve().parents[2] / "README.md"
+# the checkout's own files too, unless the checkout lies inside the temp folder a test studio may use (a clone in /tmp)
+OUTSIDE = ("/etc/passwd", "/etc", str(Path.home() / ".ssh")) + (
+    () if any(CHECKOUT_FILE.is_relative_to(root) for root in TEST_ROOTS) else (str(CHECKOUT_FILE),))
 REFUSED: list[str] = []  # what was refused, for the summary line
 
 
