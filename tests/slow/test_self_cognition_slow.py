@@ -1,5 +1,6 @@
-"""Self-cognition, slow tier: a short real run of the preset on the default model, then the identity probe on held-out
-questions must improve over the base. ``pytest -m slow tests/test_self_cognition_slow.py`` (about 2 minutes on 2 CPU cores).
+"""Self-cognition, slow tier: one short real run of the preset on the default model (shared by the tests), then the
+identity probe on held-out questions must improve over the base, and the identity must survive merge and GGUF export.
+``pytest -m slow tests/slow/test_self_cognition_slow.py`` (about 3 minutes on 2 CPU cores).
 
 A small general dataset is given, so no replay generation runs (that is cached per STUDIO_HOME and would dominate here).
 """
@@ -16,19 +17,30 @@ from studio.engine.selfcog import probe
 from studio.engine.selfcog.identity import default_system_of
 from studio.engine.train import runner
 from studio.paths import presets_dir
+from tests.helpers import write_jsonl
 
 NAMES = {"identity.name_zh": "小新", "identity.name_en": "Nova", "identity.author_zh": "新星实验室",
          "identity.author_en": "Nova Labs"}
 
 
-@pytest.mark.slow
-def test_short_self_cognition_run_improves_the_identity_probe(default_model_dir, alpaca_file, tmp_path):
+@pytest.fixture(scope="module")
+def trained(default_model_dir, tmp_path_factory):
+    """One short run of the preset (20 steps) for the tests below: (its config, its run folder)."""
+    tmp = tmp_path_factory.mktemp("selfcog")
+    data = write_jsonl(tmp / "alpaca.jsonl", [{"instruction": f"Say the number {i}.", "input": "",
+                                                "output": f"The number is {i}."} for i in range(24)])
     cfg = C.load(presets_dir() / "self_cognition.yaml", dict(NAMES, **{
-        "data.datasets": [str(alpaca_file)], "identity.samples": 96, "identity.replay_samples": 32, "identity.probe": False,
+        "data.datasets": [str(data)], "identity.samples": 96, "identity.replay_samples": 32, "identity.probe": False,
         "training.max_steps": 20, "training.logging_steps": 5}))
-    run_dir = tmp_path / "run"
+    run_dir = tmp / "run"
     run_dir.mkdir()
     assert runner.run(cfg, run_dir) == 0, (run_dir / "train.log").read_text(encoding="utf-8")[-3000:]
+    return cfg, run_dir
+
+
+@pytest.mark.slow
+def test_short_self_cognition_run_improves_the_identity_probe(trained):
+    cfg, run_dir = trained
     assert (run_dir / "adapter" / "adapter_config.json").is_file()
     rows = [json.loads(line) for line in (run_dir / "identity.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 96 and all("{{" not in r["output"] for r in rows)
@@ -44,19 +56,14 @@ def test_short_self_cognition_run_improves_the_identity_probe(default_model_dir,
 
 
 @pytest.mark.slow
-def test_identity_survives_merge_and_gguf(default_model_dir, alpaca_file, tmp_path):
+def test_identity_survives_merge_and_gguf(trained, tmp_path):
     """The seeds' whole path: train -> `studio export` (merged model + GGUF f16) -> chat with each. The merged model gives
     the adapter's very answers; the GGUF (f16 rounding) gives the same identity verdict on every question."""
     from studio.cli import main
     from studio.engine.generate import ChatModel
     from studio.engine.selfcog.scoring import score_identity
 
-    cfg = C.load(presets_dir() / "self_cognition.yaml", dict(NAMES, **{
-        "data.datasets": [str(alpaca_file)], "identity.samples": 96, "identity.replay_samples": 32, "identity.probe": False,
-        "training.max_steps": 20, "training.logging_steps": 5}))
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    assert runner.run(cfg, run_dir) == 0, (run_dir / "train.log").read_text(encoding="utf-8")[-3000:]
+    _, run_dir = trained
     out = tmp_path / "export"
     assert main(["export", "--adapter", str(run_dir / "adapter"), "--out", str(out), "--gguf", "f16"]) == 0
     gguf = next(out.rglob("*.gguf"))
