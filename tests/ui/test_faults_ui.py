@@ -127,7 +127,7 @@ def _step(run_dir: Path) -> int:
 
 @pytest.mark.slow  # two studio start-ups and a training child: about a minute, more on a busy machine
 def test_studio_killed_mid_run_restarts_reattaches_and_the_run_finishes(tmp_path, tiny_model_dir):
-    steps = 20
+    steps = 60  # enough that the restarted studio still finds it running (20 steps once finished first)
     home = studio_home(tmp_path, tiny_model_dir)
     first = Studio(home)
     second, record = None, {}
