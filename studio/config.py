@@ -199,6 +199,10 @@ class IdentitySection:
     second_turn: float = opt(0.0, "Share of the identity rows asked as the second turn of a conversation, after a general "
                              "exchange from the replay rows.", min=0.0, max=1.0, help_zh="作为对话第二轮提问的身份样本比例",
                              advanced=True)
+    distill: float = opt(0.0, "Self-distillation weight: the general rows' answers also pull the tuned model's next-token "
+                         "distribution towards the base model's (KL, the adapter off is the base; LoRA/QLoRA only). "
+                         "0: off.", min=0.0, max=100.0, help_zh="自蒸馏权重：通用样本上让微调模型的分布贴近原模型（KL；仅 LoRA/QLoRA）",
+                         advanced=True)
     probe_split: str = opt("test", "Which general questions the probe reports retention on: 'test' (asks dev and test, reports "
                            "test) or 'dev' (asks dev only: for choosing a recipe without seeing the test split).",
                            choices=("test", "dev"), help_zh="探测报告的通用问题划分：test（报告测试集）或 dev（只问开发集，用于调参）",
@@ -457,6 +461,12 @@ def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
         errors += _rl_errors(cfg)
     if cfg.method.stage == "pt" and cfg.identity.name_en.strip():
         errors.append("identity.name_en: self-cognition trains question/answer rows (stage sft), not plain text (stage pt)")
+    if cfg.identity.distill > 0 and not cfg.identity.name_en.strip():
+        errors.append(f"identity.distill={cfg.identity.distill}: self-distillation keeps the general rows of a "
+                      "self-cognition run at the base; set identity.name_en too (or distill 0)")
+    if cfg.identity.distill > 0 and (cfg.method.stage != "sft" or cfg.method.finetuning_type not in ("lora", "qlora")):
+        errors.append(f"identity.distill={cfg.identity.distill}: self-distillation needs stage sft with finetuning_type lora "
+                      "or qlora (the base is the model with its adapter off)")
     if cfg.method.stage == "rm" and cfg.method.finetuning_type == "qlora":
         errors.append("method.finetuning_type='qlora': not available for stage rm (the reward model is saved merged; use lora)")
     if cfg.method.stage == "kto" and cfg.training.per_device_train_batch_size < 2:

@@ -225,8 +225,11 @@ class PreparedData:
     report: dict
 
 
-def prepare_sft_data(data_cfg, tokenizer, cutoff_len: int, seed: int, extra_specs: list[str] = ()) -> PreparedData:
-    """Load, mix, render and split every dataset of a run; the report counts rows, truncations and skips."""
+def prepare_sft_data(data_cfg, tokenizer, cutoff_len: int, seed: int, extra_specs: list[str] = (),
+                     distill_specs: tuple[str, ...] = ()) -> PreparedData:
+    """Load, mix, render and split every dataset of a run; the report counts rows, truncations and skips.
+
+    With ``distill_specs``, every example carries ``distill`` (1 for rows of those datasets: engine/train/distill.py)."""
     import random
 
     per_dataset, rows, skipped = [], [], []
@@ -251,6 +254,8 @@ def prepare_sft_data(data_cfg, tokenizer, cutoff_len: int, seed: int, extra_spec
             emptied += 1
             continue
         examples.append({"input_ids": r.input_ids, "labels": r.labels})
+        if distill_specs:
+            examples[-1]["distill"] = int(spec in distill_specs)
     if not examples:
         raise DataError("no trainable rows: every row was skipped or truncated away (check the data and training.cutoff_len)")
     random.Random(seed).shuffle(examples)

@@ -49,7 +49,9 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, extra_specs: l
 
     tokenizer = common.start(cfg)
     prepare = prepare_pt_data if cfg.method.stage == "pt" else prepare_sft_data  # pt: plain text, packed, all tokens trained
-    data = prepare(cfg.data, tokenizer, cfg.training.cutoff_len, cfg.training.seed, extra_specs)
+    distill = distill_specs(cfg, extra_specs)
+    kwargs = {"distill_specs": distill} if distill else {}
+    data = prepare(cfg.data, tokenizer, cfg.training.cutoff_len, cfg.training.seed, extra_specs, **kwargs)
     common.write_data_report(run_dir, data.report)
     log(f"data: {data.report['train_rows']} train rows, {data.report['eval_rows']} eval rows, "
         f"{data.report['truncated_rows']} truncated at cutoff_len={cfg.training.cutoff_len}, "
@@ -59,6 +61,19 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, extra_specs: l
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(data.train),
                          eval_dataset=Dataset.from_list(data.eval) if data.eval else None, callbacks=callbacks)
     common.use_fast_paths(trainer, cfg, log)
+    if distill:
+        from studio.engine.train.distill import use_self_distillation
+
+        use_self_distillation(trainer, cfg.identity.distill, log)
     return trainer, tokenizer, data
+
+
+def distill_specs(cfg: RunConfig, extra_specs: list[str]) -> tuple[str, ...]:
+    """The general datasets whose rows are distilled (identity.distill > 0): every one but the identity rows."""
+    if cfg.identity.distill <= 0 or cfg.method.stage != "sft" or not cfg.identity.name_en.strip():
+        return ()
+    from studio.engine.selfcog.identity import IDENTITY_FILE
+
+    return tuple(s for s in list(cfg.data.datasets) + list(extra_specs) if Path(s).name != IDENTITY_FILE)
 
 

@@ -1,0 +1,89 @@
+"""Self-distillation on general rows: a KL term that keeps the tuned model's next-token distribution at the base model's.
+
+Self-cognition teaches a new name on a few hundred rows; plain SFT on replay rows (the base's own greedy answers) only
+pins the top token of each answer, so the rest of the distribution drifts and nearby answers flip. Here the rows of the
+general datasets (replay, or the user's general data) also carry ``distill: 1``; for their trained positions the loss
+adds ``weight * KL(base || tuned)`` per token, where "base" is the same model with the LoRA adapter off (one model in
+memory, one extra forward without gradients per step, the LM head applied only at those positions).
+
+``use_self_distillation(trainer, weight)`` installs it on a built TRL trainer: a collator wrapper turns the per-row flag
+into a per-token mask that follows the batch layout (padding-free pack or padded rows), and ``compute_loss`` adds the term
+and logs its value as ``distill_kl``. Needs a PEFT model (``disable_adapter``); the config check refuses it otherwise.
+"""
+
+from __future__ import annotations
+
+import torch
+
+DISTILL = "distill"
+
+
+class DistillCollator:
+    """Wraps a TRL language-modeling collator: examples may carry ``distill`` (0/1); the batch gets a token mask shaped
+    like ``input_ids`` (one packed row for padding-free batches, else right-padded rows)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __call__(self, examples: list[dict]) -> dict:
+        flags = [int(e.get(DISTILL, 0)) for e in examples]
+        batch = self.inner([{k: v for k, v in e.items() if k != DISTILL} for e in examples])
+        ids = batch["input_ids"]
+        rows = [torch.full((len(e["input_ids"]),), f, dtype=torch.bool) for e, f in zip(examples, flags)]
+        if ids.shape[0] == 1 and len(rows) > 1:  # padding-free: the rows were concatenated in order
+            rows = [torch.cat(rows)]
+        mask = torch.zeros(ids.shape, dtype=torch.bool)
+        for i, row in enumerate(rows):
+            mask[i, : len(row)] = row
+        batch[DISTILL] = mask
+        return batch
+
+
+def distill_kl(model, hidden: torch.Tensor, inputs: dict, mask: torch.Tensor) -> torch.Tensor:
+    """Mean per-token KL(base || tuned) over the trained positions of distilled rows; 0 when there are none.
+
+    ``hidden``: the tuned model's final hidden states [B, T, H] (with gradient); position t predicts token t + 1.
+    """
+    positions = (inputs["labels"][:, 1:] != -100) & mask[:, 1:]
+    if not bool(positions.any()):
+        return hidden.new_zeros((), dtype=torch.float32)
+    head = model.get_output_embeddings()
+    tuned = head(hidden[:, :-1][positions].to(head.weight.dtype)).float().log_softmax(-1)
+    decoder = model.get_base_model().base_model
+    kwargs = {k: v for k, v in inputs.items() if k not in ("labels", DISTILL, "fused_lm_head")}
+    with torch.no_grad(), model.disable_adapter():
+        base_hidden = decoder(**dict(kwargs, use_cache=False)).last_hidden_state
+        base = head(base_hidden[:, :-1][positions].to(head.weight.dtype)).float().log_softmax(-1)
+    return (base.exp() * (base - tuned)).sum(-1).mean()
+
+
+def use_self_distillation(trainer, weight: float, log=print) -> None:
+    """Add ``weight * KL(base || tuned)`` on distilled rows to ``trainer``'s training loss (see the module docstring)."""
+    model = trainer.model
+    if not hasattr(model, "disable_adapter"):
+        raise ValueError("self-distillation needs a LoRA/QLoRA model: the base is the model with its adapter off")
+    trainer.data_collator = DistillCollator(trainer.data_collator)
+    original = trainer.compute_loss
+    decoder = model.get_base_model().base_model
+
+    def compute_loss(model, inputs, return_outputs=False, num_items_in_batch=None):
+        mask = inputs.pop(DISTILL, None)
+        if mask is None or not model.training or not bool(mask.any()):
+            return original(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        captured = []
+        # the decoder's output is the tuned model's final hidden state (whichever LM-head path the trainer takes)
+        handle = decoder.register_forward_hook(lambda _m, _a, out: captured.append(out.last_hidden_state))
+        try:
+            result = original(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+        finally:
+            handle.remove()
+        kl = distill_kl(model, captured[0], inputs, mask.to(inputs["labels"].device))
+        metrics = getattr(trainer, "_metrics", None)
+        if metrics is not None:
+            metrics["train"]["distill_kl"].append(float(kl.detach()))
+        if return_outputs:
+            return result[0] + weight * kl, result[1]
+        return result + weight * kl
+
+    trainer.compute_loss = compute_loss
+    log(f"self-distillation: + {weight} x KL(base || tuned) on the general rows' answers (adapter off = base)")
