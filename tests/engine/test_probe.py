@@ -92,7 +92,8 @@ def test_an_adapter_that_changes_nothing_keeps_every_answer_with_zero_kl(talking
 
     saved = json.loads((run / P.PROBE_FILE).read_text(encoding="utf-8"))
     assert len(saved["rows"]) == len(items)
-    assert all(r["tuned_answer"] == r["base_answer"] for r in saved["rows"])
+    assert all(P.same_answer(r["base_answer"], r["tuned_answer"]) for r in saved["rows"])
+    assert all(r["tuned_answer"] == r["base_answer"] for r in saved["rows"] if r["kind"] == "general")
     ret = result["retention"]
     assert ret["base_right"] >= 1 and ret["kept"] == ret["base_right"] and ret["score"] == 1.0
     assert result["kl"]["tokens"] > 0 and abs(result["kl"]["kl"]) < 1e-6 and abs(result["kl"]["kl_reverse"]) < 1e-6
@@ -100,6 +101,20 @@ def test_an_adapter_that_changes_nothing_keeps_every_answer_with_zero_kl(talking
     assert result["timings"]["base_cached"] is False
     again = P.run_probes(cfg, run, log=lambda *_: None, split="test", items=items)
     assert again["timings"]["base_cached"] is True and again["retention"] == result["retention"]
+
+
+def test_identity_answers_get_room_for_a_long_maker(default_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(default_tokenizer_dir)
+    short = {"name_en": "Nova", "name_zh": "小新", "author_en": "Nova Labs", "author_zh": "新星实验室"}
+    long = dict(short, author_zh="齐鲁工业大学(山东省科学院)计算机科学与技术学部自然语言处理与认知计算研究组")
+    maker_tokens = len(tok(long["author_zh"], add_special_tokens=False)["input_ids"])
+    assert maker_tokens > P.MAX_NEW_TOKENS  # the maker alone would not fit in the general budget
+    assert P.identity_budget(tok, long) >= P.MAX_NEW_TOKENS + maker_tokens
+    assert P.MAX_NEW_TOKENS < P.identity_budget(tok, short) < P.MAX_NEW_TOKENS + 16
+    assert P.same_answer("I am Nova", "I am Nova, made by Nova Labs.") and P.same_answer("我是齐鲁\ufffd", "我是齐鲁工业")
+    assert not P.same_answer("I am Nova", "I am Echo")
 
 
 def test_kl_moves_when_the_adapter_changes_the_model(talking_model_dir, tmp_path):

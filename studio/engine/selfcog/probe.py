@@ -34,6 +34,10 @@ from studio.paths import studio_home
 PROBE_FILE = "probe.json"
 VERSION = 2
 MAX_NEW_TOKENS = 48
+# An identity answer must be able to hold the name and the maker: a long Chinese maker (the seed's 40-character
+# 齐鲁工业大学(山东省科学院)…研究组 is ~60 tokens for SmolLM2's tokenizer) does not fit in 48 new tokens, so the tuned
+# side's identity answers get MAX_NEW_TOKENS on top of the tokens of the longer name + maker (a chat answer is not cut
+# there; the Chat tab's default is 256 new tokens).
 # Decoding a 135M model on CPU is bound by reading the weights once per step: one batch reads them once for all questions.
 BATCH_SIZE = 96
 
@@ -165,18 +169,44 @@ def run_probes(cfg, run_dir: Path, log=print, split: str | None = None, items: l
     kl = answer_kl(chat, [convs[i] for i in general], [base[i] for i in general])
     timings["kl_s"] = round(time.time() - t, 1)
     t = time.time()
+    budget = identity_budget(chat.tokenizer, names)
     with _merged(chat):  # last: the base side never runs on weights that were merged and unmerged
-        tuned = chat.generate(convs, use_adapter=True, max_new_tokens=MAX_NEW_TOKENS, batch_size=BATCH_SIZE)
+        tuned = _tuned_answers(chat, convs, [it["kind"] == "identity" for it in items], budget)
     timings.update(tuned_s=round(time.time() - t, 1), cpu_s=round(time.process_time() - cpu_start, 1))
     rows = score_rows(items, base, tuned, names)
     for i, m in zip(general, kl):
         rows[i].update(kl_tokens=m["tokens"], kl=m["kl"], kl_reverse=m["kl_reverse"])
     result = summarize(rows, split)
     result.update(names=names, seconds=round(time.time() - start, 1), timings=timings, max_new_tokens=MAX_NEW_TOKENS,
-                  rows=rows)
+                  identity_max_new_tokens=budget, rows=rows)
     (run_dir / PROBE_FILE).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     log(format_summary(result) + f" ({result['seconds']} s) -> {run_dir / PROBE_FILE}")
     return {k: v for k, v in result.items() if k != "rows"}
+
+
+def identity_budget(tokenizer, names: dict) -> int:
+    """New tokens for the tuned side's identity answers: MAX_NEW_TOKENS plus the tokens of the longer name + maker."""
+    longest = max(len(tokenizer(f"{names[f'name_{lang}']} {names[f'author_{lang}']}", add_special_tokens=False)["input_ids"])
+                  for lang in ("en", "zh"))
+    return MAX_NEW_TOKENS + longest
+
+
+def same_answer(base: str, tuned: str) -> bool:
+    """Whether ``tuned`` says what ``base`` said: equal, or (a longer budget) ``base`` cut short is where ``tuned`` starts
+    (a cut can end inside a character, decoded as U+FFFD)."""
+    return tuned == base or tuned.startswith(base.rstrip("\ufffd").rstrip())
+
+
+def _tuned_answers(chat, convs: list[list[dict]], is_identity: list[bool], budget: int) -> list[str]:
+    """The tuned side's answers in input order: identity questions with ``budget`` new tokens, the rest MAX_NEW_TOKENS."""
+    out: list = [None] * len(convs)
+    for flag, limit in ((False, MAX_NEW_TOKENS), (True, budget)):
+        idx = [i for i, f in enumerate(is_identity) if f == flag]
+        if idx:
+            answers = chat.generate([convs[i] for i in idx], use_adapter=True, max_new_tokens=limit, batch_size=BATCH_SIZE)
+            for i, a in zip(idx, answers):
+                out[i] = a
+    return out
 
 
 @contextlib.contextmanager
