@@ -220,7 +220,16 @@ def test_build_datasets_keeps_the_template_by_default_and_uses_given_datasets_as
     specs = I.build_datasets(cfg, tmp_path, log=lambda *_: None)
     assert specs == [str(tmp_path / I.IDENTITY_FILE)]  # no replay: the given dataset is the general data
     rows = _read(tmp_path / I.IDENTITY_FILE)
-    assert len(rows) == len(I.load_identity_templates()) and not any("system" in r for r in rows)
+    assert len(rows) == len(I.load_identity_templates())
+    # the preset's variety: generic system prompts from the pool on some rows, never the template's old default
+    with_system = [r for r in rows if "system" in r]
+    assert 0.1 < len(with_system) / len(rows) < 0.4 and not any("SmolLM" in r["system"] for r in with_system)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    cfg = _cfg(plain, default_tokenizer_dir, alpaca_file,
+               **{"identity.samples": 0, "identity.system_variety": 0.0, "identity.second_turn": 0.0})
+    I.build_datasets(cfg, plain, log=lambda *_: None)
+    assert not any("system" in r or "history" in r for r in _read(plain / I.IDENTITY_FILE))
     assert cfg.model.chat_template == template_before and not (tmp_path / I.TEMPLATE_FILE).exists()
 
 

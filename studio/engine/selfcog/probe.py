@@ -34,10 +34,6 @@ from studio.paths import studio_home
 PROBE_FILE = "probe.json"
 VERSION = 2
 MAX_NEW_TOKENS = 48
-# An identity answer must be able to hold the name and the maker: a long Chinese maker (the seed's 40-character
-# 齐鲁工业大学(山东省科学院)…研究组 is ~60 tokens for SmolLM2's tokenizer) does not fit in 48 new tokens, so the tuned
-# side's identity answers get MAX_NEW_TOKENS on top of the tokens of the longer name + maker (a chat answer is not cut
-# there; the Chat tab's default is 256 new tokens).
 # Decoding a 135M model on CPU is bound by reading the weights once per step: one batch reads them once for all questions.
 BATCH_SIZE = 96
 
@@ -185,7 +181,11 @@ def run_probes(cfg, run_dir: Path, log=print, split: str | None = None, items: l
 
 
 def identity_budget(tokenizer, names: dict) -> int:
-    """New tokens for the tuned side's identity answers: MAX_NEW_TOKENS plus the tokens of the longer name + maker."""
+    """New tokens for the tuned side's identity answers: MAX_NEW_TOKENS plus the tokens of the longer name + maker.
+
+    An identity answer must be able to hold the name and the maker: the seed's long Chinese maker
+    (齐鲁工业大学(山东省科学院)…研究组) is 78 tokens for SmolLM2's tokenizer and never fit in 48 new tokens. A chat
+    answer is not cut there either (the Chat tab's default is 256 new tokens)."""
     longest = max(len(tokenizer(f"{names[f'name_{lang}']} {names[f'author_{lang}']}", add_special_tokens=False)["input_ids"])
                   for lang in ("en", "zh"))
     return MAX_NEW_TOKENS + longest
