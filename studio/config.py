@@ -203,9 +203,11 @@ class IdentitySection:
                          "distribution towards the base model's (KL, the adapter off is the base; LoRA/QLoRA only). "
                          "0: off.", min=0.0, max=100.0, help_zh="自蒸馏权重：通用样本上让微调模型的分布贴近原模型（KL；仅 LoRA/QLoRA）",
                          advanced=True)
-    probe_split: str = opt("test", "Which general questions the probe reports retention on: 'test' (asks dev and test, reports "
-                           "test) or 'dev' (asks dev only: for choosing a recipe without seeing the test split).",
-                           choices=("test", "dev"), help_zh="探测报告的通用问题划分：test（报告测试集）或 dev（只问开发集，用于调参）",
+    probe_split: str = opt("test", "Which general questions the probe asks and reports retention on: 'test' (the test "
+                           "split), 'dev' (dev only: for choosing a recipe without seeing the test split) or 'both' (asks "
+                           "dev and test, reports test; slower).",
+                           choices=("test", "dev", "both"),
+                           help_zh="探测使用的通用问题划分：test（测试集）、dev（只问开发集，用于调参）或 both（两者都问，报告测试集，较慢）",
                            advanced=True)
 
 

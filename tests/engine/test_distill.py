@@ -11,7 +11,7 @@ import torch
 
 from studio import config as C
 from studio.engine import rundir
-from studio.engine.train.distill import DISTILL, DistillCollator, distill_kl
+from studio.engine.train.distill import DISTILL, DistillCollator, distill_kl, distilled_rows
 from studio.engine.train.runner import run
 
 
@@ -71,6 +71,48 @@ def test_kl_is_zero_for_a_null_adapter_and_trains_only_the_adapter(tiny_model_di
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert grads and all("lora_" in n for n in grads)
     assert float(distill_kl(model, torch.zeros(2, 12, 32), inputs, torch.zeros_like(mask))) == 0.0  # nothing distilled
+
+
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_the_base_forward_on_the_distilled_rows_alone_gives_the_kl_of_the_whole_batch(tiny_model_dir, padding_free):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from studio.engine.train.fast_paths import use_packed_attention
+
+    model = _peft(tiny_model_dir)
+    use_packed_attention(model)  # as training does: a pack's rows attend only within themselves
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    g = torch.Generator().manual_seed(1)
+    examples = []
+    for n, flag in zip((7, 5, 9, 6, 4), (0, 1, 0, 1, 1)):
+        ids = torch.randint(10, 1000, (n,), generator=g).tolist()
+        examples.append({"input_ids": ids, "labels": [-100] * 2 + ids[2:], DISTILL: flag})
+    batch = DistillCollator(DataCollatorForLanguageModeling(pad_token_id=0, padding_free=padding_free))(examples)
+    mask = batch.pop(DISTILL)
+    inputs = dict(batch)
+    sub, _ = distilled_rows({k: v for k, v in inputs.items() if k != "labels"}, mask,
+                            (inputs["labels"][:, 1:] != -100) & mask[:, 1:])
+    if padding_free:  # the identity rows are left out of the base forward
+        assert sub["input_ids"].numel() == sum(len(e["input_ids"]) for e in examples if e[DISTILL])
+        assert sub["cu_seq_lens_q"].tolist() == [0, 5, 11, 15] and sub["position_ids"].tolist()[0][5:7] == [0, 1]
+    else:
+        assert sub["input_ids"].shape[0] == 3 and sub["attention_mask"].sum() == 15
+    decoder = model.get_base_model().base_model
+    model_inputs = {k: v for k, v in inputs.items() if k != "labels"}
+    with torch.no_grad():
+        hidden = decoder(**model_inputs).last_hidden_state
+        kl = distill_kl(model, hidden, inputs, mask)
+        # the reference: the base forward over the whole batch, as before the cut
+        positions = (inputs["labels"][:, 1:] != -100) & mask[:, 1:]
+        head = model.get_output_embeddings()
+        tuned = head(hidden[:, :-1][positions]).log_softmax(-1)
+        with model.disable_adapter():
+            base = head(decoder(**model_inputs).last_hidden_state[:, :-1][positions]).log_softmax(-1)
+        reference = (base.exp() * (base - tuned)).sum(-1).mean()
+    assert float(kl) > 1e-3 and float(kl) == pytest.approx(float(reference), rel=1e-4)
 
 
 def _cfg(tiny_model_dir, alpaca_file, **extra):

@@ -199,7 +199,10 @@ def test_probe_items_ask_every_identity_question_in_each_setting_and_the_splits_
     ident, general = Q.load_identity_questions(), Q.load_retention_questions()
     test = P.probe_items("test", "You are SmolLM.")
     assert sum(i["kind"] == "identity" for i in test) == 4 * len(ident)
-    assert sum(i["kind"] == "general" for i in test) == len(general)
+    assert {i["split"] for i in test if i["kind"] == "general"} == {"test"}  # the preset asks only what it reports
+    assert sum(i["kind"] == "general" for i in test) == sum(q["split"] == "test" for q in general)
+    both = P.probe_items("both", "You are SmolLM.")
+    assert sum(i["kind"] == "general" for i in both) == len(general)
     dev = P.probe_items("dev", "")
     assert sum(i["kind"] == "identity" for i in dev) == 3 * len(ident)  # no default system prompt to give
     assert {i["split"] for i in dev if i["kind"] == "general"} == {"dev"}  # the test split stays unseen
@@ -239,6 +242,8 @@ def test_summarize_scores_identity_per_language_and_setting_and_retention_and_kl
     assert ret["splits"]["dev"]["score"] == 1.0
     assert s["kl"]["kl"] == pytest.approx((0.1 * 10 + 0.3 * 30 + 0.0 * 10 + 0.2 * 10) / 60)  # weighted by tokens
     assert s["kl"]["splits"]["dev"]["kl"] == 1.0
+    assert P.summarize(_rows(), "both")["retention"]["split"] == "test"  # 'both' reports test, dev beside it
+    assert P.summarize(_rows(), "dev")["retention"]["score"] == 1.0
     text = P.format_summary(s)
     assert "retention (test) 50% (1/2" in text and "weakest: second_turn 0%" in text and "KL 0.2000" in text
 

@@ -50,12 +50,24 @@ def _answer_logprobs(model, prompts: list[list[int]], answers: list[list[int]], 
     for row, s in enumerate(seqs):  # right padding: the pads come after every position that is read
         ids[row, : len(s)] = torch.tensor(s)
         mask[row, : len(s)] = 1
-    logits = model(input_ids=ids, attention_mask=mask).logits
+    # the logits at position t predict token t + 1: the answer's tokens are predicted from len(p) - 1 on. Only the
+    # positions from the shortest prompt's end on go through the LM head (a 49k-word head over the prompts is ~10% of
+    # this pass); the model's own forward does it (logits_to_keep), so any scaling or capping of its logits still applies
+    first = min(len(p) for p in prompts) - 1 if _keeps_logits(model) else 0
+    kwargs = {"logits_to_keep": torch.arange(first, width)} if first else {}
+    logits = model(input_ids=ids, attention_mask=mask, **kwargs).logits
     out = []
     for row, (p, a) in enumerate(zip(prompts, answers)):
-        # the logits at position t predict token t + 1: the answer's tokens are predicted from len(p) - 1 on
-        out.append(torch.log_softmax(logits[row, len(p) - 1: len(p) + len(a) - 1].float(), dim=-1))
+        out.append(torch.log_softmax(logits[row, len(p) - 1 - first: len(p) + len(a) - 1 - first].float(), dim=-1))
     return out
+
+
+def _keeps_logits(model) -> bool:
+    """Whether the causal LM's forward takes ``logits_to_keep`` (transformers' models do; a custom one may not)."""
+    import inspect
+
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(causal.forward).parameters
 
 
 def mean_kl(results: list[dict], key: str = "kl") -> float | None:

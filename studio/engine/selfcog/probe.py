@@ -7,8 +7,9 @@
 - **Retention**: general questions with accepted answers (``assets/general/retention_questions.json``), split into
   ``dev`` (for choosing a recipe) and ``test`` (only for reporting). Retention = the share of the questions the base
   answers right that the tuned model still answers right (kept / base-right); an answer that names the new identity is
-  wrong. ``split="test"`` (the preset's default, ``identity.probe_split``) asks both splits and reports test;
-  ``split="dev"`` asks only dev, so recipe search never sees the test questions.
+  wrong. ``split="test"`` (the preset's default, ``identity.probe_split``) asks and reports the test questions only;
+  ``split="dev"`` asks only dev, so recipe search never sees the test questions; ``split="both"`` asks both and reports
+  test (dev and test side by side, ~110 more questions to answer).
 - **KL**: the mean per-token KL(tuned ‖ base) on the base's own greedy answers to the general questions
   (``divergence.py``), per split; it moves before answers flip.
 
@@ -126,6 +127,7 @@ def summarize(rows: list[dict], split: str = "test") -> dict:
     """Identity (per language and setting), retention and KL (per split; the top level holds ``split``)."""
     general = [r for r in rows if r["kind"] == "general"]
     splits = [s for s in Q.SPLITS if any(r.get("split") == s for r in general)]
+    split = Q.reported_split(split)
     retention = {s: _retention_scores([r for r in general if r.get("split") == s]) for s in splits}
     kl = {s: _kl_scores([r for r in general if r.get("split") == s]) for s in splits}
     empty = _retention_scores([])

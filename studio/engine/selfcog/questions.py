@@ -25,6 +25,8 @@ from studio.engine.selfcog.scoring import normalize
 from studio.paths import assets_dir
 
 SPLITS = ("dev", "test")
+# what a probe may be asked to report: a split, or ``both`` (asks dev and test, reports test: the two side by side)
+PROBE_SPLITS = SPLITS + ("both",)
 LANGS = ("en", "zh")
 SETTINGS = ("none", "default_system", "user_system", "second_turn")
 USER_SYSTEM = {"en": "You are a helpful assistant.", "zh": "你是一个乐于助人的助手。"}
@@ -68,11 +70,17 @@ def load_identity_questions() -> list[dict]:
 
 
 def splits_asked(split: str) -> tuple[str, ...]:
-    """The splits a probe reporting ``split`` asks: ``dev`` asks dev only (the test split stays unseen while a recipe is
-    chosen); ``test`` asks both, so the final report shows dev and test side by side."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}: use one of {SPLITS}")
-    return ("dev",) if split == "dev" else SPLITS
+    """The splits a probe for ``split`` asks: ``dev`` asks dev only (the test split stays unseen while a recipe is
+    chosen), ``test`` asks test only (what is reported; the preset's probe, so the dev questions cost it no time),
+    ``both`` asks both and reports test, so dev and test show side by side."""
+    if split not in PROBE_SPLITS:
+        raise ValueError(f"split={split!r}: use one of {PROBE_SPLITS}")
+    return SPLITS if split == "both" else (split,)
+
+
+def reported_split(split: str) -> str:
+    """The split whose retention and KL a probe for ``split`` reports (``both`` reports test)."""
+    return "test" if split == "both" else split
 
 
 # ----------------------------------------------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Self-cognition teaches a new name on a few hundred rows; plain SFT on replay row
 pins the top token of each answer, so the rest of the distribution drifts and nearby answers flip. Here the rows of the
 general datasets (replay, or the user's general data) also carry ``distill: 1``; for their trained positions the loss
 adds ``weight * KL(base || tuned)`` per token, where "base" is the same model with the LoRA adapter off (one model in
-memory, one extra forward without gradients per step, the LM head applied only at those positions).
+memory, one extra forward without gradients per step over the distilled rows only, the LM head applied only at those
+positions).
 
 ``use_self_distillation(trainer, weight)`` installs it on a built TRL trainer: a collator wrapper turns the per-row flag
 into a per-token mask that follows the batch layout (padding-free pack or padded rows), and ``compute_loss`` adds the term
@@ -51,10 +52,42 @@ def distill_kl(model, hidden: torch.Tensor, inputs: dict, mask: torch.Tensor) ->
     tuned = head(hidden[:, :-1][positions].to(head.weight.dtype)).float().log_softmax(-1)
     decoder = model.get_base_model().base_model
     kwargs = {k: v for k, v in inputs.items() if k not in ("labels", DISTILL, "fused_lm_head")}
+    sub, picked = distilled_rows(kwargs, mask, positions)
     with torch.no_grad(), model.disable_adapter():
-        base_hidden = decoder(**dict(kwargs, use_cache=False)).last_hidden_state
-        base = head(base_hidden[:, :-1][positions].to(head.weight.dtype)).float().log_softmax(-1)
+        base_hidden = decoder(**dict(sub, use_cache=False)).last_hidden_state
+        base = head(base_hidden[:, :-1][picked].to(head.weight.dtype)).float().log_softmax(-1)
     return (base.exp() * (base - tuned)).sum(-1).mean()
+
+
+def distilled_rows(inputs: dict, mask: torch.Tensor, positions: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """The model inputs cut down to the distilled rows (the base forward runs on those only: the identity rows are about
+    half the tokens) and the predicting positions in that cut, in the same order as ``positions`` selects them.
+
+    Padded rows: the rows with a flag. A padding-free pack (one row, ``cu_seq_lens_q``): the flagged segments, packed
+    again with their own boundaries (rows attend only within themselves, so each row's hidden states are unchanged)."""
+    ids = inputs["input_ids"]
+    if ids.shape[0] > 1 or "cu_seq_lens_q" not in inputs:
+        rows = mask.any(1)
+        if bool(rows.all()):
+            return inputs, positions
+        return ({k: v[rows] if torch.is_tensor(v) and v.dim() and v.shape[0] == ids.shape[0] else v
+                 for k, v in inputs.items()}, positions[rows])
+    keep = mask[0]
+    if bool(keep.all()):
+        return inputs, positions
+    cu = inputs["cu_seq_lens_q"]
+    lengths = (cu[1:] - cu[:-1])[keep[cu[:-1].clamp(max=keep.numel() - 1)] & (cu[1:] > cu[:-1])]
+    bounds = torch.cat([cu.new_zeros(1), lengths.cumsum(0).to(cu.dtype)])
+    sub = {k: v[:, keep] if torch.is_tensor(v) and v.dim() == 2 and v.shape[1] == keep.numel() else v
+           for k, v in inputs.items()}
+    longest = int(lengths.max())
+    sub.update(cu_seq_lens_q=bounds, cu_seq_lens_k=bounds.clone(), max_length_q=longest, max_length_k=longest)
+    if "seq_idx" in sub:  # the row index of each token, numbered again from 0
+        sub["seq_idx"] = torch.repeat_interleave(torch.arange(len(lengths)), lengths.cpu()).unsqueeze(0).to(ids.device)
+    # position t (< T - 1) predicts t + 1; a kept position's next token is kept too (rows are whole), so in the cut the
+    # prediction pairs are the same, in the same order
+    picked = torch.cat([positions[0], positions.new_zeros(1)])[keep][:-1].unsqueeze(0)
+    return sub, picked
 
 
 def use_self_distillation(trainer, weight: float, log=print) -> None:
