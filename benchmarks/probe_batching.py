@@ -5,7 +5,7 @@
 RUN_DIR is a finished self-cognition run (its adapter/). The adapter is merged as the probe does, then the tuned side
 answers the probe's identity questions (with the probe's identity budget) and general questions at each batch size,
 the sizes alternating round by round; printed per size: seconds for each part and whether every answer equals the first
-size's. Chose ``probe.IDENTITY_BATCH_SIZE`` (48) and ``probe.BATCH_SIZE`` (96, the general answers).
+size's. Chose ``probe.IDENTITY_BATCH_SIZE`` (32) and ``probe.BATCH_SIZE`` (96, the general answers).
 """
 
 from __future__ import annotations

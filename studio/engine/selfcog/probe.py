@@ -38,9 +38,10 @@ MAX_NEW_TOKENS = 48
 # Decoding a 135M model on CPU is bound by reading the weights once per step: one batch reads them once for all questions.
 BATCH_SIZE = 96
 # The tuned side's identity answers end at very different lengths (a short "I am Nova." or a loop to the budget), and a
-# batch runs until its last answer ends: smaller batches stop sooner (96 -> 48: tuned identity answers 91 -> 71 s, the
-# very same answers; the general answers were fastest at 96)
-IDENTITY_BATCH_SIZE = 48
+# batch runs until its last answer ends: smaller batches stop sooner. benchmarks/probe_batching.py (192 identity and
+# 112 general questions, the very same answers at every size): identity 99.0 s at 96, 86.5 s at 48, 80.2 s at 32;
+# general 31-32 s at all three
+IDENTITY_BATCH_SIZE = 32
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
