@@ -51,8 +51,8 @@ def _answer_logprobs(model, prompts: list[list[int]], answers: list[list[int]], 
         ids[row, : len(s)] = torch.tensor(s)
         mask[row, : len(s)] = 1
     # the logits at position t predict token t + 1: the answer's tokens are predicted from len(p) - 1 on. Only the
-    # positions from the shortest prompt's end on go through the LM head (a 49k-word head over the prompts is ~10% of
-    # this pass); the model's own forward does it (logits_to_keep), so any scaling or capping of its logits still applies
+    # positions from the shortest prompt's end on go through the LM head (a 49k-word head over prompt positions is work
+    # thrown away); the model's own forward does it (logits_to_keep), so any scaling or capping of its logits still applies
     first = min(len(p) for p in prompts) - 1 if _keeps_logits(model) else 0
     kwargs = {"logits_to_keep": torch.arange(first, width)} if first else {}
     logits = model(input_ids=ids, attention_mask=mask, **kwargs).logits
