@@ -156,6 +156,11 @@ class TrainingSection:
     labeled_lm_head: bool = opt(True, "SFT/DPO/KTO: project only the positions that are trained on through the LM head, in "
                                 "the weights' dtype, instead of TRL's all-position chunked head (exact up to rounding).",
                                 help_zh="只对参与训练的位置计算语言模型头（SFT/DPO/KTO）", advanced=True)
+    bf16_adapters: bool = opt(True, "LoRA over a bfloat16 frozen base on CPU: compute the adapters in bfloat16 under autocast "
+                              "(their weights, gradients and optimizer stay float32) instead of casting every activation "
+                              "to float32 and back (not exact: bfloat16 rounding).",
+                              help_zh="CPU 上 bfloat16 底座的 LoRA：适配器以 bfloat16 计算（权重、梯度与优化器仍为 float32）",
+                              advanced=True)
     allocator: str = opt("system", "Memory allocator of the training process: 'system' (glibc's malloc) or 'jemalloc' "
                          "(needs libjemalloc2; the process re-executes itself under it), which keeps freed memory for "
                          "reuse: measured on long rows, 41% less peak memory but 13% fewer tokens/s; 'auto': jemalloc when "

@@ -71,3 +71,54 @@ def test_labeled_lm_head_matches_trls_fused_head(model_and_batch, monkeypatch, c
     assert torch.allclose(ref_grad, got_grad, atol=1e-6, rtol=1e-4)
     # the unfused path still gives ordinary logits (generation, evaluation)
     assert model(input_ids=batch["input_ids"]).logits.shape[-1] == model.config.vocab_size
+
+
+def _lora_over_bf16(tiny_model_dir):
+    """The studio's LoRA layout on CPU: a bfloat16 frozen base, float32 adapters (B made non-zero so they count)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.bfloat16)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"), autocast_adapter_dtype=True)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.05)
+    return model
+
+
+def test_bf16_adapters_cast_the_adapter_weights_not_the_activations_and_keep_the_numbers(tiny_model_dir, model_and_batch):
+    import copy
+
+    _, batch = model_and_batch
+    model = _lora_over_bf16(tiny_model_dir)
+    fast = copy.deepcopy(model)
+    assert fast_paths.use_bf16_adapters(fast)
+    seen = {}
+    for m in (model, fast):
+        lora_a = m.base_model.model.model.layers[1].mlp.down_proj.lora_A["default"]
+        lora_a.register_forward_pre_hook(lambda mod, args, m=m: seen.__setitem__(id(m), args[0].dtype))
+    losses, grads = [], []
+    for m in (model, fast):
+        out = m(**batch)
+        out.loss.backward()
+        losses.append(out.loss.item())
+        grads.append(torch.cat([p.grad.flatten() for n, p in m.named_parameters() if p.requires_grad]))
+        assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32
+                   for p in m.parameters() if p.requires_grad)  # weights and gradients stay float32
+    assert seen[id(model)] == torch.float32 and seen[id(fast)] == torch.bfloat16  # PEFT's casts are gone
+    assert abs(losses[0] - losses[1]) < 1e-2 * abs(losses[0])
+    cos = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+    assert cos > 0.99, cos
+    assert not torch.equal(grads[0], grads[1])  # it did take the other path
+
+
+def test_bf16_adapters_leave_other_models_alone(tiny_model_dir, model_and_batch):
+    from peft import LoraConfig, get_peft_model
+
+    full, _ = model_and_batch  # float32, no adapters
+    assert not fast_paths.use_bf16_adapters(full)
+    fp32_lora = get_peft_model(full, LoraConfig(r=4, target_modules="all-linear"))  # a float32 base: nothing to gain
+    assert not fast_paths.use_bf16_adapters(fp32_lora)
+    assert all(m.cast_input_dtype_enabled for m in fp32_lora.modules() if hasattr(m, "cast_input_dtype_enabled"))

@@ -261,6 +261,9 @@ def use_fast_paths(trainer, cfg: RunConfig, log=print) -> None:
         if getattr(trainer, "ref_model", None) is not None:
             fast_paths.use_labeled_lm_head(trainer.ref_model, ("log_probs",))
         used += ["labeled LM head"] if ok else []
+    # measured on CPU only; on CUDA the trainer's own mixed precision is the place for this
+    if cfg.training.bf16_adapters and not torch.cuda.is_available() and fast_paths.use_bf16_adapters(trainer.model):
+        used.append("bf16 adapters")
     if used:
         log(f"speed: {', '.join(used)}")
 

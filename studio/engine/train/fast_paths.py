@@ -12,6 +12,13 @@
    forward projects only the positions whose label is not -100, in the weights' dtype (bf16 where the frozen base is
    bf16), takes log-softmax in fp32, and lets autograd reuse the saved logits. It returns the same fields TRL reads
    (log_probs, entropy, is_top1, label_mask, loss), so SFT, DPO, KTO, GRPO and RLOO all take it.
+
+3. LoRA adapters computed in bfloat16 over a bfloat16 base (``use_bf16_adapters``; not exact: bf16 rounding). PEFT keeps
+   the adapters' weights in float32 over a bfloat16 base (``autocast_adapter_dtype``) so that optimizer updates are not
+   rounded away, and to match them it casts every activation entering an adapter to float32 and the result back: on CPU
+   a large share of a step. Here the decoder runs under ``torch.autocast`` (bfloat16) with PEFT's own switch
+   ``cast_input_dtype_enabled`` off, so the small adapter weights are cast to bfloat16 instead of the activations; the
+   weights, their gradients and the optimizer stay float32.
 """
 
 from __future__ import annotations
@@ -164,4 +171,34 @@ def use_labeled_lm_head(model, outputs: tuple[str, ...] = ("log_probs", "entropy
                                    is_top1=full.get("is_top1"), label_mask=mask, aux_loss=None)
 
     target.forward = types.MethodType(forward, target)
+    return True
+
+
+# -- 3. bfloat16 adapters ------------------------------------------------------------------------------------------------
+
+
+def use_bf16_adapters(model) -> bool:
+    """Run ``model``'s decoder (a PEFT model over a bfloat16 base whose trained weights are float32) under bfloat16
+    autocast, without PEFT's float32 input casts. False, and nothing changed, for any other model."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    if not hasattr(model, "get_base_model"):
+        return False
+    target = model.get_base_model()
+    frozen = {p.dtype for p in target.parameters() if not p.requires_grad}
+    trained = {p.dtype for p in target.parameters() if p.requires_grad}
+    decoder = getattr(target, getattr(target, "base_model_prefix", ""), None)
+    if frozen != {torch.bfloat16} or trained != {torch.float32} or not isinstance(decoder, torch.nn.Module):
+        return False
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
+    inner, device_type = decoder.forward, next(target.parameters()).device.type
+
+    @functools.wraps(inner)
+    def forward(*args, **kwargs):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
+            return inner(*args, **kwargs)
+
+    decoder.forward = forward
     return True
