@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py [--runs 3] [--workloads short,long] [--model default]
     python benchmarks/train_throughput.py --workloads short --against training.labeled_lm_head=false   # one lever
+    python benchmarks/train_throughput.py --workloads long --against-commit 03bb8a4   # this code against a commit
 
 Workloads (benchmarks/workloads.py): ``short`` = 3 epochs of a 90-row identity set, cutoff 128, batch 8; ``long`` = 32
 multi-turn conversations of ~500 tokens, 1 epoch, cutoff 1024, batch 4. Both sides get the same model (the default model's
@@ -60,11 +61,11 @@ def cpu_ticks() -> int:
     return sum(fields) - fields[3] - fields[4]  # minus idle and iowait
 
 
-def run_child(argv: list[str], env: dict | None = None) -> dict:
+def run_child(argv: list[str], env: dict | None = None, cwd: Path = ROOT) -> dict:
     """Run one training process; its stdout, wall time, own CPU seconds, peak RSS, and other processes' CPU share."""
     hz = os.sysconf("SC_CLK_TCK")
     load, ticks, start = os.getloadavg()[0], cpu_ticks(), time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=cwd,
                             env=dict(os.environ, **(env or {})))
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -96,19 +97,33 @@ def plain_argv(w: Workload, model: str, data: Path, out: Path) -> list[str]:
             str(w.epochs), str(w.cutoff), str(w.batch), str(LORA_R), str(LORA_ALPHA), str(SEED)]
 
 
-def one_run(side: str, w: Workload, model: str, files: dict, work: Path, i: int, against: list[str] = ()) -> dict:
+def one_run(side: str, w: Workload, model: str, files: dict, work: Path, i: int, against: list[str] = (),
+            against_root: Path | None = None) -> dict:
     """One run of one side. With ``against`` (``--against KEY=VALUE``), the B side is the studio with those overrides
-    instead of plain TRL: one lever measured against the studio's defaults, the same way."""
+    instead of plain TRL: one lever measured against the studio's defaults, the same way. With ``against_root`` (a
+    checkout of ``--against-commit``), the B side is the studio's code at that commit, run from there."""
     out = work / f"{side}-{w.name}-{i}"
-    if side == "studio" or against:
-        extra = [a for s in (against if side != "studio" else ()) for a in ("--set", s)]
-        r = run_child(studio_argv(w, model, files["messages"], out) + extra)
+    b_side = side != "studio"
+    if not b_side or against or against_root:
+        extra = [a for s in (against if b_side else ()) for a in ("--set", s)]
+        if b_side and against_root:  # `python -m` puts the working folder first on sys.path: that commit's studio
+            r = run_child(studio_argv(w, model, files["messages"], out) + extra, {"PYTHONPATH": str(against_root)},
+                          cwd=against_root)
+        else:
+            r = run_child(studio_argv(w, model, files["messages"], out) + extra)
         r.update(studio_result(out))
     else:
         r = run_child(plain_argv(w, model, files["messages" if w.turns > 1 else "prompt_completion"], out))
         r.update(json.loads(r["stdout"].strip().splitlines()[-1]))
     r.pop("stdout", None)
     return r
+
+
+def checkout(rev: str, where: Path) -> Path:
+    """A detached git worktree of ``rev`` at ``where`` (removed again by the caller)."""
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
+                   capture_output=True, text=True)
+    return where
 
 
 def summarize(runs: list[dict], tokens: float, flops_per_token: float, peak_bf16: float, noisy: float) -> dict:
@@ -132,7 +147,8 @@ def flops_per_token(model_dir: str) -> float:
     return 4 * body  # forward 2x, backward to the activations 2x (frozen weights: no weight gradients)
 
 
-def bench(w: Workload, model: str, runs: int, work: Path, peak_bf16: float, noisy: float, against: list[str] = ()) -> dict:
+def bench(w: Workload, model: str, runs: int, work: Path, peak_bf16: float, noisy: float, against: list[str] = (),
+          against_root: Path | None = None) -> dict:
     from transformers import AutoTokenizer
 
     files = write(w, work / "data")
@@ -142,7 +158,7 @@ def bench(w: Workload, model: str, runs: int, work: Path, peak_bf16: float, nois
     results: dict[str, list[dict]] = {"studio": [], "plain": []}
     for i, pair in enumerate(order):
         for side in pair:
-            r = one_run(side, w, model, files, work, i, against)
+            r = one_run(side, w, model, files, work, i, against, against_root)
             results[side].append(r)
             print(f"  {w.name} run {i + 1}/{runs} {side:6s} {tokens / r['train_seconds']:7.1f} tokens/s  "
                   f"train {r['train_seconds']:6.1f} s  loss {r['final_loss']:.4f}  load before {r['load_before']:.2f}  "
@@ -175,6 +191,9 @@ def main() -> int:
     ap.add_argument("--against", action="append", default=[], metavar="KEY=VALUE",
                     help="compare the studio with itself under these overrides instead of with plain TRL (a lever); "
                          "'plain' in the output is then that variant")
+    ap.add_argument("--against-commit", default="", metavar="REV",
+                    help="compare the studio with its own code at this git commit (checked out in a temporary worktree, "
+                         "with the same defaults and --against overrides) instead of with plain TRL")
     args = ap.parse_args()
     from studio.engine.models import resolve_model
 
@@ -184,10 +203,17 @@ def main() -> int:
           f"load average {os.getloadavg()[0]:.2f}; {os.cpu_count()} CPUs", flush=True)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.workloads.split(","):
-            results[name] = bench(WORKLOADS[name], model, args.runs, Path(tmp), peak["bfloat16"], args.noisy, args.against)
-    if args.against:
-        print("B side ('plain' below): the studio with " + " ".join(args.against))
+        root = checkout(args.against_commit, Path(tmp) / "against") if args.against_commit else None
+        try:
+            for name in args.workloads.split(","):
+                results[name] = bench(WORKLOADS[name], model, args.runs, Path(tmp), peak["bfloat16"], args.noisy,
+                                      args.against, root)
+        finally:
+            if root:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(root)], check=False)
+    if args.against or args.against_commit:
+        print("B side ('plain' below): the studio" + (f" at commit {args.against_commit}" if args.against_commit else "")
+              + (" with " + " ".join(args.against) if args.against else ""))
     for name, res in results.items():
         report(name, res)
     if args.json:

@@ -73,6 +73,28 @@ def test_labeled_lm_head_matches_trls_fused_head(model_and_batch, monkeypatch, c
     assert model(input_ids=batch["input_ids"]).logits.shape[-1] == model.config.vocab_size
 
 
+@pytest.mark.parametrize("outputs", [("log_probs",), ("log_probs", "entropy", "mean_logits", "is_top1", "log_sum_sq_probs")])
+def test_labeled_log_probs_metrics_equal_the_textbook_formulas(monkeypatch, outputs):
+    """Each metric the sliced head computes from one shifted copy of the logits equals its definition on full logits."""
+    monkeypatch.setattr(fast_paths, "CHUNK", 7)  # several slices, the last one ragged
+    torch.manual_seed(0)
+    hidden, weight = torch.randn(30, 16, dtype=torch.float64), torch.randn(50, 16, dtype=torch.float64)
+    targets = torch.randint(0, 50, (30,))
+    targets[:5] = (hidden[:5] @ weight.T).argmax(-1)  # some positions whose target is the top token
+    got = fast_paths.labeled_log_probs(hidden, weight, targets, outputs)
+    logits = hidden @ weight.T
+    log_p = logits.log_softmax(-1)
+    want = {"log_probs": log_p.gather(-1, targets[:, None]).squeeze(-1), "entropy": -(log_p.exp() * log_p).sum(-1),
+            "mean_logits": logits.mean(-1), "is_top1": logits.argmax(-1) == targets,
+            "log_sum_sq_probs": torch.logsumexp(2 * log_p, -1)}
+    assert set(got) == set(outputs)
+    for key in outputs:
+        if key == "is_top1":
+            assert torch.equal(got[key], want[key]) and got[key][:5].all()
+        else:
+            assert torch.allclose(got[key].double(), want[key], atol=1e-5), key
+
+
 def _lora_over_bf16(tiny_model_dir):
     """The studio's LoRA layout on CPU: a bfloat16 frozen base, float32 adapters (B made non-zero so they count)."""
     from peft import LoraConfig, get_peft_model

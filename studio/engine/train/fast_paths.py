@@ -86,22 +86,16 @@ class _LabeledLogProbs(torch.autograd.Function):
                 out[key] = torch.empty_like(log_z)
         if "is_top1" in outputs:
             out["is_top1"] = torch.empty(n, dtype=torch.bool, device=h.device)
+        metrics = len(out) > 1
         for s in range(0, n, CHUNK):
             e = min(n, s + CHUNK)
             logits = F.linear(h[s:e], weight.detach()).float()
-            lz = torch.logsumexp(logits, dim=-1)
-            log_z[s:e] = lz
-            out["log_probs"][s:e] = logits.gather(-1, targets[s:e].unsqueeze(-1)).squeeze(-1) - lz
-            if "entropy" in out or "log_sum_sq_probs" in out:
-                log_p = logits - lz.unsqueeze(-1)
-                if "log_sum_sq_probs" in out:
-                    out["log_sum_sq_probs"][s:e] = torch.logsumexp(2 * log_p, dim=-1)
-                if "entropy" in out:
-                    out["entropy"][s:e] = -(log_p.exp() * log_p).sum(-1)
-            if "mean_logits" in out:
-                out["mean_logits"][s:e] = logits.mean(-1)
-            if "is_top1" in out:
-                out["is_top1"][s:e] = logits.argmax(-1) == targets[s:e]
+            tgt = targets[s:e].unsqueeze(-1)
+            if not metrics:
+                log_z[s:e] = lz = torch.logsumexp(logits, dim=-1)
+                out["log_probs"][s:e] = logits.gather(-1, tgt).squeeze(-1) - lz
+                continue
+            _slice_metrics(logits, tgt, s, e, log_z, out)
         ctx.save_for_backward(h, weight, targets, log_z)
         ctx.hidden_dtype = hidden.dtype
         keys = _keys(outputs)
@@ -118,7 +112,7 @@ class _LabeledLogProbs(torch.autograd.Function):
             e = min(h.shape[0], s + CHUNK)
             g = grad_lp[s:e].float()
             # d log p(t) / d logits = onehot(t) - softmax
-            grad_logits = (F.linear(h[s:e], weight).float() - log_z[s:e].unsqueeze(-1)).exp_().mul_(-g.unsqueeze(-1))
+            grad_logits = F.linear(h[s:e], weight).float().sub_(log_z[s:e].unsqueeze(-1)).exp_().mul_(-g.unsqueeze(-1))
             grad_logits.scatter_add_(-1, targets[s:e].unsqueeze(-1), g.unsqueeze(-1))
             grad_logits = grad_logits.to(weight.dtype)
             if want_h:
@@ -126,6 +120,28 @@ class _LabeledLogProbs(torch.autograd.Function):
             if want_w:
                 grad_w += (grad_logits.t() @ h[s:e]).float()
         return grad_h, (grad_w.to(weight.dtype) if want_w else None), None, None
+
+
+def _slice_metrics(logits: torch.Tensor, tgt: torch.Tensor, s: int, e: int, log_z: torch.Tensor, out: dict) -> None:
+    """log Z, log p(target) and the requested metrics of one slice of fp32 logits, which it overwrites. One max pass
+    (which is also the argmax), one exp into a second buffer, then row-wise dot products: entropy = log S - sum(e q) / S
+    and sum p^2 = sum(e e) / S^2 for q = logits - max, e = exp(q), S = sum(e). Computing log p, exp(log p) and their
+    product as separate full [slice x vocabulary] tensors cost about a third more time on long rows (it is a metric only)."""
+    top, idx = logits.max(dim=-1)
+    q = logits.sub_(top.unsqueeze(-1))
+    p = q.exp()
+    sum_p = p.sum(-1)
+    log_s = sum_p.log()
+    log_z[s:e] = top + log_s
+    out["log_probs"][s:e] = q.gather(-1, tgt).squeeze(-1) - log_s
+    if "entropy" in out:
+        out["entropy"][s:e] = log_s - torch.bmm(p.unsqueeze(1), q.unsqueeze(2)).view(-1) / sum_p
+    if "log_sum_sq_probs" in out:
+        out["log_sum_sq_probs"][s:e] = torch.bmm(p.unsqueeze(1), p.unsqueeze(2)).view(-1).log() - 2 * log_s
+    if "mean_logits" in out:
+        out["mean_logits"][s:e] = q.mean(-1) + top
+    if "is_top1" in out:
+        out["is_top1"][s:e] = idx == tgt.squeeze(-1)
 
 
 def labeled_log_probs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, outputs: tuple[str, ...]) -> dict:
