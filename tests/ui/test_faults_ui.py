@@ -127,7 +127,9 @@ def _step(run_dir: Path) -> int:
 
 @pytest.mark.slow  # two studio start-ups and a training child: about a minute, more on a busy machine
 def test_studio_killed_mid_run_restarts_reattaches_and_the_run_finishes(tmp_path, tiny_model_dir):
-    steps = 60  # enough that the restarted studio still finds it running (20 steps once finished first)
+    # the tiny model trains a step in ~10 ms, so the trainer is held (SIGSTOP) whenever the test does something slower
+    # than a step (killing the studio, starting the next one); 600 steps leave room for the tens it makes while polled
+    steps = 600
     home = studio_home(tmp_path, tiny_model_dir)
     first = Studio(home)
     second, record = None, {}
@@ -135,17 +137,20 @@ def test_studio_killed_mid_run_restarts_reattaches_and_the_run_finishes(tmp_path
         first.wait_up()
         started = first.client().predict(preset="", overrides=tiny_run(home, steps, "killed-ui"), api_name="/start_run")
         run_dir = Path(started["run_dir"])
-        wait_until(lambda: _step(run_dir) >= 2, RUN_TIMEOUT_S, "the run's second step", interval=0.1)
+        wait_until(lambda: _step(run_dir) >= 2, RUN_TIMEOUT_S, "the run's second step", interval=0.01)
         record = rundir.read_status(run_dir)
+        os.kill(record["pid"], signal.SIGSTOP)
         first.kill9()
         at_kill = _step(run_dir)
         assert child.is_job(record), "the trainer died with the studio"
         # the trainer goes on with no studio at all
-        wait_until(lambda: _step(run_dir) >= min(at_kill + 2, steps), RUN_TIMEOUT_S, "steps with no studio", interval=0.1)
-        unattended = _step(run_dir) - at_kill
-        # hold the trainer only while the new studio starts (its start-up time is the machine's, the run's length is the
-        # tiny model's): otherwise a fast run could end before there is anything to re-attach to
+        os.kill(record["pid"], signal.SIGCONT)
+        wait_until(lambda: _step(run_dir) >= at_kill + 2, RUN_TIMEOUT_S, "steps with no studio", interval=0.005)
+        # hold it again while the new studio starts (its start-up time is the machine's, the run's length is the tiny
+        # model's): otherwise the run could end before there is anything to re-attach to
         os.kill(record["pid"], signal.SIGSTOP)
+        unattended = _step(run_dir) - at_kill
+        assert unattended < steps - at_kill, "the run ended before the studio came back: nothing left to re-attach to"
         try:
             second = Studio(home)
             took = second.wait_up()
