@@ -4,36 +4,31 @@ defaults (A) against the same with ``--set`` overrides (B), alternating A B, B A
     python benchmarks/method_lever.py --set training.bf16_adapters=false [--methods dpo,kto] [--runs 3]
 
 Per method it prints the median and spread of the trainer's own ``train_runtime`` (the steps, not the model load), the
-final training loss, the load average before each run, and ``A/B=X.XX`` (B's median seconds over A's: above 1, the
+final training loss, the load average before each run and the CPU other processes used during it, and ``A/B=X.XX`` (B's median seconds over A's: above 1, the
 defaults are faster). ``--steps`` caps every preset at that many optimizer steps so a series stays short.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from train_throughput import ROOT, run_child, studio_result
 
 
 def one_run(preset: str, sets: list[str], steps: int, out: Path) -> dict:
     argv = [sys.executable, "-m", "studio.train", str(ROOT / "presets" / f"{preset}.yaml"), f"--output-dir={out}",
             "--set", f"training.max_steps={steps}"] + [a for s in sets for a in ("--set", s)]
-    load = os.getloadavg()[0]
-    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"{preset} {' '.join(sets)}: exit {proc.returncode}: {proc.stderr.strip()[-400:]}")
-    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    summary = next(m for m in metrics if m.get("kind") == "summary")
+    r = run_child(argv)  # the throughput benchmark's runner: wall, peak RSS, load before, others' CPU share
+    r.update(studio_result(out))
     log = (out / "train.log").read_text(errors="replace")
-    speed = next((ln.split("speed: ", 1)[1] for ln in log.splitlines() if "speed: " in ln), "none")
-    return {"seconds": summary["train_runtime"], "loss": summary.get("train_loss"), "load_before": load, "speed": speed}
+    r["speed"] = next((ln.split("speed: ", 1)[1] for ln in log.splitlines() if "speed: " in ln), "none")
+    return {"seconds": r["train_seconds"], "loss": r["final_loss"], "load_before": r["load_before"],
+            "others": r["others_cores"], "speed": r["speed"]}
 
 
 def series(preset: str, sets: list[str], runs: int, steps: int, work: Path) -> dict:
@@ -43,7 +38,7 @@ def series(preset: str, sets: list[str], runs: int, steps: int, work: Path) -> d
             r = one_run(preset, sets if side == "B" else [], steps, work / f"{preset}-{side}-{i}")
             got[side].append(r)
             print(f"  {preset} run {i + 1}/{runs} {side} {r['seconds']:6.1f} s  loss {r['loss']:.4f}  load before "
-                  f"{r['load_before']:.2f}  speed paths: {r['speed']}", flush=True)
+                  f"{r['load_before']:.2f}  others {r['others']:.2f} cores  speed paths: {r['speed']}", flush=True)
     med = {s: statistics.median(r["seconds"] for r in rs) for s, rs in got.items()}
     return {"median_s": med, "spread_s": {s: (min(r["seconds"] for r in rs), max(r["seconds"] for r in rs))
                                           for s, rs in got.items()},

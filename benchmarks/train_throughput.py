@@ -106,11 +106,8 @@ def one_run(side: str, w: Workload, model: str, files: dict, work: Path, i: int,
     b_side = side != "studio"
     if not b_side or against or against_root:
         extra = [a for s in (against if b_side else ()) for a in ("--set", s)]
-        if b_side and against_root:  # `python -m` puts the working folder first on sys.path: that commit's studio
-            r = run_child(studio_argv(w, model, files["messages"], out) + extra, {"PYTHONPATH": str(against_root)},
-                          cwd=against_root)
-        else:
-            r = run_child(studio_argv(w, model, files["messages"], out) + extra)
+        root = against_root if b_side and against_root else ROOT  # `python -m` runs the studio found in its cwd
+        r = run_child(studio_argv(w, model, files["messages"], out) + extra, {"PYTHONPATH": str(root)}, cwd=root)
         r.update(studio_result(out))
     else:
         r = run_child(plain_argv(w, model, files["messages" if w.turns > 1 else "prompt_completion"], out))
