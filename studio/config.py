@@ -208,6 +208,9 @@ class IdentitySection:
                          "distribution towards the base model's (KL, the adapter off is the base; LoRA/QLoRA only). "
                          "0: off.", min=0.0, max=100.0, help_zh="自蒸馏权重：通用样本上让微调模型的分布贴近原模型（KL；仅 LoRA/QLoRA）",
                          advanced=True)
+    replay_ce: bool = opt(True, "With distill > 0: the general rows also get the plain next-token loss on their answers "
+                          "(off: only the KL term holds them, the base's whole distribution instead of its top token).",
+                          help_zh="自蒸馏时通用样本是否也计算普通的下一词损失（关闭则只用 KL 保持原模型分布）", advanced=True)
     probe_split: str = opt("test", "Which general questions the probe asks and reports retention on: 'test' (the test "
                            "split), 'dev' (dev only: for choosing a recipe without seeing the test split) or 'both' (asks "
                            "dev and test, reports test; slower).",

@@ -11,7 +11,7 @@ import torch
 
 from studio import config as C
 from studio.engine import rundir
-from studio.engine.train.distill import DISTILL, DistillCollator, distill_kl, distilled_rows
+from studio.engine.train.distill import DISTILL, DistillCollator, distill_kl, distilled_rows, without_general_ce
 from studio.engine.train.runner import run
 
 
@@ -124,13 +124,26 @@ def _cfg(tiny_model_dir, alpaca_file, **extra):
     return C.apply_overrides(C.RunConfig(), values)
 
 
-def test_self_cognition_run_with_distillation_logs_the_kl(tiny_model_dir, alpaca_file, tmp_path):
-    cfg = C.check(_cfg(tiny_model_dir, alpaca_file))
+def test_without_general_ce_drops_the_distilled_rows_from_the_next_token_loss_only():
+    labels = torch.tensor([[-100, 2, 3, -100], [-100, 5, 6, 7]])
+    mask = torch.tensor([[False] * 4, [True] * 4])
+    inputs = {"input_ids": labels.clamp(min=0), "labels": labels}
+    kept, items = without_general_ce(inputs, mask, torch.tensor(5))  # 5 shifted labels: 2 identity, 3 general
+    assert kept["labels"].tolist() == [[-100, 2, 3, -100], [-100] * 4] and int(items) == 2
+    assert inputs["labels"] is labels and labels[1, 1] == 5  # the KL still sees the general rows' labels
+    assert without_general_ce(inputs, mask, None)[1] is None
+    assert without_general_ce(inputs, torch.ones_like(mask), 5)[1] == 1  # general rows only: a loss of 0, not 0 / 0
+
+
+@pytest.mark.parametrize("replay_ce", [True, False])
+def test_self_cognition_run_with_distillation_logs_the_kl(tiny_model_dir, alpaca_file, tmp_path, replay_ce):
+    cfg = C.check(_cfg(tiny_model_dir, alpaca_file, **{"identity.replay_ce": replay_ce}))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     assert run(cfg, run_dir) == 0, rundir.tail_log(run_dir)
     log = (run_dir / "train.log").read_text(encoding="utf-8")
     assert "self-distillation: + 1.0 x KL" in log
+    assert ("no next-token loss on them" in log) != replay_ce
     train = [m for m in rundir.read_metrics(run_dir) if m["kind"] == "train"]
     kls = [m["distill_kl"] for m in train if "distill_kl" in m]
     assert kls and all(k >= 0 for k in kls) and json.dumps(kls)

@@ -90,8 +90,23 @@ def distilled_rows(inputs: dict, mask: torch.Tensor, positions: torch.Tensor) ->
     return sub, picked
 
 
-def use_self_distillation(trainer, weight: float, log=print) -> None:
-    """Add ``weight * KL(base || tuned)`` on distilled rows to ``trainer``'s training loss (see the module docstring)."""
+def without_general_ce(inputs: dict, mask: torch.Tensor, num_items_in_batch):
+    """``inputs`` with the distilled rows' labels ignored by the next-token loss (they keep only the KL term) and the
+    loss's token count scaled to the labels left (at least 1: a batch of general rows only has a next-token loss of 0)."""
+    labels = inputs["labels"]
+    kept = labels.masked_fill(mask, -100)
+    if num_items_in_batch is not None:
+        before, after = int((labels[:, 1:] != -100).sum()), int((kept[:, 1:] != -100).sum())
+        scaled = max(1, round(float(num_items_in_batch) * after / max(before, 1)))
+        num_items_in_batch = torch.as_tensor(scaled, device=labels.device) if torch.is_tensor(num_items_in_batch) else scaled
+    return dict(inputs, labels=kept), num_items_in_batch
+
+
+def use_self_distillation(trainer, weight: float, log=print, general_ce: bool = True) -> None:
+    """Add ``weight * KL(base || tuned)`` on distilled rows to ``trainer``'s training loss (see the module docstring).
+
+    ``general_ce=False``: the distilled rows get no next-token loss on the base's greedy answers, only the KL (which
+    holds the base's whole distribution rather than sharpening its top token, the wrong ones included)."""
     model = trainer.model
     if not hasattr(model, "disable_adapter"):
         raise ValueError("self-distillation needs a LoRA/QLoRA model: the base is the model with its adapter off")
@@ -106,8 +121,10 @@ def use_self_distillation(trainer, weight: float, log=print) -> None:
         captured = []
         # the decoder's output is the tuned model's final hidden state (whichever LM-head path the trainer takes)
         handle = decoder.register_forward_hook(lambda _m, _a, out: captured.append(out.last_hidden_state))
+        ce_inputs, ce_items = (inputs, num_items_in_batch) if general_ce else without_general_ce(
+            inputs, mask.to(inputs["labels"].device), num_items_in_batch)
         try:
-            result = original(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
+            result = original(model, ce_inputs, return_outputs=return_outputs, num_items_in_batch=ce_items)
         finally:
             handle.remove()
         kl = distill_kl(model, captured[0], inputs, mask.to(inputs["labels"].device))
@@ -119,4 +136,5 @@ def use_self_distillation(trainer, weight: float, log=print) -> None:
         return result + weight * kl
 
     trainer.compute_loss = compute_loss
-    log(f"self-distillation: + {weight} x KL(base || tuned) on the general rows' answers (adapter off = base)")
+    log(f"self-distillation: + {weight} x KL(base || tuned) on the general rows' answers (adapter off = base)"
+        + ("" if general_ce else "; no next-token loss on them"))
