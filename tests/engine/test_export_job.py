@@ -34,6 +34,9 @@ def test_a_reloaded_page_reattaches_to_the_running_export(tiny_model_dir, tmp_pa
     assert open_chat["visible"] is True and cancel["visible"] is False and followed == str(folder)
     state = ExportJob.attach(folder).poll()
     assert state["state"] == "finished" and state["exit_code"] == 0 and state["fraction"] == 1.0
+    (folder / "exit").unlink()  # the child is gone, its exit code not written (yet, or the studio was restarted)
+    state = ExportJob.attach(folder).poll()
+    assert state["state"] == "finished" and state["exit_code"] == 0 and state["result"]["out_dir"] == str(out.resolve())
     assert ExportJob.attach(folder).cancel() == {"cancelled": False, "removed": []}  # an ended export is left alone
     assert (out / "export.json").is_file()
 

@@ -235,7 +235,10 @@ class ExportJob:
 
     def _reap(self) -> None:
         code = self.process.wait()
-        (self.folder / EXIT_FILE).write_text(str(code), encoding="utf-8")
+        # written whole or not at all: a reader never sees the file empty
+        tmp = self.folder / f"{EXIT_FILE}.tmp"
+        tmp.write_text(str(code), encoding="utf-8")
+        os.replace(tmp, self.folder / EXIT_FILE)
 
     def running(self) -> bool:
         if self.process is not None:
@@ -286,12 +289,14 @@ class ExportJob:
                     parsed = json.loads(line)
                 except ValueError:
                     pass
-        if code is None:  # the studio that started it was restarted: the JSON result alone tells how it ended
+        # no exit code: the studio that started it was restarted, or its waiter has not written it yet; the JSON
+        # result alone tells how it ended
+        if code is None:
             code = 0 if parsed is not None and "error" not in parsed else -1
         if code == 0 and parsed is not None:
-            return {"state": "finished", "result": parsed, "fraction": 1.0}
+            return {"state": "finished", "result": parsed, "fraction": 1.0, "exit_code": 0}
         if parsed is not None:  # the CLI's own error report: a one-line reason and the failed check's numbers
-            return {"state": "failed", "error": parsed.get("error"), "result": parsed.get("result")}
+            return {"state": "failed", "error": parsed.get("error"), "result": parsed.get("result"), "exit_code": code}
         last = next((ln for ln in reversed(log) if ln.strip()), "")
         return {"state": "failed", "error": f"studio export exited with code {code}" + (f": {last}" if last else "")}
 
