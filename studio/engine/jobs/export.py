@@ -235,10 +235,7 @@ class ExportJob:
 
     def _reap(self) -> None:
         code = self.process.wait()
-        # written whole or not at all: a reader never sees the file empty
-        tmp = self.folder / f"{EXIT_FILE}.tmp"
-        tmp.write_text(str(code), encoding="utf-8")
-        os.replace(tmp, self.folder / EXIT_FILE)
+        child.atomic_write_text(self.folder / EXIT_FILE, str(code))  # a reader never sees it empty
 
     def running(self) -> bool:
         if self.process is not None:
