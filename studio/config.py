@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,9 @@ class LoraSection:
     dropout: float = opt(0.0, "Dropout on the LoRA input.", min=0.0, max=0.9, help_zh="LoRA dropout")
     target_modules: str = opt("all-linear", "Modules to adapt: 'all-linear' or comma-separated names (q_proj,v_proj,...).",
                               help_zh="目标模块：all-linear 或逗号分隔的模块名")
+    layers: str = opt("", "Decoder layers to adapt, counted from 0: empty for all, else indices and ranges such as '15-29' "
+                      "or '0,2,4' (the other layers keep their weights exactly).",
+                      help_zh="要加 LoRA 的解码层（从 0 计）：留空为全部，或如 '15-29'、'0,2,4'", advanced=True)
     use_rslora: bool = opt(False, "Rank-stabilised scaling (alpha / sqrt(r)).", help_zh="rsLoRA 缩放", advanced=True)
     use_dora: bool = opt(False, "Weight-decomposed LoRA (DoRA); slower.", help_zh="DoRA", advanced=True)
 
@@ -450,6 +454,19 @@ def _split_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def parse_layers(text: str) -> list[int] | None:
+    """``lora.layers`` as sorted layer indices ('15-29', '0,2,4'); None for empty (all layers). ValueError names the part."""
+    if not text.strip():
+        return None
+    found = set()
+    for part in (p.strip() for p in text.split(",")):
+        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
+            raise ValueError(f"{part!r} is not a layer index or an ascending range like '15-29'")
+        found.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+    return sorted(found)
+
+
 def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
     """Every problem with the config, each naming the key and its allowed range. Empty list = valid."""
     errors = []
@@ -462,6 +479,10 @@ def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
                    or (spec.max is not None and value > spec.max) or (spec.gt is not None and value <= spec.gt))
             if bad:
                 errors.append(f"{spec.key}={value!r}: must be {spec.describe_range()}")
+    try:
+        parse_layers(cfg.lora.layers)
+    except ValueError as exc:
+        errors.append(f"lora.layers={cfg.lora.layers!r}: {exc}")
     if require_data and not cfg.data.datasets and not cfg.identity.name_en.strip():
         errors.append("data.datasets: no dataset given (add at least one file or folder)")
     available = ("sft", "pt") + PREFERENCE_STAGES + RL_STAGES

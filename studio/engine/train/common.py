@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from studio.config import RunConfig
+from studio.config import RunConfig, parse_layers
 from studio.engine import rundir
 from studio.engine.models import ModelLoadError, load_causal_lm, load_sequence_classifier, load_tokenizer
 
@@ -65,6 +65,7 @@ def build_model(cfg: RunConfig, log=print, task: str = "CAUSAL_LM", attach_lora:
         model = load(cfg.model.name_or_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
     model.config.use_cache = False  # a KV cache in training is waste, and it breaks padding-free masking
     if kind in ("lora", "qlora"):
+        check_lora_layers(model, cfg)
         model = prepare_for_lora(model, cfg, task, want_checkpointing(cfg) if checkpointing is None else checkpointing)
         use_gpu_attention(model, log)  # after the frozen weights went to bf16
         if not attach_lora:
@@ -125,7 +126,26 @@ def lora_config(cfg: RunConfig, task: str = "CAUSAL_LM"):
     targets = lc.target_modules.strip()
     target_modules = "all-linear" if targets in ("", "all-linear", "all") else [t.strip() for t in targets.split(",") if t.strip()]
     return LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=target_modules,
-                      use_rslora=lc.use_rslora, use_dora=lc.use_dora, task_type=task)
+                      exclude_modules=other_layers_pattern(parse_layers(lc.layers)), use_rslora=lc.use_rslora,
+                      use_dora=lc.use_dora, task_type=task)
+
+
+def other_layers_pattern(layers: list[int] | None) -> str | None:
+    """A regex of the modules in every decoder layer but ``layers`` (None: all layers adapted). PEFT's own
+    layers_to_transform refuses target_modules='all-linear', so the other layers are excluded instead."""
+    if layers is None:
+        return None
+    keep = "|".join(str(i) for i in layers)
+    return rf".*\.(?:layers|h|blocks)\.(?!(?:{keep})\.)\d+\..*"
+
+
+def check_lora_layers(model, cfg: RunConfig) -> None:
+    """lora.layers must name layers the model has (PEFT would silently adapt fewer)."""
+    layers = parse_layers(cfg.lora.layers)
+    n_layers = model.config.get_text_config().num_hidden_layers
+    if layers and max(layers) >= n_layers:
+        raise ModelLoadError(f"lora.layers={cfg.lora.layers!r}: layer {max(layers)} asked for, the model has {n_layers} "
+                             f"decoder layers (0-{n_layers - 1})")
 
 
 def prepare_for_lora(model, cfg: RunConfig, task: str, checkpointing: bool):
