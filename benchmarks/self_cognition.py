@@ -6,6 +6,7 @@
     python benchmarks/self_cognition.py --name-en Nova --name-zh 小新 --author-en "Nova Labs" --author-zh 新星实验室
     python benchmarks/self_cognition.py --cold                       # regenerate the cached replay and base answers first
     python benchmarks/self_cognition.py --null-adapter --cold        # no training: the probe alone, base vs base
+    python benchmarks/self_cognition.py --split dev --noise-adapter 0.001,0.002,0.004   # random changes: KL vs retention
 
 Each pair starts the command a user runs (``python -m studio.train presets/self_cognition.yaml --set ...``) in a fresh run
 folder under ``--output-dir`` (default: a new temporary folder), so its seconds run from start-up to the end of the probe.
@@ -159,6 +160,44 @@ def null_probe(args, root: Path) -> int:
     return 0 if ok else 1
 
 
+def noise_probe(args, root: Path) -> int:
+    """--noise-adapter STD[,STD...]: no training; a LoRA adapter with random B ~ N(0, STD) (seed 0) per level, probed like a
+    run. A random change learns nothing, so the answers it flips at a given KL are the floor any recipe's drift of that
+    size meets: it tells how much of a recipe's retention loss is the size of its change, not what it learned."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from studio import config as C
+    from studio.engine.models import load_causal_lm
+    from studio.engine.selfcog import probe
+
+    pair = (args.pair or list(PAIRS))[0]
+    values = {"identity.name_en": pair[0], "identity.name_zh": pair[1], "identity.author_en": pair[2],
+              "identity.author_zh": pair[3], "identity.probe_split": args.split}
+    cfg = C.check(C.load(args.preset, list(args.overrides) + [f"{k}={v}" for k, v in values.items()]), require_data=False)
+    print(f"{'B std':>8} | {'KL/token':>8} | retention ({args.split}) | answers changed")
+    for std in (float(v) for v in args.noise_adapter.split(",")):
+        run = root / f"noise-{std:g}"
+        torch.manual_seed(0)
+        model = get_peft_model(load_causal_lm(cfg.model.name_or_path),
+                               LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules))
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(std=std)
+        model.save_pretrained(run / "adapter")
+        C.save(cfg, run / "config.yaml")
+        general_items = [i for i in probe.probe_items(args.split) if i["kind"] == "general"]  # identity: not the point
+        result = probe.run_probes(cfg, run, log=lambda *_: None, items=general_items)
+        ret = result["retention"]
+        rows = json.loads((run / probe.PROBE_FILE).read_text(encoding="utf-8"))["rows"]
+        general = [r for r in rows if r.get("kind") != "identity"]
+        changed = sum(not probe.same_answer(r["base_answer"], r["tuned_answer"]) for r in general)
+        print(f"{std:>8g} | {result['kl']['kl']:>8.4f} | {ret['kept']}/{ret['base_right']} {100 * ret['score']:.0f}%"
+              f"{'':>8} | {changed}/{len(general)}", flush=True)
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pair", action="append", type=parse_pair, default=[],
@@ -171,6 +210,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output-dir", help="folder for the run folders and benchmark.json (default: a new temporary folder)")
     p.add_argument("--cold", action="store_true", help="delete the cached replay and base-probe answers first")
     p.add_argument("--null-adapter", action="store_true", help="no training: probe the model against itself, twice")
+    p.add_argument("--noise-adapter", metavar="STD[,STD...]",
+                   help="no training: probe random adapters (B ~ N(0, STD)): the retention a change of that KL costs")
     return p.parse_args(argv)
 
 
@@ -188,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     if args.null_adapter:
         return null_probe(args, root)
+    if args.noise_adapter:
+        return noise_probe(args, root)
     load_before = os.getloadavg()[0]
     rows = []
     for pair in pairs:
