@@ -118,8 +118,9 @@ def run_steps(trainer, steps: int):
     return prof, seconds
 
 
-def categorize(prof, lora_rank: int) -> dict[str, float]:
-    """Self CPU milliseconds per category (see the module docstring), over all profiled steps."""
+def categorize(prof, lora_rank: int, ops: dict | None = None) -> dict[str, float]:
+    """Self CPU milliseconds per category (see the module docstring), over all profiled steps; ``ops``, when given,
+    also gets them per (category, op, input shapes)."""
     events = list(prof.events())
     phases = [(e.name, e.time_range.start, e.time_range.end) for e in events if e.name.startswith("phase: ")]
     mods = [(e.name, e.time_range.start, e.time_range.end) for e in events if e.name.startswith("fwd: ")]
@@ -134,11 +135,14 @@ def categorize(prof, lora_rank: int) -> dict[str, float]:
             inner = [n for n, a, b in mods if a <= t <= b]
             lora = any(n == "fwd: LoRA matmuls" for n in inner)
             label = "fwd: LoRA matmuls" if lora else (inner[-1] if inner else "fwd: LM head + loss")
-            totals[label] += ms
         elif phase == "phase: backward":
-            totals[backward_category(e, lora_rank)] += ms
+            label = backward_category(e, lora_rank)
         else:
-            totals[phase.replace("phase: ", "")] += ms
+            label = phase.replace("phase: ", "")
+        totals[label] += ms
+        if ops is not None:
+            key = (label, e.name, str([list(s) for s in (e.input_shapes or []) if s]))
+            ops[key] = ops.get(key, 0.0) + ms
     return dict(totals)
 
 
@@ -162,6 +166,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--top", type=int, default=0, metavar="N", help="also print the N costliest ops with their shapes")
     args = ap.parse_args()
     from studio.engine.models import skip_bitsandbytes
 
@@ -172,7 +177,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as run_dir:
         trainer, _, data = sft.build_trainer(cfg, Path(run_dir), [], log=lambda *a: None)
         prof, seconds = run_steps(trainer, args.steps)
-    totals = categorize(prof, cfg.lora.r)
+    ops: dict = {}
+    totals = categorize(prof, cfg.lora.r, ops)
     step_ms = seconds * 1000
     inside = sum(totals.values()) / args.steps
     rows = sorted(((k, v / args.steps) for k, v in totals.items()), key=lambda kv: -kv[1])
@@ -185,6 +191,8 @@ def main() -> int:
     for name, ms in rows:
         print(f"| {name} | {ms:.0f} | {100 * ms / step_ms:.1f}% |" if args.markdown else
               f"  {name:58s} {ms:8.0f} ms  {100 * ms / step_ms:5.1f}%")
+    for (label, op, shapes), ms in sorted(ops.items(), key=lambda kv: -kv[1])[:args.top]:
+        print(f"  {ms / args.steps:8.0f} ms/step  {label:36s} {op:28s} {shapes[:90]}")
     return 0
 
 
