@@ -1,5 +1,4 @@
-"""training.allocator: reuse keeps large freed blocks in glibc's heap; with jemalloc (or auto and the library present) the
-training process re-executes itself once under it."""
+"""training.allocator: with jemalloc (or auto and the library present) the training process re-executes itself once under it."""
 
 from __future__ import annotations
 
@@ -46,23 +45,3 @@ def test_the_process_runs_again_under_jemalloc_with_the_same_pid_and_argv(tmp_pa
     assert len(out) == 2, out
     assert out[0].split()[1] == out[1].split()[1]  # exec: the same process
     assert out[1].endswith("argv ['a', '--b=c'] jemalloc True")
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="glibc's mallopt")
-@pytest.mark.parametrize("choice,in_heap", [("reuse", True), ("system", False)])
-def test_reuse_serves_a_large_block_from_the_heap_where_system_maps_it_apart(choice, in_heap):
-    # a 64 MB block is over glibc's mmap ceiling: as it comes, glibc maps it on its own (and unmaps it when freed, so the
-    # next one is page-faulted in again); under reuse it comes from the [heap] and stays there when freed
-    script = ("import ctypes, sys\n"
-              "from studio import allocator\n"
-              f"allocator.reexec_with({choice!r})\n"
-              "libc = ctypes.CDLL('libc.so.6'); libc.malloc.restype = ctypes.c_void_p\n"
-              "p = libc.malloc(64 << 20)\n"
-              "for line in open('/proc/self/maps'):\n"
-              "    span, rest = line.split(' ', 1)\n"
-              "    lo, hi = (int(x, 16) for x in span.split('-'))\n"
-              "    if lo <= p < hi:\n"
-              "        print('[heap]' in rest)\n")
-    env = {k: v for k, v in os.environ.items() if k not in (allocator.MARK, "LD_PRELOAD")}
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
-    assert out.stdout.split() == [str(in_heap)], out.stderr
