@@ -460,7 +460,7 @@ def parse_layers(text: str) -> list[int] | None:
         return None
     found = set()
     for part in (p.strip() for p in text.split(",")):
-        m = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        m = re.fullmatch(r"(\d{1,4})(?:\s*-\s*(\d{1,4}))?", part)  # no model has 10,000 layers
         if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
             raise ValueError(f"{part!r} is not a layer index or an ascending range like '15-29'")
         found.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))

@@ -11,7 +11,7 @@ from studio import config as C
 def test_layer_text_reads_as_sorted_indices_and_bad_text_is_named():
     assert C.parse_layers("") is None
     assert C.parse_layers(" 15-17, 3 ,3") == [3, 15, 16, 17]
-    for bad in ("3-1", "x", "1,,2", "-2"):
+    for bad in ("3-1", "x", "1,,2", "-2", "0-99999999"):
         cfg = C.apply_overrides(C.RunConfig(), {"lora.layers": bad})
         errors = C.validate(cfg, require_data=False)
         assert any(e.startswith(f"lora.layers={bad!r}") for e in errors), (bad, errors)

@@ -165,3 +165,15 @@ def test_benchmark_runs_the_preset_for_a_pair_and_prints_its_row(talking_model_d
     assert probe["names"]["name_en"] == "R2-Lite"
     assert "R2-Lite / Orbit Robotics" in text and "retention (dev)" in text
 
+
+
+def test_noise_adapter_levels_print_kl_and_retention_from_zero_change_upwards(talking_model_dir, tmp_path, capsys):
+    code = bench.main(["--split", "dev", "--output-dir", str(tmp_path / "noise"), "--noise-adapter", "0,0.5",
+                       "--set", f"model.name_or_path={talking_model_dir}"])
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.strip()[:1].isdigit()]
+    assert code == 0 and [r[0].strip() for r in rows] == ["0", "0.5"], rows
+    (kl0, changed0), (kl1, changed1) = [(float(r[1]), int(r[3].split("/")[0])) for r in rows]
+    assert kl0 == 0 and changed0 == 0  # B = 0: the base itself
+    assert kl1 > 0.01 and changed1 > 0
+    probe = json.loads((tmp_path / "noise" / "noise-0.5" / P.PROBE_FILE).read_text(encoding="utf-8"))
+    assert {r["kind"] for r in probe["rows"]} == {"general"} and {r["split"] for r in probe["rows"]} == {"dev"}

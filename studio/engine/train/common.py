@@ -70,7 +70,7 @@ def build_model(cfg: RunConfig, log=print, task: str = "CAUSAL_LM", attach_lora:
         use_gpu_attention(model, log)  # after the frozen weights went to bf16
         if not attach_lora:
             log(f"method={kind}: LoRA r={cfg.lora.r} alpha={cfg.lora.alpha} on {cfg.lora.target_modules or 'all-linear'}"
-                " (attached by the trainer)")
+                + (f" of layers {cfg.lora.layers}" if cfg.lora.layers.strip() else "") + " (attached by the trainer)")
             return model
         model = wrap_lora(model, lora_config(cfg, task))
     elif kind == "freeze":
