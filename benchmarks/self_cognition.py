@@ -193,8 +193,9 @@ def noise_probe(args, root: Path) -> int:
         rows = json.loads((run / probe.PROBE_FILE).read_text(encoding="utf-8"))["rows"]
         general = [r for r in rows if r.get("kind") != "identity"]
         changed = sum(not probe.same_answer(r["base_answer"], r["tuned_answer"]) for r in general)
-        print(f"{std:>8g} | {result['kl']['kl']:>8.4f} | {ret['kept']}/{ret['base_right']} {100 * ret['score']:.0f}%"
-              f"{'':>8} | {changed}/{len(general)}", flush=True)
+        score = "-" if ret["score"] is None else f"{100 * ret['score']:.0f}%"  # None: the base got none right
+        print(f"{std:>8g} | {result['kl']['kl']:>8.4f} | {ret['kept']}/{ret['base_right']} {score:<12} | "
+              f"{changed}/{len(general)}", flush=True)
     return 0
 
 
