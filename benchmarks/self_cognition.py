@@ -129,22 +129,38 @@ def run_pair(pair, root: Path, args) -> dict:
     return row_from_probe(pair, probe, seconds, code, run_dir)
 
 
-def null_probe(args, root: Path) -> int:
-    """--null-adapter: the probe of a run whose adapter changes nothing (base vs base), twice (not cached, cached)."""
+def adapter_run(args, run: Path, std: float = 0.0):
+    """A run folder holding the preset's config (the first pair, ``--split``) and an untrained LoRA adapter of its model:
+    B = 0 (PEFT's init: no change) or B ~ N(0, std), seed 0. Returns the config."""
+    import torch
     from peft import LoraConfig, get_peft_model
 
     from studio import config as C
     from studio.engine.models import load_causal_lm
-    from studio.engine.selfcog import probe
 
     pair = (args.pair or list(PAIRS))[0]
     values = {"identity.name_en": pair[0], "identity.name_zh": pair[1], "identity.author_en": pair[2],
               "identity.author_zh": pair[3], "identity.probe_split": args.split}
     cfg = C.check(C.load(args.preset, list(args.overrides) + [f"{k}={v}" for k, v in values.items()]), require_data=False)
-    run = root / "null-adapter"
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules)
-    get_peft_model(load_causal_lm(cfg.model.name_or_path), lora).save_pretrained(run / "adapter")  # B = 0: no change
+    model = get_peft_model(load_causal_lm(cfg.model.name_or_path), lora)
+    if std:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.normal_(std=std)
+    model.save_pretrained(run / "adapter")
     C.save(cfg, run / "config.yaml")
+    return cfg
+
+
+def null_probe(args, root: Path) -> int:
+    """--null-adapter: the probe of a run whose adapter changes nothing (base vs base), twice (not cached, cached)."""
+    from studio.engine.selfcog import probe
+
+    run = root / "null-adapter"
+    cfg = adapter_run(args, run)
     results = [probe.run_probes(cfg, run) for _ in range(2)]
     for r in results:
         print(f"probe {r['seconds']:.0f} s ({r['timings']})")
@@ -162,40 +178,22 @@ def null_probe(args, root: Path) -> int:
 
 def noise_probe(args, root: Path) -> int:
     """--noise-adapter STD[,STD...]: no training; a LoRA adapter with random B ~ N(0, STD) (seed 0) per level, probed like a
-    run. A random change learns nothing, so the answers it flips at a given KL are the floor any recipe's drift of that
-    size meets: it tells how much of a recipe's retention loss is the size of its change, not what it learned."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    from studio import config as C
-    from studio.engine.models import load_causal_lm
+    run on the general questions. A random change learns nothing, so the answers it flips at a given KL are the floor any
+    recipe's change of that size meets: how much of a recipe's retention loss is the size of its change."""
     from studio.engine.selfcog import probe
 
-    pair = (args.pair or list(PAIRS))[0]
-    values = {"identity.name_en": pair[0], "identity.name_zh": pair[1], "identity.author_en": pair[2],
-              "identity.author_zh": pair[3], "identity.probe_split": args.split}
-    cfg = C.check(C.load(args.preset, list(args.overrides) + [f"{k}={v}" for k, v in values.items()]), require_data=False)
+    general_items = [i for i in probe.probe_items(args.split) if i["kind"] == "general"]  # identity: not the point
     print(f"{'B std':>8} | {'KL/token':>8} | retention ({args.split}) | answers changed")
     for std in (float(v) for v in args.noise_adapter.split(",")):
         run = root / f"noise-{std:g}"
-        torch.manual_seed(0)
-        model = get_peft_model(load_causal_lm(cfg.model.name_or_path),
-                               LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules))
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if "lora_B" in name:
-                    param.normal_(std=std)
-        model.save_pretrained(run / "adapter")
-        C.save(cfg, run / "config.yaml")
-        general_items = [i for i in probe.probe_items(args.split) if i["kind"] == "general"]  # identity: not the point
+        cfg = adapter_run(args, run, std)
         result = probe.run_probes(cfg, run, log=lambda *_: None, items=general_items)
         ret = result["retention"]
         rows = json.loads((run / probe.PROBE_FILE).read_text(encoding="utf-8"))["rows"]
-        general = [r for r in rows if r.get("kind") != "identity"]
-        changed = sum(not probe.same_answer(r["base_answer"], r["tuned_answer"]) for r in general)
+        changed = sum(not probe.same_answer(r["base_answer"], r["tuned_answer"]) for r in rows)
         score = "-" if ret["score"] is None else f"{100 * ret['score']:.0f}%"  # None: the base got none right
         print(f"{std:>8g} | {result['kl']['kl']:>8.4f} | {ret['kept']}/{ret['base_right']} {score:<12} | "
-              f"{changed}/{len(general)}", flush=True)
+              f"{changed}/{len(rows)}", flush=True)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""lora.layers: LoRA on chosen decoder layers only (PEFT's layers_to_transform); the others keep their weights exactly."""
+"""lora.layers: LoRA on chosen decoder layers only (the others go to PEFT's exclude_modules and keep their weights exactly)."""
 from __future__ import annotations
 
 import re

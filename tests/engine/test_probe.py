@@ -166,7 +166,6 @@ def test_benchmark_runs_the_preset_for_a_pair_and_prints_its_row(talking_model_d
     assert "R2-Lite / Orbit Robotics" in text and "retention (dev)" in text
 
 
-
 def test_noise_adapter_levels_print_kl_and_retention_from_zero_change_upwards(talking_model_dir, tmp_path, capsys):
     code = bench.main(["--split", "dev", "--output-dir", str(tmp_path / "noise"), "--noise-adapter", "0,0.5",
                        "--set", f"model.name_or_path={talking_model_dir}"])
