@@ -143,9 +143,9 @@ def adapter_run(args, run: Path, std: float = 0.0):
               "identity.author_zh": pair[3], "identity.probe_split": args.split}
     cfg = C.check(C.load(args.preset, list(args.overrides) + [f"{k}={v}" for k, v in values.items()]), require_data=False)
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules)
+    torch.manual_seed(0)  # before PEFT draws A: the same adapter at every level and on every run
     model = get_peft_model(load_causal_lm(cfg.model.name_or_path), lora)
     if std:
-        torch.manual_seed(0)
         with torch.no_grad():
             for name, param in model.named_parameters():
                 if "lora_B" in name:
