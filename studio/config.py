@@ -160,10 +160,6 @@ class TrainingSection:
     labeled_lm_head: bool = opt(True, "SFT/DPO/KTO: project only the positions that are trained on through the LM head, in "
                                 "the weights' dtype, instead of TRL's all-position chunked head (exact up to rounding).",
                                 help_zh="只对参与训练的位置计算语言模型头（SFT/DPO/KTO）", advanced=True)
-    compiled_head: bool = opt(True, "With the labeled LM head: compile its softmax passes over each slice of logits into "
-                              "fused loops with torch.compile (needs a C++ compiler; ~10 s the first time, cached after; "
-                              "eager passes when compiling fails).", help_zh="用 torch.compile 融合语言模型头的 softmax 计算",
-                              advanced=True)
     bf16_adapters: bool = opt(True, "LoRA over a bfloat16 frozen base on CPU: compute the adapters in bfloat16 under autocast "
                               "(their weights, gradients and optimizer stay float32) instead of casting every activation "
                               "to float32 and back (not exact: bfloat16 rounding).",

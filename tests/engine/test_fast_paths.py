@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from studio.engine.train import fast_paths, head_kernels
+from studio.engine.train import fast_paths
 
 
 def _pack(tok, texts: list[str]) -> dict:
@@ -46,19 +46,18 @@ def test_packed_rows_attend_like_the_block_diagonal_mask(model_and_batch):
     assert (across - packed).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("chunk,compiled", [(256, False), (5, False), (5, True)])  # one slice; several, the last ragged
-def test_labeled_lm_head_matches_trls_fused_head(model_and_batch, monkeypatch, chunk, compiled):
+@pytest.mark.parametrize("chunk", [256, 5])  # one slice, and several with a ragged last one
+def test_labeled_lm_head_matches_trls_fused_head(model_and_batch, monkeypatch, chunk):
     from trl.trainer.utils import add_fused_lm_head
 
     monkeypatch.setattr(fast_paths, "CHUNK", chunk)
-    monkeypatch.setattr(head_kernels, "_compiled", {})
     model, batch = model_and_batch
     results = []
     for ours in (False, True):
         model.zero_grad()
         add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
         if ours:
-            assert fast_paths.use_labeled_lm_head(model, compiled=compiled)
+            assert fast_paths.use_labeled_lm_head(model)
         out = model(**batch, fused_lm_head=True)
         out.loss.backward()
         grad = model.model.layers[0].mlp.up_proj.weight.grad.clone()
@@ -72,25 +71,17 @@ def test_labeled_lm_head_matches_trls_fused_head(model_and_batch, monkeypatch, c
     assert torch.allclose(ref_grad, got_grad, atol=1e-6, rtol=1e-4)
     # the unfused path still gives ordinary logits (generation, evaluation)
     assert model(input_ids=batch["input_ids"]).logits.shape[-1] == model.config.vocab_size
-    # the compiled loops really ran (forward and backward), not the eager fallback
-    assert head_kernels.failure() is None
-    assert set(head_kernels._compiled) == ({head_kernels.slice_stats, head_kernels.slice_grad} if compiled else set())
 
 
-ALL_METRICS = ("log_probs", "entropy", "mean_logits", "is_top1", "log_sum_sq_probs")
-
-
-@pytest.mark.parametrize("outputs,compiled", [(("log_probs",), False), (ALL_METRICS, False), (ALL_METRICS, True)])
-def test_labeled_log_probs_metrics_equal_the_textbook_formulas(monkeypatch, outputs, compiled):
-    """Each metric the sliced head computes (eager from one shifted copy of the logits, or compiled) equals its
-    definition on full logits."""
+@pytest.mark.parametrize("outputs", [("log_probs",), ("log_probs", "entropy", "mean_logits", "is_top1", "log_sum_sq_probs")])
+def test_labeled_log_probs_metrics_equal_the_textbook_formulas(monkeypatch, outputs):
+    """Each metric the sliced head computes from one shifted copy of the logits equals its definition on full logits."""
     monkeypatch.setattr(fast_paths, "CHUNK", 7)  # several slices, the last one ragged
     torch.manual_seed(0)
     hidden, weight = torch.randn(30, 16, dtype=torch.float64), torch.randn(50, 16, dtype=torch.float64)
     targets = torch.randint(0, 50, (30,))
     targets[:5] = (hidden[:5] @ weight.T).argmax(-1)  # some positions whose target is the top token
-    got = fast_paths.labeled_log_probs(hidden, weight, targets, outputs, compiled)
-    assert head_kernels.failure() is None
+    got = fast_paths.labeled_log_probs(hidden, weight, targets, outputs)
     logits = hidden @ weight.T
     log_p = logits.log_softmax(-1)
     want = {"log_probs": log_p.gather(-1, targets[:, None]).squeeze(-1), "entropy": -(log_p.exp() * log_p).sum(-1),
@@ -102,29 +93,6 @@ def test_labeled_log_probs_metrics_equal_the_textbook_formulas(monkeypatch, outp
             assert torch.equal(got[key], want[key]) and got[key][:5].all()
         else:
             assert torch.allclose(got[key].double(), want[key], atol=1e-5), key
-
-
-def test_compiled_head_falls_back_to_the_eager_passes_when_compiling_fails(monkeypatch, capsys):
-    """No C++ compiler (or any compile error): the same numbers from the eager passes, the reason said once."""
-
-    def broken(fn):
-        def call(*args):
-            raise RuntimeError("InductorError: CppCompileError: no compiler\nlong trace")
-        return call
-
-    monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr(head_kernels, "_compiled", {})
-    monkeypatch.setattr(head_kernels, "_failure", [])
-    torch.manual_seed(0)
-    hidden = torch.randn(12, 16, requires_grad=True)
-    weight, targets = torch.randn(50, 16), torch.randint(0, 50, (12,))
-    got = fast_paths.labeled_log_probs(hidden, weight, targets, ALL_METRICS, compiled=True)
-    got["log_probs"].sum().backward()
-    want = (hidden.detach() @ weight.T).log_softmax(-1)
-    assert torch.allclose(got["log_probs"], want.gather(-1, targets[:, None]).squeeze(-1), atol=1e-5)
-    assert torch.allclose(hidden.grad, (torch.nn.functional.one_hot(targets, 50) - want.exp()) @ weight, atol=1e-5)
-    assert head_kernels.failure() == "RuntimeError: InductorError: CppCompileError: no compiler"
-    assert capsys.readouterr().out.count("compiled LM head unavailable") == 1
 
 
 def _lora_over_bf16(tiny_model_dir):

@@ -277,11 +277,10 @@ def use_fast_paths(trainer, cfg: RunConfig, log=print) -> None:
 
     # on CUDA, TRL's own head already scores only trained positions, with Triton kernels: keep it there
     if cfg.training.labeled_lm_head and cfg.method.stage in ("sft", "pt", "dpo", "kto") and not torch.cuda.is_available():
-        compiled = cfg.training.compiled_head
-        ok = fast_paths.use_labeled_lm_head(trainer.model, trainer_head_outputs(cfg), compiled)
+        ok = fast_paths.use_labeled_lm_head(trainer.model, trainer_head_outputs(cfg))
         if getattr(trainer, "ref_model", None) is not None:
-            fast_paths.use_labeled_lm_head(trainer.ref_model, ("log_probs",), compiled)
-        used += [f"labeled LM head{' (compiled)' if compiled else ''}"] if ok else []
+            fast_paths.use_labeled_lm_head(trainer.ref_model, ("log_probs",))
+        used += ["labeled LM head"] if ok else []
     # measured on CPU only; on CUDA the trainer's own mixed precision is the place for this
     if cfg.training.bf16_adapters and not torch.cuda.is_available() and fast_paths.use_bf16_adapters(trainer.model):
         used.append("bf16 adapters")

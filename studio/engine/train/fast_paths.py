@@ -29,8 +29,6 @@ import types
 import torch
 import torch.nn.functional as F
 
-from studio.engine.train import head_kernels
-
 PACKED = "studio_packed_sdpa"
 # above this many logits the labeled head would hold too much fp32 memory: fall back to TRL's chunked kernel
 MAX_LOGITS = 1 << 29
@@ -70,7 +68,6 @@ def use_packed_attention(model) -> None:
 
 
 CHUNK = 256  # positions projected at a time: bounds the fp32 logits held at once to CHUNK x vocabulary
-STATS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")  # head_kernels.slice_stats after log Z
 
 
 class _LabeledLogProbs(torch.autograd.Function):
@@ -79,7 +76,7 @@ class _LabeledLogProbs(torch.autograd.Function):
     traffic of materialising, casting and keeping them for autograd goes away (it dominated the head's time on long rows)."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, targets, outputs, compiled):
+    def forward(ctx, hidden, weight, targets, outputs):
         h = hidden.detach().to(weight.dtype)
         n = h.shape[0]
         log_z = torch.empty(n, dtype=torch.float32, device=h.device)
@@ -92,22 +89,15 @@ class _LabeledLogProbs(torch.autograd.Function):
         metrics = len(out) > 1
         for s in range(0, n, CHUNK):
             e = min(n, s + CHUNK)
-            logits = F.linear(h[s:e], weight.detach())
-            stats = head_kernels.run(head_kernels.slice_stats, logits, targets[s:e]) if compiled else None
-            if stats is not None:
-                log_z[s:e] = stats[0]
-                for key, value in zip(STATS, stats[1:]):
-                    if key in out:
-                        out[key][s:e] = value if key != "is_top1" else value == targets[s:e]
-                continue
-            logits, tgt = logits.float(), targets[s:e].unsqueeze(-1)
+            logits = F.linear(h[s:e], weight.detach()).float()
+            tgt = targets[s:e].unsqueeze(-1)
             if not metrics:
                 log_z[s:e] = lz = torch.logsumexp(logits, dim=-1)
                 out["log_probs"][s:e] = logits.gather(-1, tgt).squeeze(-1) - lz
                 continue
             _slice_metrics(logits, tgt, s, e, log_z, out)
         ctx.save_for_backward(h, weight, targets, log_z)
-        ctx.hidden_dtype, ctx.compiled = hidden.dtype, compiled
+        ctx.hidden_dtype = hidden.dtype
         keys = _keys(outputs)
         ctx.mark_non_differentiable(*(out[k] for k in keys[1:]))
         return tuple(out[k] for k in keys)
@@ -120,20 +110,16 @@ class _LabeledLogProbs(torch.autograd.Function):
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=h.device) if want_w else None
         for s in range(0, h.shape[0], CHUNK):
             e = min(h.shape[0], s + CHUNK)
-            g, logits = grad_lp[s:e].float(), F.linear(h[s:e], weight)
-            grad_logits = None
-            if ctx.compiled:
-                grad_logits = head_kernels.run(head_kernels.slice_grad, logits, log_z[s:e], g, targets[s:e])
-            if grad_logits is None:
-                # d log p(t) / d logits = onehot(t) - softmax
-                grad_logits = logits.float().sub_(log_z[s:e].unsqueeze(-1)).exp_().mul_(-g.unsqueeze(-1))
-                grad_logits.scatter_add_(-1, targets[s:e].unsqueeze(-1), g.unsqueeze(-1))
-                grad_logits = grad_logits.to(weight.dtype)
+            g = grad_lp[s:e].float()
+            # d log p(t) / d logits = onehot(t) - softmax
+            grad_logits = F.linear(h[s:e], weight).float().sub_(log_z[s:e].unsqueeze(-1)).exp_().mul_(-g.unsqueeze(-1))
+            grad_logits.scatter_add_(-1, targets[s:e].unsqueeze(-1), g.unsqueeze(-1))
+            grad_logits = grad_logits.to(weight.dtype)
             if want_h:
                 grad_h[s:e] = (grad_logits @ weight).to(ctx.hidden_dtype)
             if want_w:
                 grad_w += (grad_logits.t() @ h[s:e]).float()
-        return grad_h, (grad_w.to(weight.dtype) if want_w else None), None, None, None
+        return grad_h, (grad_w.to(weight.dtype) if want_w else None), None, None
 
 
 def _slice_metrics(logits: torch.Tensor, tgt: torch.Tensor, s: int, e: int, log_z: torch.Tensor, out: dict) -> None:
@@ -158,12 +144,10 @@ def _slice_metrics(logits: torch.Tensor, tgt: torch.Tensor, s: int, e: int, log_
         out["is_top1"][s:e] = idx == tgt.squeeze(-1)
 
 
-def labeled_log_probs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, outputs: tuple[str, ...],
-                      compiled: bool = False) -> dict:
+def labeled_log_probs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, outputs: tuple[str, ...]) -> dict:
     """{"log_probs": log p(target), and the metrics in ``outputs``: entropy, log_sum_sq_probs, mean_logits, is_top1}
-    for hidden [n, H], weight [V, H], targets [n]. Only log_probs carries a gradient. ``compiled``: each slice's
-    softmax passes run as head_kernels' compiled loops (eager when compiling fails)."""
-    values = _LabeledLogProbs.apply(hidden, weight, targets, tuple(outputs), compiled)
+    for hidden [n, H], weight [V, H], targets [n]. Only log_probs carries a gradient."""
+    values = _LabeledLogProbs.apply(hidden, weight, targets, tuple(outputs))
     return dict(zip(_keys(outputs), values))
 
 
@@ -172,8 +156,7 @@ def _keys(outputs) -> tuple[str, ...]:
     return ("log_probs",) + tuple(k for k in ("entropy", "log_sum_sq_probs", "mean_logits", "is_top1") if k in outputs)
 
 
-def use_labeled_lm_head(model, outputs: tuple[str, ...] = ("log_probs", "entropy", "is_top1"),
-                        compiled: bool = False) -> bool:
+def use_labeled_lm_head(model, outputs: tuple[str, ...] = ("log_probs", "entropy", "is_top1")) -> bool:
     """Replace the fused LM head TRL installed on ``model`` (or its PEFT base) with the labeled one; False when the model
     has no TRL head, or a temperature/softcap/scale this path does not handle (TRL's stays)."""
     from trl.trainer.utils import FusedCausalLMOutput
@@ -196,7 +179,7 @@ def use_labeled_lm_head(model, outputs: tuple[str, ...] = ("log_probs", "entropy
             hidden = hidden[:, :-1]
         mask = shifted != -100
         weight = self.get_output_embeddings().weight
-        per_token = labeled_log_probs(hidden[mask], weight, shifted[mask], outputs, compiled)
+        per_token = labeled_log_probs(hidden[mask], weight, shifted[mask], outputs)
         full = {k: v.new_zeros(mask.shape).masked_scatter(mask, v) for k, v in per_token.items()}
         loss = -full["log_probs"].sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
         return FusedCausalLMOutput(loss=loss, log_probs=full["log_probs"], entropy=full.get("entropy"),
