@@ -50,12 +50,23 @@ def input_covariances(model, rows: list[list[int]]) -> dict[str, torch.Tensor]:
     return covs
 
 
-def projector(cov: torch.Tensor, share: float) -> tuple[torch.Tensor, int]:
-    """(P, kept): the projector onto the eigen-directions of ``cov`` that together hold at most ``share`` of its trace
-    (the weakest ones), and how many directions that is."""
-    values, vectors = torch.linalg.eigh(cov.double())  # ascending
-    cumulative = values.clamp(min=0).cumsum(0) / values.clamp(min=0).sum().clamp(min=1e-30)
-    kept = int((cumulative <= share).sum())
+def projector(cov: torch.Tensor, share: float, target: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """(P, kept): the projector onto input directions that together hold at most ``share`` of ``cov``'s trace (the general
+    rows' energy), and how many directions that is. Without ``target``: the weakest eigen-directions of ``cov``. With
+    ``target`` (the covariance of the rows to be learned): directions in order of target energy per unit of general
+    energy (generalised eigenvectors of target v = l cov v), as many as stay within ``share``."""
+    cov = cov.double()
+    if target is None:
+        values, vectors = torch.linalg.eigh(cov)  # ascending: the weakest first
+    else:
+        ridge = 1e-6 * cov.trace() / cov.shape[0]
+        chol = torch.linalg.cholesky(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
+        inv = torch.linalg.inv(chol)
+        values, w = torch.linalg.eigh(inv @ target.double() @ inv.T)
+        vectors = torch.linalg.qr((inv.T @ w).flip(-1)).Q  # the highest ratio first, orthonormalised in that order
+    energy = torch.einsum("ik,ij,jk->k", vectors, cov, vectors).clamp(min=0)
+    cumulative = energy.cumsum(0) / cov.trace().clamp(min=1e-30)
+    kept = int((cumulative <= share + 1e-9).sum())
     basis = vectors[:, :kept]
     return (basis @ basis.T).float(), kept
 
@@ -76,17 +87,19 @@ class NullSpaceCallback(TrainerCallback):
         self.project()
 
 
-def use_null_space(trainer, rows: list[list[int]], share: float, log=print) -> NullSpaceCallback:
+def use_null_space(trainer, rows: list[list[int]], share: float, log=print,
+                   targets: list[list[int]] | None = None) -> NullSpaceCallback:
     """Confine ``trainer.model``'s LoRA A matrices to the directions that hold at most ``share`` of the general rows'
-    input energy, now and after every step."""
+    input energy (those the ``targets`` rows use most, when given), now and after every step."""
     model = trainer.model
     covs = input_covariances(model, rows)
+    target_covs = input_covariances(model, targets) if targets else {}
     pairs, dims, done = [], [], {}
     for name, layer in lora_layers(model).items():
         cov = covs[name]
         key = (cov.shape[0], float(cov.trace()), float(cov.sum()))  # q/k/v (and gate/up) see the same input: one eigh
         if key not in done:
-            done[key] = projector(cov, share)
+            done[key] = projector(cov, share, target_covs.get(name))
         proj, kept = done[key]
         pairs.append((layer.lora_A["default"].weight, proj.to(layer.lora_A["default"].weight.device)))
         dims.append((kept, proj.shape[0]))

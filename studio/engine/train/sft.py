@@ -68,7 +68,8 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, extra_specs: l
     if cfg.lora.null_space > 0 and distill:
         from studio.engine.train.null_space import use_null_space
 
-        use_null_space(trainer, [r["input_ids"] for r in data.train if r.get("distill")], cfg.lora.null_space, log)
+        use_null_space(trainer, [r["input_ids"] for r in data.train if r.get("distill")], cfg.lora.null_space, log,
+                       targets=[r["input_ids"] for r in data.train if not r.get("distill")])
     return trainer, tokenizer, data
 
 
