@@ -61,3 +61,12 @@ def test_general_inputs_barely_reach_the_adapter_and_stay_so_after_steps(tiny_mo
     assert not confined()
     callback.on_step_end(None, None, None)
     assert confined()
+
+
+def test_projector_with_a_target_prefers_the_directions_the_target_uses_and_the_general_rows_do_not():
+    cov = torch.diag(torch.tensor([10.0, 10, 1, 1, 0.1, 0.1]))  # general energy: 22.2
+    target = torch.diag(torch.tensor([50.0, 0, 5, 0, 0, 1]))  # ratios: 5, 0, 5, 0, 0, 10
+    proj, kept = null_space.projector(cov, 0.06, target)  # e5 (0.1) then e2 (1.0): 1.1/22.2 = 5% <= 6%
+    assert kept == 2
+    assert torch.allclose(proj, torch.diag(torch.tensor([0.0, 0, 1, 0, 0, 1])), atol=1e-5)
+    assert null_space.projector(cov, 0.06)[1] == 3  # plain: the three weakest (0.1 + 0.1 + 1 = 5.4%)

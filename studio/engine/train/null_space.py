@@ -59,11 +59,10 @@ def projector(cov: torch.Tensor, share: float, target: torch.Tensor | None = Non
     if target is None:
         values, vectors = torch.linalg.eigh(cov)  # ascending: the weakest first
     else:
-        ridge = 1e-6 * cov.trace() / cov.shape[0]
-        chol = torch.linalg.cholesky(cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype))
-        inv = torch.linalg.inv(chol)
-        values, w = torch.linalg.eigh(inv @ target.double() @ inv.T)
-        vectors = torch.linalg.qr((inv.T @ w).flip(-1)).Q  # the highest ratio first, orthonormalised in that order
+        gv, gu = torch.linalg.eigh(cov)  # whiten by the general covariance (floored: it can be near-singular)
+        inv = gu @ torch.diag(gv.clamp(min=1e-6 * float(gv.clamp(min=0).mean())).rsqrt()) @ gu.T
+        values, w = torch.linalg.eigh(inv @ target.double() @ inv)
+        vectors = torch.linalg.qr((inv @ w).flip(-1)).Q  # the highest ratio first, orthonormalised in that order
     energy = torch.einsum("ik,ij,jk->k", vectors, cov, vectors).clamp(min=0)
     cumulative = energy.cumsum(0) / cov.trace().clamp(min=1e-30)
     kept = int((cumulative <= share + 1e-9).sum())
