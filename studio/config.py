@@ -99,10 +99,6 @@ class LoraSection:
     layers: str = opt("", "Decoder layers to adapt, counted from 0: empty for all, else indices and ranges such as '15-29' "
                       "or '0,2,4' (the other layers keep their weights exactly).",
                       help_zh="要加 LoRA 的解码层（从 0 计）：留空为全部，或如 '15-29'、'0,2,4'", advanced=True)
-    null_space: float = opt(0.0, "Self-cognition with distill: confine each adapter's input directions to those holding at "
-                            "most this share of the general rows' activation energy, so general prompts barely reach "
-                            "it (0: off).", min=0.0, max=1.0, help_zh="LoRA 输入方向限制在通用样本激活能量占比不超过此值的子空间（0 关闭）",
-                            advanced=True)
     use_rslora: bool = opt(False, "Rank-stabilised scaling (alpha / sqrt(r)).", help_zh="rsLoRA 缩放", advanced=True)
     use_dora: bool = opt(False, "Weight-decomposed LoRA (DoRA); slower.", help_zh="DoRA", advanced=True)
 

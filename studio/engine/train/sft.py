@@ -65,11 +65,6 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, extra_specs: l
         from studio.engine.train.distill import use_self_distillation
 
         use_self_distillation(trainer, cfg.identity.distill, log, general_ce=cfg.identity.replay_ce)
-    if cfg.lora.null_space > 0 and distill:
-        from studio.engine.train.null_space import use_null_space
-
-        use_null_space(trainer, [r["input_ids"] for r in data.train if r.get("distill")], cfg.lora.null_space, log,
-                       targets=[r["input_ids"] for r in data.train if not r.get("distill")])
     return trainer, tokenizer, data
 
 
