@@ -21,6 +21,9 @@ from studio.configinput import ConfigError
 CANDIDATES = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
               "/usr/lib64/libjemalloc.so.2", "/usr/lib/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
 MARK = "STUDIO_ALLOCATOR_DONE"  # set on the re-executed process: never loop
+# glibc's malloc told to keep what is freed: no block is mmap'd (so none is unmapped on free and faulted in again),
+# and the heap top is never trimmed back to the kernel. Read by glibc at process start, hence the re-execution.
+KEEP = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 40)}
 
 
 def find_jemalloc() -> str | None:
@@ -32,6 +35,9 @@ def reexec_with(choice: str) -> None:
     is to be done. Raises ConfigError for ``jemalloc`` when the library is missing."""
     if choice == "system" or os.environ.get(MARK) or sys.platform != "linux":
         return
+    if choice == "keep":
+        _reexec(dict(os.environ, **KEEP, **{MARK: "keep"}))
+        return
     lib = find_jemalloc()
     if lib is None:
         if choice == "jemalloc":
@@ -41,7 +47,11 @@ def reexec_with(choice: str) -> None:
     preload = os.environ.get("LD_PRELOAD", "")
     if "jemalloc" in preload:
         return
-    env = dict(os.environ, LD_PRELOAD=f"{lib} {preload}".strip(), **{MARK: lib})
+    _reexec(dict(os.environ, LD_PRELOAD=f"{lib} {preload}".strip(), **{MARK: lib}))
+
+
+def _reexec(env: dict) -> None:
+    """This process again, same pid and argv, with ``env``."""
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
