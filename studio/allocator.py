@@ -1,13 +1,18 @@
-"""The training process's memory allocator. On the CPU a training step allocates and frees tensors of hundreds of MB
-(activations, LM-head logits); glibc's malloc hands every block over 32 MB back to the kernel when it is freed, so the
-next one is page-faulted in again. jemalloc keeps freed memory for reuse. It has to be in place before the process
-starts, so ``python -m studio.train`` re-executes itself once with ``LD_PRELOAD`` (same pid, same argv, before anything
-is written or torch is imported), as Intel's CPU launchers do.
+"""The training process's memory allocator. On the CPU a training step allocates and frees tensors of many MB
+(activations, the LM head's slices, their gradients); glibc's malloc maps large blocks fresh and unmaps them when freed,
+and trims its heap back to the kernel, so the next step page-faults (and zeroes) the same memory in again. Measured in
+one decoder layer's forward and backward, that kernel work took most of the time of the elementwise ops between the
+matmuls. Both settings have to be in place before the process starts, so ``python -m studio.train`` re-executes itself
+once (same pid, same argv, before anything is written or torch is imported), as Intel's CPU launchers do.
 
-``training.allocator``: ``system`` (the default), ``jemalloc`` (an error when the library is missing), ``auto``
-(jemalloc when found). Measured (``benchmarks/train_throughput.py --workloads long --against training.allocator=system``,
-3 runs each, alternating): jemalloc held 3.8 GiB at peak against 6.5 GiB, but trained 308 tokens/s against 355, so it
-is an option for a machine short of memory, not the default.
+``training.allocator``: ``keep`` (the default: glibc with ``MALLOC_MMAP_MAX_=0``, so no block is mmap'd, and a 1 TiB
+``MALLOC_TRIM_THRESHOLD_``, so the heap is never trimmed), ``system`` (glibc as it comes), ``jemalloc`` (LD_PRELOAD;
+an error when the library is missing), ``auto`` (jemalloc when found). Measured with
+``benchmarks/train_throughput.py --against training.allocator=system`` (3 runs each, alternating; README, Speed):
+keep 1.18x on long rows at the same peak RSS. jemalloc held 3.8 GiB at peak against 6.5 GiB but trained 308 tokens/s
+against 355: an option for a machine short of memory. The same glibc settings made from inside the process with
+``mallopt`` with a 1 GiB trim threshold (56d6de3) measured 1.04x; what differs is that threshold and the moment the
+settings are made (which of the two matters was not measured).
 """
 
 from __future__ import annotations

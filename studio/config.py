@@ -165,13 +165,12 @@ class TrainingSection:
                               "to float32 and back (not exact: bfloat16 rounding).",
                               help_zh="CPU 上 bfloat16 底座的 LoRA：适配器以 bfloat16 计算（权重、梯度与优化器仍为 float32）",
                               advanced=True)
-    allocator: str = opt("keep", "Memory allocator of the training process: 'system' (glibc's malloc) or 'jemalloc' "
-                         "(needs libjemalloc2; the process re-executes itself under it), which keeps freed memory for "
-                         "reuse: measured on long rows, 41% less peak memory but 13% fewer tokens/s; 'auto': jemalloc when "
-                         "the system has it; 'keep': glibc told to keep freed memory (no mmap, no trimming; the process re-executes "
-                         "itself with MALLOC_MMAP_MAX_=0 and a huge MALLOC_TRIM_THRESHOLD_).",
-                         choices=("system", "jemalloc", "auto", "keep"),
-                         help_zh="训练进程的内存分配器：system（glibc）或 jemalloc（峰值内存更低、速度稍慢）；auto：有 jemalloc 时使用",
+    allocator: str = opt("keep", "Memory allocator of the training process: 'keep' (glibc told to keep freed memory: "
+                         "nothing mmap'd, the heap never trimmed, so tensors are not page-faulted in again every step; "
+                         "measured 1.18x on long rows, same peak memory), 'system' (glibc as it comes), 'jemalloc' (needs "
+                         "libjemalloc2; less peak memory, fewer tokens/s) or 'auto' (jemalloc when the system has it). "
+                         "The process re-executes itself once to apply it.", choices=("keep", "system", "jemalloc", "auto"),
+                         help_zh="训练进程的内存分配器：keep（glibc 保留已释放内存，默认，更快）、system、jemalloc（峰值内存更低）或 auto",
                          advanced=True)
     report_to: str = opt("none", "Also send the trainer's logs to TensorBoard (<run>/tensorboard) and/or trackio "
                          "(<run>/trackio); the run folder's metrics.jsonl is always written. Needs the library installed "

@@ -45,3 +45,21 @@ def test_the_process_runs_again_under_jemalloc_with_the_same_pid_and_argv(tmp_pa
     assert len(out) == 2, out
     assert out[0].split()[1] == out[1].split()[1]  # exec: the same process
     assert out[1].endswith("argv ['a', '--b=c'] jemalloc True")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's malloc settings")
+def test_keep_runs_the_process_again_with_glibc_told_to_keep_freed_memory(tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(
+        "import os, sys\n"
+        "from studio import allocator\n"
+        "print('pid', os.getpid(), os.environ.get('MALLOC_MMAP_MAX_'), os.environ.get('MALLOC_TRIM_THRESHOLD_'), flush=True)\n"
+        "allocator.reexec_with('keep')\n"
+        "print('argv', sys.argv[1:])\n")
+    env = {k: v for k, v in os.environ.items() if k not in (allocator.MARK, *allocator.KEEP)}
+    out = subprocess.run([sys.executable, str(script), "a", "--b=c"], capture_output=True, text=True, env=env,
+                         timeout=60).stdout.splitlines()
+    assert len(out) == 3, out  # once as started, once re-executed, then on
+    first, second = out[0].split(), out[1].split()
+    assert first[1] == second[1] and first[2:] == ["None", "None"]  # the same process, first without the settings
+    assert second[2:] == ["0", str(1 << 40)] and out[2] == "argv ['a', '--b=c']"
