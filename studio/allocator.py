@@ -6,7 +6,7 @@ matmuls. Both settings have to be in place before the process starts, so ``pytho
 once (same pid, same argv, before anything is written or torch is imported), as Intel's CPU launchers do.
 
 ``training.allocator``: ``keep`` (the default: glibc with ``MALLOC_MMAP_MAX_=0``, so no block is mmap'd, and a 1 TiB
-``MALLOC_TRIM_THRESHOLD_``, so the heap is never trimmed), ``system`` (glibc as it comes), ``jemalloc`` (LD_PRELOAD;
+``MALLOC_TRIM_THRESHOLD_``, so the heap is never trimmed; on glibc only, and a value the user set stays), ``system`` (glibc as it comes), ``jemalloc`` (LD_PRELOAD;
 an error when the library is missing), ``auto`` (jemalloc when found). Measured with
 ``benchmarks/train_throughput.py --against training.allocator=system`` (3 runs each, alternating; README, Speed):
 keep 1.18x on long rows at the same peak RSS. jemalloc held 3.8 GiB at peak against 6.5 GiB but trained 308 tokens/s
@@ -18,6 +18,7 @@ settings are made (which of the two matters was not measured).
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def reexec_with(choice: str) -> None:
     if choice == "system" or os.environ.get(MARK) or sys.platform != "linux":
         return
     if choice == "keep":
-        _reexec(dict(os.environ, **KEEP, **{MARK: "keep"}))
+        if platform.libc_ver()[0] == "glibc":  # other C libraries ignore these variables: nothing to gain
+            _reexec({**KEEP, **os.environ, MARK: "keep"})  # a value the user set stays theirs
         return
     lib = find_jemalloc()
     if lib is None:

@@ -1,4 +1,5 @@
-"""training.allocator: with jemalloc (or auto and the library present) the training process re-executes itself once under it."""
+"""training.allocator: with keep (glibc settings) or jemalloc (or auto and the library present) the training process
+re-executes itself once under it."""
 
 from __future__ import annotations
 
@@ -63,3 +64,7 @@ def test_keep_runs_the_process_again_with_glibc_told_to_keep_freed_memory(tmp_pa
     first, second = out[0].split(), out[1].split()
     assert first[1] == second[1] and first[2:] == ["None", "None"]  # the same process, first without the settings
     assert second[2:] == ["0", str(1 << 40)] and out[2] == "argv ['a', '--b=c']"
+    # a value the user set is kept
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                         env={**env, "MALLOC_TRIM_THRESHOLD_": "12345"}).stdout.splitlines()
+    assert out[1].split()[2:] == ["0", "12345"], out
