@@ -62,3 +62,11 @@ def _reexec(env: dict) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def describe() -> str | None:
+    """One line for the run's log when this process was re-executed for its allocator (any method), else None."""
+    mark = os.environ.get(MARK)
+    if not mark:
+        return None
+    return "allocator: glibc keeps freed memory" if mark == "keep" else f"allocator: jemalloc ({mark})"

@@ -50,8 +50,8 @@ def test_train_prints_run_folder_then_chat_answers_json(tiny_model_dir, alpaca_f
     run_dir = Path(res.stdout.strip().splitlines()[-1])
     assert run_dir.parent == tmp_path and rundir.read_status(run_dir)["state"] == "finished"
     assert "studio train" in (run_dir / "command.txt").read_text()
-    # training.allocator=keep (the default): the process re-executed itself with glibc told to keep freed memory
-    assert "glibc keeps freed memory" in (run_dir / "train.log").read_text(encoding="utf-8")
+    # training.allocator=keep (the default): the process re-executed itself with glibc told to keep freed memory, and says so
+    assert "allocator: glibc keeps freed memory" in (run_dir / "train.log").read_text(encoding="utf-8").splitlines()
     again = studio("train", run_dir / "config.yaml", "--output-dir", run_dir)
     assert again.returncode == 2 and "already holds a finished run" in again.stderr
 

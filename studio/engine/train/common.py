@@ -284,10 +284,6 @@ def use_fast_paths(trainer, cfg: RunConfig, log=print) -> None:
     # measured on CPU only; on CUDA the trainer's own mixed precision is the place for this
     if cfg.training.bf16_adapters and not torch.cuda.is_available() and fast_paths.use_bf16_adapters(trainer.model):
         used.append("bf16 adapters")
-    from studio import allocator
-
-    mark = os.environ.get(allocator.MARK)  # set by the re-executed training process (studio/allocator.py)
-    used += ["glibc keeps freed memory"] if mark == "keep" else ["jemalloc"] if mark else []
     if used:
         log(f"speed: {', '.join(used)}")
 

@@ -15,6 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
+from studio import allocator
 from studio import config as C
 from studio.engine import rundir
 from studio.engine.jobs import child
@@ -131,6 +132,8 @@ def run(cfg: C.RunConfig, run_dir: Path, resume: bool = False, command: list[str
     callback = None
     try:
         print(f"run folder: {run_dir}")
+        if allocator.describe():  # a process setting (studio/allocator.py): every method's run gets it
+            print(allocator.describe())
         callback = RunFolderCallback(run_dir, stop)
         result = _dispatch(cfg, run_dir, resume, callback)
         result.update(peak_memory())
