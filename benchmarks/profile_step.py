@@ -168,12 +168,15 @@ def main() -> int:
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--top", type=int, default=0, metavar="N", help="also print the N costliest ops with their shapes")
     args = ap.parse_args()
+    from studio import allocator
     from studio.engine.models import skip_bitsandbytes
+
+    cfg = config_for(args.workload, args.overrides)
+    allocator.reexec_with(cfg.training.allocator)  # profile the process as `studio train` runs it (returns when done)
 
     skip_bitsandbytes()
     from studio.engine.train import sft
 
-    cfg = config_for(args.workload, args.overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer, _, data = sft.build_trainer(cfg, Path(run_dir), [], log=lambda *a: None)
         prof, seconds = run_steps(trainer, args.steps)
@@ -184,6 +187,7 @@ def main() -> int:
     rows = sorted(((k, v / args.steps) for k, v in totals.items()), key=lambda kv: -kv[1])
     rows.append(("Python and framework overhead (step time outside any op)", max(0.0, step_ms - inside)))
     tokens = data.report["train_tokens"] / max(1, data.report["train_rows"]) * cfg.training.per_device_train_batch_size
+    print(allocator.describe() or f"allocator: {cfg.training.allocator}")
     print(f"workload {args.workload}: {step_ms:.0f} ms a step (~{tokens:.0f} tokens, {1000 * tokens / step_ms:.0f} tokens/s), "
           f"{args.steps} steps profiled, overrides: {' '.join(args.overrides) or 'none'}")
     if args.markdown:
