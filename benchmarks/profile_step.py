@@ -3,8 +3,8 @@
     python benchmarks/profile_step.py --workload short|long [--steps 3] [--set training.row_attention=false ...]
 
 Builds the trainer exactly as ``studio train`` does (``studio.engine.train.sft.build_trainer``, the default model, the
-workload of benchmarks/workloads.py, LoRA r8 all-linear), runs one warm-up step, then profiles ``--steps`` steps, each split
-into data collation, forward, backward and the optimizer step. It prints one table of self CPU time per category:
+workload of benchmarks/workloads.py, LoRA r8 all-linear), collates ``--steps`` batches, runs them once to warm up, once
+timed without the profiler and once profiled, each step split into forward, backward and the optimizer step. It prints one table of self CPU time per category:
 
 - forward by module (hooks on the decoder's modules): attention (projections included), MLP, norms, embedding, LoRA's own
   matmuls, the LM head and loss (forward time outside the decoder);
@@ -85,18 +85,22 @@ def module_hooks(model) -> list:
 
 
 def run_steps(trainer, steps: int):
-    """Warm-up step, then ``steps`` profiled steps; returns (profiler, seconds per step)."""
+    """``steps`` batches, collated once; one unprofiled pass over them to warm up (the heap grown to their size, memory
+    touched, kernels chosen: a first pass over a batch runs slower, and the profiler would book that to whichever op
+    touched new memory first), one timed unprofiled pass, then one profiled pass. Returns (profiler, seconds per step
+    unprofiled, seconds per step profiled, seconds per batch of collation)."""
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
     model = trainer.model
     model.train()
     opt = trainer.create_optimizer()
-    batches = iter(trainer.get_train_dataloader())
+    loader = iter(trainer.get_train_dataloader())
+    start = time.perf_counter()
+    batches = [next(loader) for _ in range(steps)]
+    collate = (time.perf_counter() - start) / steps
 
-    def step():
-        with record_function("phase: data"):
-            batch = next(batches)
+    def step(batch):
         with record_function("phase: forward"):
             loss = trainer.compute_loss(model, batch)
         with record_function("phase: backward"):
@@ -105,17 +109,21 @@ def run_steps(trainer, steps: int):
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-    step()
+    def run_pass() -> float:
+        start = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        return (time.perf_counter() - start) / steps
+
+    run_pass()
+    plain = run_pass()
     hooks = module_hooks(model)
-    start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
-        for _ in range(steps):
-            step()
-    seconds = (time.perf_counter() - start) / steps
+        profiled = run_pass()
     for h in hooks:
         h.remove()
     torch.set_grad_enabled(True)
-    return prof, seconds
+    return prof, plain, profiled, collate
 
 
 def categorize(prof, lora_rank: int, ops: dict | None = None) -> dict[str, float]:
@@ -179,17 +187,19 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as run_dir:
         trainer, _, data = sft.build_trainer(cfg, Path(run_dir), [], log=lambda *a: None)
-        prof, seconds = run_steps(trainer, args.steps)
+        prof, plain, seconds, collate = run_steps(trainer, args.steps)
     ops: dict = {}
     totals = categorize(prof, cfg.lora.r, ops)
     step_ms = seconds * 1000
     inside = sum(totals.values()) / args.steps
     rows = sorted(((k, v / args.steps) for k, v in totals.items()), key=lambda kv: -kv[1])
     rows.append(("Python and framework overhead (step time outside any op)", max(0.0, step_ms - inside)))
+    rows.append(("data collation (timed apart, not in the step)", 1000 * collate))
     tokens = data.report["train_tokens"] / max(1, data.report["train_rows"]) * cfg.training.per_device_train_batch_size
     print(allocator.describe() or f"allocator: {cfg.training.allocator}")
-    print(f"workload {args.workload}: {step_ms:.0f} ms a step (~{tokens:.0f} tokens, {1000 * tokens / step_ms:.0f} tokens/s), "
-          f"{args.steps} steps profiled, overrides: {' '.join(args.overrides) or 'none'}")
+    print(f"workload {args.workload}: {step_ms:.0f} ms a step profiled, {1000 * plain:.0f} ms unprofiled (~{tokens:.0f} "
+          f"tokens, {tokens / plain:.0f} tokens/s unprofiled), {args.steps} steps after a warm-up pass over the same "
+          f"batches, overrides: {' '.join(args.overrides) or 'none'}")
     if args.markdown:
         print("| where | ms/step | share |\n|---|---:|---:|")
     for name, ms in rows:
