@@ -12,7 +12,10 @@ timed without the profiler and once profiled, each step split into forward, back
   loss (log-softmax, gather, logsumexp, CE), elementwise and norm gradients, dtype casts;
 - optimizer, data collation, and Python overhead (step time not inside any op).
 
-``--markdown`` prints the table as Markdown for benchmarks/PROFILE.md.
+``--markdown`` prints the table as Markdown for benchmarks/PROFILE.md. Before profiling it also times one pass with
+oneDNN's verbose log on and prints how many milliseconds of the (unprofiled) step its matmuls took, by their own
+timings: the profiler books page faults and cache misses to whichever op touches memory first, so its shares of small
+elementwise ops run high; this line does not depend on it.
 """
 
 from __future__ import annotations
@@ -117,13 +120,40 @@ def run_steps(trainer, steps: int):
 
     run_pass()
     plain = run_pass()
+    matmuls = onednn_matmuls(run_pass)
     hooks = module_hooks(model)
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         profiled = run_pass()
     for h in hooks:
         h.remove()
     torch.set_grad_enabled(True)
-    return prof, plain, profiled, collate
+    return prof, plain, profiled, collate, {k: v / steps for k, v in matmuls.items()}
+
+
+def onednn_matmuls(run_pass) -> dict[str, float]:
+    """Milliseconds of oneDNN matmul execution per "MxK:KxN" shape over one unprofiled pass, from oneDNN's own verbose
+    log (each primitive's execution time, no profiler in the way): how much of a step the matmuls themselves take."""
+    import os
+    import torch
+
+    totals: dict[str, float] = defaultdict(float)
+    with tempfile.TemporaryFile(mode="w+") as log:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(log.fileno(), 1)  # oneDNN prints from C to fd 1
+        try:
+            with torch.backends.mkldnn.verbose(torch.backends.mkldnn.VERBOSE_ON):
+                run_pass()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        for line in log:
+            f = line.rstrip().split(",")
+            if line.startswith("onednn_verbose") and "exec" in f and "matmul" in f:
+                totals[f[-2]] += float(f[-1])
+    return dict(totals)
 
 
 def categorize(prof, lora_rank: int, ops: dict | None = None) -> dict[str, float]:
@@ -187,7 +217,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as run_dir:
         trainer, _, data = sft.build_trainer(cfg, Path(run_dir), [], log=lambda *a: None)
-        prof, plain, seconds, collate = run_steps(trainer, args.steps)
+        prof, plain, seconds, collate, matmuls = run_steps(trainer, args.steps)
     ops: dict = {}
     totals = categorize(prof, cfg.lora.r, ops)
     step_ms = seconds * 1000
@@ -205,6 +235,10 @@ def main() -> int:
     for name, ms in rows:
         print(f"| {name} | {ms:.0f} | {100 * ms / step_ms:.1f}% |" if args.markdown else
               f"  {name:58s} {ms:8.0f} ms  {100 * ms / step_ms:5.1f}%")
+    mm = sum(matmuls.values())
+    print(f"oneDNN matmuls, unprofiled (oneDNN's own timings): {mm:.0f} ms a step = {100 * mm / (1000 * plain):.1f}% of "
+          f"the {1000 * plain:.0f} ms step" + "".join(f"; {shape} {ms:.0f} ms" for shape, ms in
+                                                     sorted(matmuls.items(), key=lambda kv: -kv[1])[:args.top]))
     for (label, op, shapes), ms in sorted(ops.items(), key=lambda kv: -kv[1])[:args.top]:
         print(f"  {ms / args.steps:8.0f} ms/step  {label:36s} {op:28s} {shapes[:90]}")
     return 0
