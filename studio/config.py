@@ -157,6 +157,11 @@ class TrainingSection:
     row_attention: bool = opt(True, "Padding-free batches: attend within each packed row with causal SDPA instead of one "
                               "block-diagonal mask over the pack (exact, less work).", help_zh="无填充批次中按行计算注意力（精确且更快）",
                               advanced=True)
+    row_attention_backward: str = opt("matmul", "With row attention on a CPU: 'matmul' computes the attention backward of "
+                                      "rows up to 512 tokens as plain matmuls and a softmax (faster there than SDPA's "
+                                      "flash backward, which pays a fixed cost per small block); 'sdpa' keeps SDPA's own.",
+                                      choices=("matmul", "sdpa"), help_zh="按行注意力的反向计算：matmul（CPU 上短行更快）或 sdpa",
+                                      advanced=True)
     labeled_lm_head: bool = opt(True, "SFT/DPO/KTO: project only the positions that are trained on through the LM head, in "
                                 "the weights' dtype, instead of TRL's all-position chunked head (exact up to rounding).",
                                 help_zh="只对参与训练的位置计算语言模型头（SFT/DPO/KTO）", advanced=True)

@@ -46,6 +46,54 @@ def test_packed_rows_attend_like_the_block_diagonal_mask(model_and_batch):
     assert (across - packed).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_row_attention_matmul_backward_gives_sdpas_gradients(dtype):
+    """_RowAttention: SDPA's output, and the gradients of SDPA's own backward (causal, 6 query heads over 2 key/value
+    heads), within each dtype's rounding; the one-token row and rows over the bound keep SDPA's path."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, h, 37, 16, dtype=dtype, requires_grad=True) for h in (6, 2, 2))
+    grad = torch.randn(1, 6, 37, 16, dtype=dtype)
+    ref_out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True, scale=0.3)
+    ref = torch.autograd.grad(ref_out, (q, k, v), grad)
+    out = fast_paths._RowAttention.apply(q, k, v, 0.3)
+    got = torch.autograd.grad(out, (q, k, v), grad)
+    assert torch.equal(out, ref_out)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    for name, a, b in zip("qkv", got, ref):
+        assert a.dtype == dtype and a.shape == b.shape, name
+        err = ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+        assert err < tol, (name, err)
+    # the causal mask is really applied: the third query's output moves keys 0-2 and no later one
+    g_third = torch.zeros_like(grad)
+    g_third[:, :, 2] = 1
+    gk = torch.autograd.grad(fast_paths._RowAttention.apply(q, k, v, 0.3), k, g_third)[0]
+    assert gk[:, :, 3:].abs().max() == 0 and gk[:, :, :3].abs().max() > 0
+
+
+def test_packed_rows_train_alike_with_either_attention_backward(model_and_batch, monkeypatch):
+    """A padding-free pack: loss and a layer's gradient agree between SDPA's backward and the matmul one."""
+    model, batch = model_and_batch
+    calls = []
+    apply = fast_paths._RowAttention.apply
+    monkeypatch.setattr(fast_paths._RowAttention, "apply", lambda *a: calls.append(a[0].shape[2]) or apply(*a))
+    results = []
+    for math_backward in (False, True):
+        model.zero_grad()
+        fast_paths.use_packed_attention(model, math_backward=math_backward)
+        assert model.config._attn_implementation == (fast_paths.PACKED_MATH if math_backward else fast_paths.PACKED)
+        loss = model(**batch, use_cache=False).loss
+        loss.backward()
+        results.append((loss.detach(), model.model.layers[0].self_attn.q_proj.weight.grad.clone()))
+    (ref_loss, ref_grad), (loss, grad) = results
+    rows = batch["position_ids"].eq(0).sum().item()
+    assert len(calls) == rows * model.config.num_hidden_layers  # every row of every layer, and only with math_backward
+    assert torch.allclose(ref_loss, loss, atol=1e-6)
+    assert torch.allclose(ref_grad, grad, atol=1e-6, rtol=1e-4), (ref_grad - grad).abs().max()
+    assert ref_grad.abs().max() > 0
+
+
 @pytest.mark.parametrize("chunk", [256, 5])  # one slice, and several with a ragged last one
 def test_labeled_lm_head_matches_trls_fused_head(model_and_batch, monkeypatch, chunk):
     from trl.trainer.utils import add_fused_lm_head

@@ -271,8 +271,9 @@ def use_fast_paths(trainer, cfg: RunConfig, log=print) -> None:
 
     used = []
     if cfg.training.row_attention and cfg.training.batching == "padding_free" and cfg.method.stage in ("sft", "pt"):
-        fast_paths.use_packed_attention(trainer.model)
-        used.append("per-row attention")
+        math_backward = cfg.training.row_attention_backward == "matmul"
+        fast_paths.use_packed_attention(trainer.model, math_backward=math_backward)
+        used.append("per-row attention" + (" (short rows' backward as matmuls)" if math_backward else ""))
     import torch
 
     # on CUDA, TRL's own head already scores only trained positions, with Triton kernels: keep it there
