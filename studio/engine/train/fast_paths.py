@@ -46,9 +46,8 @@ MATH_BACKWARD_MAX = 512  # rows up to this long: attention's backward as matmuls
 class _RowAttention(torch.autograd.Function):
     """Causal attention of one row: forward by SDPA (its flash kernel), backward as plain matmuls and a softmax on the
     [heads, L, L] scores, recomputed from q, k, v (nothing L x L is kept between forward and backward). On a CPU, SDPA's
-    flash backward runs many tiny blocked matmuls with a fixed cost per call: measured alone for 9 query and 3 key/value
-    heads of 64 in bf16, forward plus backward took 1.2 vs 0.6 ms at 64 tokens, 2.5 vs 1.2 ms at 128, 9.0 vs 8.1 ms at
-    512, but 21 vs 54 ms at 1,024, where the L x L fp32 passes cost more: hence the row-length bound."""
+    flash backward runs many tiny blocked matmuls with a fixed cost per call, which this beats on short rows; past
+    MATH_BACKWARD_MAX tokens its L x L fp32 passes cost more (``benchmarks/attention_backward.py`` times both)."""
 
     @staticmethod
     def forward(ctx, query, key, value, scale):
@@ -68,6 +67,7 @@ class _RowAttention(torch.autograd.Function):
         probs = torch.softmax(scores, dim=-1)
         grad_v = torch.matmul(probs.to(q.dtype).transpose(-1, -2), grad_out)
         grad_p = torch.matmul(grad_out, vv.transpose(-1, -2)).float()
+        # softmax backward (dS = P * (dP - rowsum(dP * P))) by the op torch.softmax's own autograd calls, then the scale
         grad_s = torch._softmax_backward_data(grad_p, probs, -1, torch.float32).mul_(ctx.scale).to(q.dtype)
         grad_q = torch.matmul(grad_s, kk)
         grad_k = torch.matmul(grad_s.transpose(-1, -2), q)
