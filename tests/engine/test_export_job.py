@@ -34,6 +34,8 @@ def test_a_reloaded_page_reattaches_to_the_running_export(tiny_model_dir, tmp_pa
     assert open_chat["visible"] is True and cancel["visible"] is False and followed == str(folder)
     state = ExportJob.attach(folder).poll()
     assert state["state"] == "finished" and state["exit_code"] == 0 and state["fraction"] == 1.0
+    # the starter's waiter thread writes the exit code just after the child is gone (the poll above may come first)
+    wait_until(lambda: (folder / "exit").is_file(), 30, "the waiter's exit file")
     (folder / "exit").unlink()  # the child is gone, its exit code not written (yet, or the studio was restarted)
     state = ExportJob.attach(folder).poll()
     assert state["state"] == "finished" and state["exit_code"] == 0 and state["result"]["out_dir"] == str(out.resolve())
