@@ -51,7 +51,10 @@ def test_train_prints_run_folder_then_chat_answers_json(tiny_model_dir, alpaca_f
     assert run_dir.parent == tmp_path and rundir.read_status(run_dir)["state"] == "finished"
     assert "studio train" in (run_dir / "command.txt").read_text()
     # training.allocator=keep (the default): the process re-executed itself with glibc told to keep freed memory, and says so
-    assert "allocator: glibc keeps freed memory" in (run_dir / "train.log").read_text(encoding="utf-8").splitlines()
+    log = (run_dir / "train.log").read_text(encoding="utf-8").splitlines()
+    assert "allocator: glibc keeps freed memory" in log
+    # training.row_attention_backward=matmul (the default) on this CPU: the run says which attention backward it took
+    assert any(line.startswith("speed: per-row attention (short rows' backward as matmuls)") for line in log), log
     again = studio("train", run_dir / "config.yaml", "--output-dir", run_dir)
     assert again.returncode == 2 and "already holds a finished run" in again.stderr
 

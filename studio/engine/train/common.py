@@ -267,14 +267,16 @@ def optimizer(cfg: RunConfig, params, num_training_steps: int):
 
 def use_fast_paths(trainer, cfg: RunConfig, log=print) -> None:
     """The studio's exact faster paths (engine/train/fast_paths.py) on a built TRL trainer, as the config asks."""
+    import torch
+
     from studio.engine.train import fast_paths
 
     used = []
     if cfg.training.row_attention and cfg.training.batching == "padding_free" and cfg.method.stage in ("sft", "pt"):
-        math_backward = cfg.training.row_attention_backward == "matmul"
+        # measured on CPU only (fast_paths._RowAttention also checks the device of each call)
+        math_backward = cfg.training.row_attention_backward == "matmul" and not torch.cuda.is_available()
         fast_paths.use_packed_attention(trainer.model, math_backward=math_backward)
         used.append("per-row attention" + (" (short rows' backward as matmuls)" if math_backward else ""))
-    import torch
 
     # on CUDA, TRL's own head already scores only trained positions, with Triton kernels: keep it there
     if cfg.training.labeled_lm_head and cfg.method.stage in ("sft", "pt", "dpo", "kto") and not torch.cuda.is_available():
