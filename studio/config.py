@@ -221,9 +221,6 @@ class IdentitySection:
     replay_ce: bool = opt(True, "With distill > 0: the general rows also get the plain next-token loss on their answers "
                           "(off: only the KL term holds them, the base's whole distribution instead of its top token).",
                           help_zh="自蒸馏时通用样本是否也计算普通的下一词损失（关闭则只用 KL 保持原模型分布）", advanced=True)
-    distill_prompt: bool = opt(False, "With distill > 0: the KL term also holds the general rows' prompt positions (system "
-                               "prompt and question), not only their answers: more of what the model reads kept as it was.",
-                               help_zh="自蒸馏时 KL 也作用于通用样本的提示部分（系统提示与问题），不只回答", advanced=True)
     probe_split: str = opt("test", "Which general questions the probe asks and reports retention on: 'test' (the test "
                            "split), 'dev' (dev only: for choosing a recipe without seeing the test split) or 'both' (asks "
                            "dev and test, reports test; slower).",

@@ -40,14 +40,12 @@ class DistillCollator:
         return batch
 
 
-def distill_kl(model, hidden: torch.Tensor, inputs: dict, mask: torch.Tensor, prompt: bool = False) -> torch.Tensor:
+def distill_kl(model, hidden: torch.Tensor, inputs: dict, mask: torch.Tensor) -> torch.Tensor:
     """Mean per-token KL(base || tuned) over the trained positions of distilled rows; 0 when there are none.
 
     ``hidden``: the tuned model's final hidden states [B, T, H] (with gradient); position t predicts token t + 1.
-    ``prompt``: every position of a distilled row whose next token is in the same row (its prompt too), not only those
-    predicting trained tokens.
     """
-    positions = (same_row_next(inputs) if prompt else inputs["labels"][:, 1:] != -100) & mask[:, 1:]
+    positions = (inputs["labels"][:, 1:] != -100) & mask[:, 1:]
     if not bool(positions.any()):
         return hidden.new_zeros((), dtype=torch.float32)
     head = model.get_output_embeddings()
@@ -59,18 +57,6 @@ def distill_kl(model, hidden: torch.Tensor, inputs: dict, mask: torch.Tensor, pr
         base_hidden = decoder(**dict(sub, use_cache=False)).last_hidden_state
         base = head(base_hidden[:, :-1][picked].to(head.weight.dtype)).float().log_softmax(-1)
     return (base.exp() * (base - tuned)).sum(-1).mean()
-
-
-def same_row_next(inputs: dict) -> torch.Tensor:
-    """[B, T - 1]: position t's next token is a real token of the same row (a pack's rows restart ``position_ids`` at 0;
-    padded rows end where ``attention_mask`` does)."""
-    pos = inputs.get("position_ids")
-    if pos is not None and inputs["input_ids"].shape[0] == 1:
-        return pos[:, 1:] != 0
-    attention = inputs.get("attention_mask")
-    if attention is None:
-        return torch.ones_like(inputs["input_ids"][:, 1:], dtype=torch.bool)
-    return attention[:, 1:].bool()
 
 
 def distilled_rows(inputs: dict, mask: torch.Tensor, positions: torch.Tensor) -> tuple[dict, torch.Tensor]:
@@ -116,7 +102,7 @@ def without_general_ce(inputs: dict, mask: torch.Tensor, num_items_in_batch):
     return dict(inputs, labels=kept), num_items_in_batch
 
 
-def use_self_distillation(trainer, weight: float, log=print, general_ce: bool = True, prompt: bool = False) -> None:
+def use_self_distillation(trainer, weight: float, log=print, general_ce: bool = True) -> None:
     """Add ``weight * KL(base || tuned)`` on distilled rows to ``trainer``'s training loss (see the module docstring).
 
     ``general_ce=False``: the distilled rows get no next-token loss on the base's greedy answers, only the KL (which
@@ -141,7 +127,7 @@ def use_self_distillation(trainer, weight: float, log=print, general_ce: bool = 
             result = original(model, ce_inputs, return_outputs=return_outputs, num_items_in_batch=ce_items)
         finally:
             handle.remove()
-        kl = distill_kl(model, captured[0], inputs, mask.to(inputs["labels"].device), prompt)
+        kl = distill_kl(model, captured[0], inputs, mask.to(inputs["labels"].device))
         metrics = getattr(trainer, "_metrics", None)
         if metrics is not None:
             metrics["train"]["distill_kl"].append(float(kl.detach()))
@@ -151,4 +137,4 @@ def use_self_distillation(trainer, weight: float, log=print, general_ce: bool = 
 
     trainer.compute_loss = compute_loss
     log(f"self-distillation: + {weight} x KL(base || tuned) on the general rows' answers (adapter off = base)"
-        + ("" if general_ce else "; no next-token loss on them") + ("; their prompts held too" if prompt else ""))
+        + ("" if general_ce else "; no next-token loss on them"))

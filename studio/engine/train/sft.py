@@ -64,8 +64,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, extra_specs: l
     if distill:
         from studio.engine.train.distill import use_self_distillation
 
-        use_self_distillation(trainer, cfg.identity.distill, log, general_ce=cfg.identity.replay_ce,
-                              prompt=cfg.identity.distill_prompt)
+        use_self_distillation(trainer, cfg.identity.distill, log, general_ce=cfg.identity.replay_ce)
     return trainer, tokenizer, data
 
 
