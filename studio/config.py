@@ -221,6 +221,9 @@ class IdentitySection:
     replay_ce: bool = opt(True, "With distill > 0: the general rows also get the plain next-token loss on their answers "
                           "(off: only the KL term holds them, the base's whole distribution instead of its top token).",
                           help_zh="自蒸馏时通用样本是否也计算普通的下一词损失（关闭则只用 KL 保持原模型分布）", advanced=True)
+    identity_weight: float = opt(1.0, "With distill > 0: weight of the identity rows' next-token loss against the general "
+                                 "rows' (1: every trained token counts the same).", min=0.0, max=100.0,
+                                 help_zh="自蒸馏时身份样本下一词损失的权重（1 表示与通用样本同权）", advanced=True)
     probe_split: str = opt("test", "Which general questions the probe asks and reports retention on: 'test' (the test "
                            "split), 'dev' (dev only: for choosing a recipe without seeing the test split) or 'both' (asks "
                            "dev and test, reports test; slower).",
@@ -501,6 +504,9 @@ def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
     if cfg.identity.distill > 0 and not cfg.identity.name_en.strip():
         errors.append(f"identity.distill={cfg.identity.distill}: self-distillation keeps the general rows of a "
                       "self-cognition run at the base; set identity.name_en too (or distill 0)")
+    if cfg.identity.identity_weight != 1.0 and cfg.identity.distill <= 0:
+        errors.append(f"identity.identity_weight={cfg.identity.identity_weight}: weighting the identity rows works with "
+                      "self-distillation on (identity.distill > 0), which tells them from the general rows")
     if cfg.identity.distill > 0 and (cfg.method.stage != "sft" or cfg.method.finetuning_type not in ("lora", "qlora")):
         errors.append(f"identity.distill={cfg.identity.distill}: self-distillation needs stage sft with finetuning_type lora "
                       "or qlora (the base is the model with its adapter off)")

@@ -11,7 +11,8 @@ import torch
 
 from studio import config as C
 from studio.engine import rundir
-from studio.engine.train.distill import DISTILL, DistillCollator, distill_kl, distilled_rows, without_general_ce
+from studio.engine.train.distill import (DISTILL, DistillCollator, distill_kl, distilled_rows, identity_ce,
+                                        without_general_ce)
 from studio.engine.train.runner import run
 
 
@@ -115,6 +116,23 @@ def test_the_base_forward_on_the_distilled_rows_alone_gives_the_kl_of_the_whole_
     assert float(kl) > 1e-3 and float(kl) == pytest.approx(float(reference), rel=1e-4)
 
 
+def test_identity_ce_is_the_identity_rows_share_of_the_next_token_loss(tiny_model_dir):
+    model = _peft(tiny_model_dir)
+    torch.manual_seed(0)
+    ids = torch.randint(10, 1000, (2, 10))
+    labels = ids.clone()
+    labels[:, :3] = -100  # 7 trained positions a row after the shift
+    mask = torch.tensor([[False] * 10, [True] * 10])  # row 0 identity, row 1 distilled (general)
+    inputs = {"input_ids": ids, "labels": labels}
+    hidden = model.get_base_model().base_model(input_ids=ids).last_hidden_state
+    logits = model.get_output_embeddings()(hidden)
+    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], reduction="none")
+    row0 = float(per_token[0, 2:].sum())
+    assert float(identity_ce(model, hidden, inputs, mask, None)) == pytest.approx(row0 / 14, rel=1e-4)
+    assert float(identity_ce(model, hidden, inputs, mask, torch.tensor(5))) == pytest.approx(row0 / 5, rel=1e-4)
+    assert float(identity_ce(model, hidden, inputs, torch.ones_like(mask), None)) == 0.0  # no identity row
+
+
 def _cfg(tiny_model_dir, alpaca_file, **extra):
     values = {"model.name_or_path": str(tiny_model_dir), "data.datasets": [str(alpaca_file)], "identity.name_en": "Nova",
               "identity.author_en": "Nova Labs", "identity.samples": 16, "identity.probe": False,
@@ -135,15 +153,17 @@ def test_without_general_ce_drops_the_distilled_rows_from_the_next_token_loss_on
     assert without_general_ce(inputs, torch.ones_like(mask), 5)[1] == 1  # general rows only: a loss of 0, not 0 / 0
 
 
-@pytest.mark.parametrize("replay_ce", [True, False])
-def test_self_cognition_run_with_distillation_logs_the_kl(tiny_model_dir, alpaca_file, tmp_path, replay_ce):
-    cfg = C.check(_cfg(tiny_model_dir, alpaca_file, **{"identity.replay_ce": replay_ce}))
+@pytest.mark.parametrize("replay_ce, identity_weight", [(True, 1.0), (False, 2.0)])
+def test_self_cognition_run_with_distillation_logs_the_kl(tiny_model_dir, alpaca_file, tmp_path, replay_ce, identity_weight):
+    cfg = C.check(_cfg(tiny_model_dir, alpaca_file, **{"identity.replay_ce": replay_ce,
+                                                       "identity.identity_weight": identity_weight}))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     assert run(cfg, run_dir) == 0, rundir.tail_log(run_dir)
     log = (run_dir / "train.log").read_text(encoding="utf-8")
     assert "self-distillation: + 1.0 x KL" in log
     assert ("no next-token loss on them" in log) != replay_ce
+    assert ("identity rows' loss x 2.0" in log) == (identity_weight == 2.0)
     train = [m for m in rundir.read_metrics(run_dir) if m["kind"] == "train"]
     kls = [m["distill_kl"] for m in train if "distill_kl" in m]
     assert kls and all(k >= 0 for k in kls) and json.dumps(kls)
@@ -151,7 +171,8 @@ def test_self_cognition_run_with_distillation_logs_the_kl(tiny_model_dir, alpaca
 
 
 @pytest.mark.parametrize("extra, needle", [({"identity.name_en": "", "identity.author_en": ""}, "set identity.name_en"),
-                                           ({"method.finetuning_type": "full"}, "finetuning_type lora")])
+                                           ({"method.finetuning_type": "full"}, "finetuning_type lora"),
+                                           ({"identity.distill": 0.0, "identity.identity_weight": 2.0}, "(identity.distill > 0)")])
 def test_distillation_refuses_what_it_cannot_serve(tiny_model_dir, alpaca_file, extra, needle):
     errors = C.validate(_cfg(tiny_model_dir, alpaca_file, **extra))
     assert any("identity.distill" in e and needle in e for e in errors), errors

@@ -102,7 +102,21 @@ def without_general_ce(inputs: dict, mask: torch.Tensor, num_items_in_batch):
     return dict(inputs, labels=kept), num_items_in_batch
 
 
-def use_self_distillation(trainer, weight: float, log=print, general_ce: bool = True) -> None:
+def identity_ce(model, hidden: torch.Tensor, inputs: dict, mask: torch.Tensor, num_items_in_batch) -> torch.Tensor:
+    """The next-token loss of the rows not distilled (the identity rows), summed and divided by what the trainer divided
+    its loss by (``num_items_in_batch``, else its count of trained tokens): the share of the loss those rows added."""
+    labels = inputs["labels"][:, 1:]
+    positions = (labels != -100) & ~mask[:, 1:]
+    if not bool(positions.any()):
+        return hidden.new_zeros((), dtype=torch.float32)
+    head = model.get_output_embeddings()
+    logits = head(hidden[:, :-1][positions].to(head.weight.dtype)).float()
+    total = torch.nn.functional.cross_entropy(logits, labels[positions], reduction="sum")
+    count = num_items_in_batch if num_items_in_batch is not None else (labels != -100).sum()
+    return total / count
+
+
+def use_self_distillation(trainer, weight: float, log=print, general_ce: bool = True, identity_weight: float = 1.0) -> None:
     """Add ``weight * KL(base || tuned)`` on distilled rows to ``trainer``'s training loss (see the module docstring).
 
     ``general_ce=False``: the distilled rows get no next-token loss on the base's greedy answers, only the KL (which
@@ -128,13 +142,19 @@ def use_self_distillation(trainer, weight: float, log=print, general_ce: bool = 
         finally:
             handle.remove()
         kl = distill_kl(model, captured[0], inputs, mask.to(inputs["labels"].device))
+        if identity_weight != 1.0:  # the trainer's loss counted each identity token once: add the rest of its weight
+            weighted = (identity_weight - 1.0) * identity_ce(model, captured[0], ce_inputs, mask.to(inputs["labels"].device),
+                                                              ce_items)
+        else:
+            weighted = 0.0
         metrics = getattr(trainer, "_metrics", None)
         if metrics is not None:
             metrics["train"]["distill_kl"].append(float(kl.detach()))
         if return_outputs:
-            return result[0] + weight * kl, result[1]
-        return result + weight * kl
+            return result[0] + weight * kl + weighted, result[1]
+        return result + weight * kl + weighted
 
     trainer.compute_loss = compute_loss
     log(f"self-distillation: + {weight} x KL(base || tuned) on the general rows' answers (adapter off = base)"
-        + ("" if general_ce else "; no next-token loss on them"))
+        + ("" if general_ce else "; no next-token loss on them")
+        + ("" if identity_weight == 1.0 else f"; identity rows' loss x {identity_weight}"))

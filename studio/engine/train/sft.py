@@ -64,7 +64,8 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, extra_specs: l
     if distill:
         from studio.engine.train.distill import use_self_distillation
 
-        use_self_distillation(trainer, cfg.identity.distill, log, general_ce=cfg.identity.replay_ce)
+        use_self_distillation(trainer, cfg.identity.distill, log, general_ce=cfg.identity.replay_ce,
+                              identity_weight=cfg.identity.identity_weight)
     return trainer, tokenizer, data
 
 
