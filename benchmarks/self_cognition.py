@@ -7,6 +7,7 @@
     python benchmarks/self_cognition.py --cold                       # regenerate the cached replay and base answers first
     python benchmarks/self_cognition.py --null-adapter --cold        # no training: the probe alone, base vs base
     python benchmarks/self_cognition.py --split dev --noise-adapter 0.001,0.002,0.004   # random changes: KL vs retention
+    python benchmarks/self_cognition.py --split dev --checkpoints 10   # also probe the adapter every 10 steps of the run
 
 Each pair starts the command a user runs (``python -m studio.train presets/self_cognition.yaml --set ...``) in a fresh run
 folder under ``--output-dir`` (default: a new temporary folder), so its seconds run from start-up to the end of the probe.
@@ -15,6 +16,10 @@ dev, then report it once on test. One row per pair is printed: identity in Engli
 (none, default_system, user_system, second_turn) and the minimum over them, retention (kept / base-right and %), KL(tuned ‖
 base) per token, seconds. ``OUTPUT/benchmark.json`` keeps the rows. Targets on a 2-core CPU: <= 300 s, identity >= 95% in
 every setting and language, retention >= 95%.
+
+``--checkpoints N`` saves the adapter every N steps of each run and probes each one as the run's own probe does (a row
+per checkpoint, "@ step N", before the run's row): where identity, retention and KL stand along the run, i.e. what
+stopping it early (at the identity target) would get.
 
 ``--null-adapter`` trains nothing: it probes the preset's model against itself (a LoRA adapter with B = 0, which changes
 no output) twice, so it prints how many general questions the base answers right per split and language, checks that
@@ -116,9 +121,32 @@ def clear_caches() -> int:
     return len(files)
 
 
+def checkpoint_rows(pair, run_dir: Path) -> list[dict]:
+    """--checkpoints: probe each saved checkpoint but the last (the run's own probe is that one); a row each."""
+    from studio import config as C
+    from studio.engine.selfcog import probe
+
+    cfg = C.load(run_dir / "config.yaml")
+    saved = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    rows = []
+    for ck in saved[:-1]:
+        start = time.time()
+        probe.run_probes(cfg, ck, log=lambda *_: None)
+        result = json.loads((ck / probe.PROBE_FILE).read_text(encoding="utf-8"))
+        row = row_from_probe(pair, result, time.time() - start, 0, ck)
+        row["step"] = int(ck.name.split("-")[1])
+        row["author_en"] += f" @ step {row['step']}"
+        rows.append(row)
+        print(format_table([row]).splitlines()[-1], flush=True)
+    return rows
+
+
 def run_pair(pair, root: Path, args) -> dict:
     run_dir = root / "-".join("".join(c if c.isalnum() else "-" for c in pair[0]).split("-")).lower()
-    cmd = train_command(pair, run_dir, args.preset, args.split, args.overrides)
+    overrides = list(args.overrides)
+    if args.checkpoints:
+        overrides += [f"training.save_steps={args.checkpoints}", "training.save_total_limit=1000"]
+    cmd = train_command(pair, run_dir, args.preset, args.split, overrides)
     print("$ " + " ".join(cmd), flush=True)
     start = time.time()
     with open(root / f"{run_dir.name}.log", "w", encoding="utf-8") as log:
@@ -209,6 +237,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output-dir", help="folder for the run folders and benchmark.json (default: a new temporary folder)")
     p.add_argument("--cold", action="store_true", help="delete the cached replay and base-probe answers first")
     p.add_argument("--null-adapter", action="store_true", help="no training: probe the model against itself, twice")
+    p.add_argument("--checkpoints", type=int, default=0, metavar="N",
+                   help="also save the adapter every N steps and probe each checkpoint (where the run stands along the way)")
     p.add_argument("--noise-adapter", metavar="STD[,STD...]",
                    help="no training: probe random adapters (B ~ N(0, STD)): the retention a change of that KL costs")
     return p.parse_args(argv)
@@ -234,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for pair in pairs:
         rows.append(run_pair(pair, root, args))
+        if args.checkpoints and rows[-1]["exit_code"] == 0:
+            rows[-1:-1] = checkpoint_rows(pair, Path(rows[-1]["run_dir"]))
         print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     (root / "benchmark.json").write_text(json.dumps({"split": args.split, "overrides": args.overrides, "rows": rows},
                                                     indent=1, ensure_ascii=False), encoding="utf-8")

@@ -166,6 +166,22 @@ def test_benchmark_runs_the_preset_for_a_pair_and_prints_its_row(talking_model_d
     assert "R2-Lite / Orbit Robotics" in text and "retention (dev)" in text
 
 
+def test_checkpoints_are_probed_along_the_run_each_with_its_own_row(talking_model_dir, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = bench.main(["--pair", "Echo|回声|Harbor AI|海港智能", "--split", "dev", "--output-dir", str(out),
+                       "--checkpoints", "1", "--set", f"model.name_or_path={talking_model_dir}",
+                       "--set", "training.max_steps=2", "--set", "identity.samples=8", "--set", "identity.replay_samples=4",
+                       "--set", "training.per_device_train_batch_size=4"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    rows = json.loads((out / "benchmark.json").read_text(encoding="utf-8"))["rows"]
+    assert [r.get("step") for r in rows] == [1, None]  # the last checkpoint is the run's own probe
+    first = Path(rows[0]["run_dir"])
+    assert first.name == "checkpoint-1" and (first / P.PROBE_FILE).is_file() and rows[0]["kl"] is not None
+    assert Path(rows[1]["run_dir"]).name == "echo" and rows[1]["retention"]["split"] == "dev"
+    assert "Echo / Harbor AI @ step 1" in text
+
+
 def test_noise_adapter_levels_print_kl_and_retention_from_zero_change_upwards(talking_model_dir, tmp_path, capsys):
     code = bench.main(["--split", "dev", "--output-dir", str(tmp_path / "noise"), "--noise-adapter", "0,0.5",
                        "--set", f"model.name_or_path={talking_model_dir}"])

@@ -130,7 +130,8 @@ def use_self_distillation(trainer, weight: float, log=print, general_ce: bool = 
 
     def compute_loss(model, inputs, return_outputs=False, num_items_in_batch=None):
         mask = inputs.pop(DISTILL, None)
-        if mask is None or not model.training or not bool(mask.any()):
+        # a batch of identity rows only still needs the hidden states when those rows are weighted
+        if mask is None or not model.training or not (bool(mask.any()) or identity_weight != 1.0):
             return original(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         captured = []
         # the decoder's output is the tuned model's final hidden state (whichever LM-head path the trainer takes)
@@ -148,7 +149,7 @@ def use_self_distillation(trainer, weight: float, log=print, general_ce: bool = 
         else:
             weighted = 0.0
         metrics = getattr(trainer, "_metrics", None)
-        if metrics is not None:
+        if metrics is not None and bool(mask.any()):
             metrics["train"]["distill_kl"].append(float(kl.detach()))
         if return_outputs:
             return result[0] + weight * kl + weighted, result[1]
