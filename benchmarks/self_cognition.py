@@ -94,8 +94,8 @@ def format_table(rows: list[dict]) -> str:
     lines = [f"{'name / maker':<34} | en {head_id} | zh {head_id} | retention ({split})  | KL/token |      s",
              "-" * 132]
     for r in rows:
-        label = f"{r['name_en']} / {r['author_en']}"
-        label = label if len(label) <= 34 else label[:33] + "…"
+        label, step = f"{r['name_en']} / {r['author_en']}", f" @ step {r['step']}" if r.get("step") else ""
+        label = (label if len(label) + len(step) <= 34 else label[:33 - len(step)] + "…") + step
         if "identity" not in r:
             lines.append(f"{label:<34} | no probe.json (exit code {r['exit_code']}): see {r['run_dir']}/train.log")
             continue
@@ -135,7 +135,6 @@ def checkpoint_rows(pair, run_dir: Path) -> list[dict]:
         result = json.loads((ck / probe.PROBE_FILE).read_text(encoding="utf-8"))
         row = row_from_probe(pair, result, time.time() - start, 0, ck)
         row["step"] = int(ck.name.split("-")[1])
-        row["author_en"] += f" @ step {row['step']}"
         rows.append(row)
         print(format_table([row]).splitlines()[-1], flush=True)
     return rows
