@@ -1,0 +1,101 @@
+"""Null-space LoRA for self-cognition: keep the adapter's change out of the input directions the general rows use.
+
+A LoRA module adds ``B A x`` to a frozen linear layer's output. If every row of ``A`` is orthogonal to the inputs ``x``
+that general text produces at that layer, the change is zero on general text and, layer by layer, the model answers
+general prompts exactly as the base did; the identity can only be written through directions general text leaves
+(nearly) unused. As in AlphaEdit (Fang et al. 2024, "null-space constrained knowledge editing"), the directions come
+from the uncentered second moment ``sum x x^T`` of each adapted layer's inputs over the general rows (the replay rows:
+the base model's own answers, never the questions the probe asks); its top eigenvectors that hold ``keep`` of the
+energy span what is protected, and ``A`` is projected onto their orthogonal complement before training and after
+every optimizer step (projected gradient descent on ``A``).
+
+``use_null_space(trainer, rows, keep)`` installs it on a built TRL trainer over a PEFT model; ``rows`` are the
+tokenized general rows (``input_ids``).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import TrainerCallback
+
+
+def lora_modules(model) -> dict:
+    """The PEFT LoRA layers of ``model`` by name (those with a ``base_layer`` and ``lora_A``)."""
+    return {name: m for name, m in model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")}
+
+
+@torch.no_grad()
+def input_moments(model, rows: list[list[int]]) -> dict[str, torch.Tensor]:
+    """``sum x x^T`` (float32) of each LoRA layer's input over every token of ``rows``, the adapter off; one row per
+    forward, so no padding enters the sums."""
+    modules, moments, hooks = lora_modules(model), {}, []
+
+    def hook(name):
+        def add(_module, args):
+            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+            moments[name] = moments.get(name, 0) + x.T @ x
+        return add
+
+    for name, module in modules.items():
+        hooks.append(module.base_layer.register_forward_pre_hook(hook(name)))
+    decoder = model.get_base_model().base_model
+    device = next(model.parameters()).device
+    try:
+        with model.disable_adapter():
+            for ids in rows:
+                decoder(input_ids=torch.tensor([ids], device=device), use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    return moments
+
+
+def null_projector(moment: torch.Tensor, keep: float) -> tuple[torch.Tensor, int]:
+    """``I - U U^T`` where ``U`` are the fewest top eigenvectors of ``moment`` holding at least ``keep`` of its trace, and
+    their count."""
+    values, vectors = torch.linalg.eigh(moment.double())
+    values, vectors = values.flip(0).clamp(min=0), vectors.flip(1)
+    share = values.cumsum(0) / values.sum().clamp(min=1e-30)
+    k = min(int((share < keep).sum()) + 1, len(values))
+    u = vectors[:, :k]
+    return (torch.eye(len(values), dtype=u.dtype, device=u.device) - u @ u.T).float(), k
+
+
+class NullSpaceCallback(TrainerCallback):
+    """Projects each LoRA ``A`` onto its layer's null space after every optimizer step."""
+
+    def __init__(self, modules: dict, projectors: dict):
+        self.modules, self.projectors = modules, projectors
+
+    def project(self) -> None:
+        with torch.no_grad():
+            for name, module in self.modules.items():
+                p = self.projectors[name]
+                for a in module.lora_A.values():
+                    a.weight.copy_((a.weight.float() @ p.to(a.weight.device)).to(a.weight.dtype))
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.project()
+
+
+def use_null_space(trainer, rows: list[list[int]], keep: float, log=print) -> NullSpaceCallback:
+    """Install null-space LoRA on ``trainer`` (see the module docstring); returns the callback."""
+    model = trainer.model
+    if not hasattr(model, "disable_adapter"):
+        raise ValueError("null-space LoRA needs a LoRA/QLoRA model")
+    if not rows:
+        raise ValueError("null-space LoRA needs general rows to protect (replay or your general data)")
+    moments = input_moments(model, rows)
+    modules = lora_modules(model)
+    projectors, dims = {}, []
+    for name in modules:
+        projectors[name], k = null_projector(moments[name], keep)
+        dims.append((k, moments[name].shape[0]))
+    callback = NullSpaceCallback(modules, projectors)
+    callback.project()
+    trainer.add_callback(callback)
+    tokens = sum(len(r) for r in rows)
+    mean_k = sum(k for k, _ in dims) / len(dims)
+    log(f"null-space LoRA: {len(modules)} layers' adapters kept off the input directions holding {keep:g} of the "
+        f"general rows' energy ({tokens} tokens; {mean_k:.0f} directions protected per layer on average)")
+    return callback
