@@ -228,6 +228,9 @@ class IdentitySection:
                             "this share of the general rows' energy at each layer, so general text passes unchanged "
                             "(0: off).", min=0.0, max=0.99999, help_zh="零空间 LoRA：适配器避开通用样本输入中占此能量比例的方向（0 关闭）",
                             advanced=True)
+    subspace: int = opt(0, "With distill > 0: each LoRA layer reads only this many input directions, those most specific "
+                        "to the identity rows against the general rows (0: off).", min=0, max=4096,
+                        help_zh="身份子空间：每层 LoRA 只读取最能区分身份样本与通用样本的若干输入方向（0 关闭）", advanced=True)
     probe_split: str = opt("test", "Which general questions the probe asks and reports retention on: 'test' (the test "
                            "split), 'dev' (dev only: for choosing a recipe without seeing the test split) or 'both' (asks "
                            "dev and test, reports test; slower).",

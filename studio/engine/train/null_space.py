@@ -61,6 +61,21 @@ def null_projector(moment: torch.Tensor, keep: float) -> tuple[torch.Tensor, int
     return (torch.eye(len(values), dtype=u.dtype, device=u.device) - u @ u.T).float(), k
 
 
+def identity_projector(identity: torch.Tensor, n_identity: int, general: torch.Tensor, n_general: int, m: int,
+                       ridge: float = 1e-3) -> torch.Tensor:
+    """``Q Q^T`` for the span of the ``m`` input directions where the identity rows' per-token energy is largest against
+    the general rows' (the top generalized eigenvectors of the two per-token second moments; ``ridge`` times the mean
+    general eigenvalue is added so directions general text never uses stay finite)."""
+    s_id, s_gen = identity.double() / max(n_identity, 1), general.double() / max(n_general, 1)
+    d = s_gen.shape[0]
+    s_gen = s_gen + ridge * s_gen.trace() / d * torch.eye(d, dtype=s_gen.dtype, device=s_gen.device)
+    l_inv = torch.linalg.inv(torch.linalg.cholesky(s_gen))
+    values, vectors = torch.linalg.eigh(l_inv @ s_id @ l_inv.T)
+    top = l_inv.T @ vectors[:, -min(m, d):]
+    q = torch.linalg.qr(top)[0]
+    return (q @ q.T).float()
+
+
 class NullSpaceCallback(TrainerCallback):
     """Projects each LoRA ``A`` onto its layer's null space after every optimizer step."""
 
@@ -76,6 +91,23 @@ class NullSpaceCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.project()
+
+
+def use_identity_subspace(trainer, identity_rows: list[list[int]], general_rows: list[list[int]], m: int,
+                          log=print) -> NullSpaceCallback:
+    """Restrict every LoRA ``A`` to the ``m`` input directions most specific to the identity rows
+    (``identity_projector``); returns the installed callback."""
+    model = trainer.model
+    ident, general = input_moments(model, identity_rows), input_moments(model, general_rows)
+    n_id, n_gen = sum(map(len, identity_rows)), sum(map(len, general_rows))
+    modules = lora_modules(model)
+    projectors = {name: identity_projector(ident[name], n_id, general[name], n_gen, m) for name in modules}
+    callback = NullSpaceCallback(modules, projectors)
+    callback.project()
+    trainer.add_callback(callback)
+    log(f"identity subspace: {len(modules)} layers' adapters read only the {m} input directions most specific to the "
+        f"identity rows ({n_id} tokens) against the general rows ({n_gen} tokens)")
+    return callback
 
 
 def use_null_space(trainer, rows: list[list[int]], keep: float, log=print) -> NullSpaceCallback:
