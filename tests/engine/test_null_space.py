@@ -69,3 +69,14 @@ def test_self_cognition_run_keeps_every_adapter_in_its_null_space(tiny_model_dir
 def test_null_space_refuses_a_run_without_distillation(tiny_model_dir, alpaca_file):
     errors = C.validate(_cfg(tiny_model_dir, alpaca_file, **{"identity.distill": 0.0, "identity.null_space": 0.99}))
     assert any("identity.null_space" in e and "identity.distill > 0" in e for e in errors), errors
+
+
+def test_identity_projector_picks_the_directions_the_identity_rows_use_and_general_rows_do_not():
+    from studio.engine.train.null_space import identity_projector
+
+    general = torch.diag(torch.tensor([100.0, 1, 1, 1, 1, 1]))  # general text: strong in direction 0
+    identity = torch.diag(torch.tensor([100.0, 1, 1, 40, 1, 1]))  # identity rows: also strong in 0, and in 3
+    p = identity_projector(identity * 7, 7, general * 3, 3, 1)
+    assert torch.allclose(p, torch.diag(torch.tensor([0.0, 0, 0, 1, 0, 0])), atol=1e-5)
+    assert torch.allclose(p @ p, p, atol=1e-5)  # a projector
+    assert torch.linalg.matrix_rank(identity_projector(identity, 1, general, 1, 4)) == 4

@@ -25,14 +25,16 @@ def lora_modules(model) -> dict:
 
 
 @torch.no_grad()
-def input_moments(model, rows: list[list[int]]) -> dict[str, torch.Tensor]:
-    """``sum x x^T`` (float32) of each LoRA layer's input over every token of ``rows``, the adapter off; one row per
-    forward, so no padding enters the sums."""
-    modules, moments, hooks = lora_modules(model), {}, []
+def input_moments(model, rows: list[list[int]], masks: list[list[bool]] | None = None) -> dict[str, torch.Tensor]:
+    """``sum x x^T`` (float32) of each LoRA layer's input over every token of ``rows`` (or the positions ``masks``
+    marks), the adapter off; one row per forward, so no padding enters the sums."""
+    modules, moments, hooks, current = lora_modules(model), {}, [], {}
 
     def hook(name):
         def add(_module, args):
             x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
+            if current.get("mask") is not None:
+                x = x[current["mask"]]
             moments[name] = moments.get(name, 0) + x.T @ x
         return add
 
@@ -42,7 +44,8 @@ def input_moments(model, rows: list[list[int]]) -> dict[str, torch.Tensor]:
     device = next(model.parameters()).device
     try:
         with model.disable_adapter():
-            for ids in rows:
+            for i, ids in enumerate(rows):
+                current["mask"] = torch.tensor(masks[i], device=device) if masks is not None else None
                 decoder(input_ids=torch.tensor([ids], device=device), use_cache=False)
     finally:
         for h in hooks:
@@ -93,20 +96,33 @@ class NullSpaceCallback(TrainerCallback):
         self.project()
 
 
-def use_identity_subspace(trainer, identity_rows: list[list[int]], general_rows: list[list[int]], m: int,
+def use_identity_subspace(trainer, identity_rows: list[dict], general_rows: list[dict], m: int,
                           log=print) -> NullSpaceCallback:
-    """Restrict every LoRA ``A`` to the ``m`` input directions most specific to the identity rows
+    """Restrict every LoRA ``A`` to the ``m`` input directions most specific to the identity rows' prompts (their
+    untrained positions: the question, not the answer's name tokens) against the general rows' prompts
     (``identity_projector``); returns the installed callback."""
+    import os
+
     model = trainer.model
-    ident, general = input_moments(model, identity_rows), input_moments(model, general_rows)
-    n_id, n_gen = sum(map(len, identity_rows)), sum(map(len, general_rows))
+    where = os.environ.get("STUDIO_SUBSPACE_POSITIONS", "prompt")
+
+    def masks(rows):
+        if where == "all":
+            return None
+        return [[label == -100 for label in r["labels"]] for r in rows]
+
+    ident = input_moments(model, [r["input_ids"] for r in identity_rows], masks(identity_rows))
+    general = input_moments(model, [r["input_ids"] for r in general_rows], masks(general_rows))
+    count = (lambda rows: sum(map(len, [r["input_ids"] for r in rows]))) if where == "all" else \
+        (lambda rows: sum(sum(label == -100 for label in r["labels"]) for r in rows))
+    n_id, n_gen = count(identity_rows), count(general_rows)
     modules = lora_modules(model)
     projectors = {name: identity_projector(ident[name], n_id, general[name], n_gen, m) for name in modules}
     callback = NullSpaceCallback(modules, projectors)
     callback.project()
     trainer.add_callback(callback)
     log(f"identity subspace: {len(modules)} layers' adapters read only the {m} input directions most specific to the "
-        f"identity rows ({n_id} tokens) against the general rows ({n_gen} tokens)")
+        f"identity rows ({n_id} {where} tokens) against the general rows ({n_gen} tokens)")
     return callback
 
 

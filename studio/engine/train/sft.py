@@ -67,8 +67,8 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, extra_specs: l
     if distill and cfg.identity.subspace > 0:
         from studio.engine.train.null_space import use_identity_subspace
 
-        use_identity_subspace(trainer, [r["input_ids"] for r in data.train if not r.get("distill")],
-                              [r["input_ids"] for r in data.train if r.get("distill")], cfg.identity.subspace, log)
+        use_identity_subspace(trainer, [r for r in data.train if not r.get("distill")],
+                              [r for r in data.train if r.get("distill")], cfg.identity.subspace, log)
     common.use_fast_paths(trainer, cfg, log)
     if distill:
         from studio.engine.train.distill import use_self_distillation
