@@ -80,3 +80,14 @@ def test_identity_projector_picks_the_directions_the_identity_rows_use_and_gener
     assert torch.allclose(p, torch.diag(torch.tensor([0.0, 0, 0, 1, 0, 0])), atol=1e-5)
     assert torch.allclose(p @ p, p, atol=1e-5)  # a projector
     assert torch.linalg.matrix_rank(identity_projector(identity, 1, general, 1, 4)) == 4
+
+
+def test_moments_in_batches_equal_one_row_at_a_time(tiny_model_dir):
+    torch.manual_seed(0)
+    model = _peft(tiny_model_dir)
+    rows = [torch.randint(5, 200, (n,)).tolist() for n in (7, 19, 3, 12)]
+    masks = [[i % 2 == 0 for i in range(len(r))] for r in rows]
+    for m in (None, masks):
+        batched, single = input_moments(model, rows, m, batch_size=3), input_moments(model, rows, m, batch_size=1)
+        for name in batched:
+            assert torch.allclose(batched[name], single[name], rtol=1e-3, atol=1e-3), name

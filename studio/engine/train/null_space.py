@@ -25,16 +25,16 @@ def lora_modules(model) -> dict:
 
 
 @torch.no_grad()
-def input_moments(model, rows: list[list[int]], masks: list[list[bool]] | None = None) -> dict[str, torch.Tensor]:
+def input_moments(model, rows: list[list[int]], masks: list[list[bool]] | None = None,
+                  batch_size: int = 16) -> dict[str, torch.Tensor]:
     """``sum x x^T`` (float32) of each LoRA layer's input over every token of ``rows`` (or the positions ``masks``
-    marks), the adapter off; one row per forward, so no padding enters the sums."""
+    marks), the adapter off. Rows go ``batch_size`` at a time, right-padded with an attention mask; padding never
+    enters the sums (a causal model's real positions do not see the padding after them)."""
     modules, moments, hooks, current = lora_modules(model), {}, [], {}
 
     def hook(name):
         def add(_module, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()
-            if current.get("mask") is not None:
-                x = x[current["mask"]]
+            x = args[0].detach().reshape(-1, args[0].shape[-1])[current["keep"]].float()
             moments[name] = moments.get(name, 0) + x.T @ x
         return add
 
@@ -44,9 +44,18 @@ def input_moments(model, rows: list[list[int]], masks: list[list[bool]] | None =
     device = next(model.parameters()).device
     try:
         with model.disable_adapter():
-            for i, ids in enumerate(rows):
-                current["mask"] = torch.tensor(masks[i], device=device) if masks is not None else None
-                decoder(input_ids=torch.tensor([ids], device=device), use_cache=False)
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start:start + batch_size]
+                width = max(map(len, chunk))
+                ids = torch.zeros(len(chunk), width, dtype=torch.long)
+                attention = torch.zeros(len(chunk), width, dtype=torch.bool)
+                keep = torch.zeros(len(chunk), width, dtype=torch.bool)
+                for i, row in enumerate(chunk):
+                    ids[i, :len(row)] = torch.tensor(row)
+                    attention[i, :len(row)] = True
+                    keep[i, :len(row)] = torch.tensor(masks[start + i]) if masks is not None else True
+                current["keep"] = keep.flatten().to(device)
+                decoder(input_ids=ids.to(device), attention_mask=attention.long().to(device), use_cache=False)
     finally:
         for h in hooks:
             h.remove()
