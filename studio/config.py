@@ -224,13 +224,11 @@ class IdentitySection:
     identity_weight: float = opt(1.0, "With distill > 0: weight of the identity rows' next-token loss against the general "
                                  "rows' (1: every trained token counts the same).", min=0.0, max=100.0,
                                  help_zh="自蒸馏时身份样本下一词损失的权重（1 表示与通用样本同权）", advanced=True)
-    null_space: float = opt(0.0, "With distill > 0: null-space LoRA: the adapter is kept off the input directions that hold "
-                            "this share of the general rows' energy at each layer, so general text passes unchanged "
-                            "(0: off).", min=0.0, max=0.99999, help_zh="零空间 LoRA：适配器避开通用样本输入中占此能量比例的方向（0 关闭）",
-                            advanced=True)
     subspace: int = opt(0, "With distill > 0: each LoRA layer reads only this many input directions, those most specific "
-                        "to the identity rows against the general rows (0: off).", min=0, max=4096,
-                        help_zh="身份子空间：每层 LoRA 只读取最能区分身份样本与通用样本的若干输入方向（0 关闭）", advanced=True)
+                        "to the identity rows against the general rows (0: off). It narrows the adapter: raise the "
+                        "learning rate with it (the self_cognition preset: 128 at 3e-3).", min=0, max=4096,
+                        help_zh="身份子空间：每层 LoRA 只读取最能区分身份样本与通用样本的若干输入方向（0 关闭；需同时调高学习率）",
+                        advanced=True)
     probe_split: str = opt("test", "Which general questions the probe asks and reports retention on: 'test' (the test "
                            "split), 'dev' (dev only: for choosing a recipe without seeing the test split) or 'both' (asks "
                            "dev and test, reports test; slower).",
@@ -511,9 +509,9 @@ def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
     if cfg.identity.distill > 0 and not cfg.identity.name_en.strip():
         errors.append(f"identity.distill={cfg.identity.distill}: self-distillation keeps the general rows of a "
                       "self-cognition run at the base; set identity.name_en too (or distill 0)")
-    if cfg.identity.null_space > 0 and cfg.identity.distill <= 0:
-        errors.append(f"identity.null_space={cfg.identity.null_space}: null-space LoRA protects the general rows, which "
-                      "self-distillation marks: set identity.distill > 0")
+    if cfg.identity.subspace > 0 and cfg.identity.distill <= 0:
+        errors.append(f"identity.subspace={cfg.identity.subspace}: the identity subspace is found against the general "
+                      "rows, which self-distillation marks: set identity.distill > 0")
     if cfg.identity.identity_weight != 1.0 and cfg.identity.distill <= 0:
         errors.append(f"identity.identity_weight={cfg.identity.identity_weight}: weighting the identity rows works with "
                       "self-distillation on (identity.distill > 0), which tells them from the general rows")

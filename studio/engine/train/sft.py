@@ -60,15 +60,11 @@ def build_trainer(cfg: RunConfig, run_dir: Path, callbacks: list, extra_specs: l
     args = sft_args(cfg, run_dir, has_eval=bool(data.eval))
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=Dataset.from_list(data.train),
                          eval_dataset=Dataset.from_list(data.eval) if data.eval else None, callbacks=callbacks)
-    if distill and cfg.identity.null_space > 0:  # before the fast paths: a plain forward of the base, one row at a time
-        from studio.engine.train.null_space import use_null_space
+    if distill and cfg.identity.subspace > 0:  # before the fast paths: a plain forward of the base
+        from studio.engine.train.identity_subspace import use_identity_subspace
 
-        use_null_space(trainer, [r["input_ids"] for r in data.train if r.get("distill")], cfg.identity.null_space, log)
-    if distill and cfg.identity.subspace > 0:
-        from studio.engine.train.null_space import use_identity_subspace
-
-        use_identity_subspace(trainer, [r for r in data.train if not r.get("distill")],
-                              [r for r in data.train if r.get("distill")], cfg.identity.subspace, log)
+        use_identity_subspace(trainer, [r["input_ids"] for r in data.train if not r.get("distill")],
+                              [r["input_ids"] for r in data.train if r.get("distill")], cfg.identity.subspace, log)
     common.use_fast_paths(trainer, cfg, log)
     if distill:
         from studio.engine.train.distill import use_self_distillation
