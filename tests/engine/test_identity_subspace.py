@@ -31,14 +31,44 @@ def test_projector_picks_the_directions_the_identity_rows_use_and_general_rows_d
     assert torch.linalg.matrix_rank(S.identity_projector(identity, 1, general, 1, 4)) == 4
 
 
-def test_moments_in_padded_batches_equal_one_row_at_a_time(tiny_model_dir):
+def _plain_moments(model, rows):
+    """Each LoRA layer's own ``sum x x^T``, one row at a time, nothing shared: the reference."""
+    sums, hooks = {}, []
+    for name, module in S.lora_modules(model).items():
+        def add(_module, args, name=name):
+            x = args[0].reshape(-1, args[0].shape[-1]).float()
+            sums[name] = sums.get(name, 0) + x.T @ x
+        hooks.append(module.base_layer.register_forward_pre_hook(add))
+    with torch.no_grad(), model.disable_adapter():
+        for row in rows:
+            model(input_ids=torch.tensor([row]))
+    for h in hooks:
+        h.remove()
+    return sums
+
+
+def test_moments_in_padded_batches_equal_each_layers_own_sums(tiny_model_dir):
     torch.manual_seed(0)
     model = _peft(tiny_model_dir)
     rows = [torch.randint(5, 200, (n,)).tolist() for n in (7, 19, 3, 12)]
-    batched, single = S.input_moments(model, rows, batch_size=3), S.input_moments(model, rows, batch_size=1)
-    assert set(batched) == set(S.lora_modules(model))
+    batched, reference = S.input_moments(model, rows, batch_size=3), _plain_moments(model, rows)
+    assert set(batched) == set(reference) == set(S.lora_modules(model))
     for name in batched:
-        assert torch.allclose(batched[name], single[name], rtol=1e-3, atol=1e-3), name
+        assert torch.allclose(batched[name], reference[name], rtol=1e-3, atol=1e-3), name
+    shared = {id(v) for v in batched.values()}
+    assert len(shared) < len(batched)  # q/k/v and gate/up read one tensor: one sum each
+    layer = [k for k in batched if ".layers.0." in k]
+    assert len({id(batched[k]) for k in layer}) == 4, layer  # q/k/v, o, gate/up, down
+
+
+def test_projector_matches_the_generalized_eigenproblem():
+    torch.manual_seed(0)
+    a, b = torch.randn(40, 12, dtype=torch.float64), torch.randn(60, 12, dtype=torch.float64)
+    s_id, s_gen = a.T @ a, b.T @ b
+    p = S.identity_projector(s_id, 1, s_gen, 1, 3, ridge=0.0).double()
+    values, vectors = torch.linalg.eig(torch.linalg.solve(s_gen, s_id))  # S_gen^-1 S_id v = l v
+    top = vectors.real[:, values.real.argsort()[-3:]]
+    assert torch.allclose(p @ top, top, atol=1e-4)  # the top three lie in the subspace
 
 
 def test_self_cognition_run_keeps_every_adapter_in_its_subspace(tiny_model_dir, alpaca_file, tmp_path, monkeypatch):

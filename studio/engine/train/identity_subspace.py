@@ -18,6 +18,8 @@ rows are tokenized (``input_ids``).
 
 from __future__ import annotations
 
+import time
+
 import torch
 from transformers import TrainerCallback
 
@@ -41,13 +43,18 @@ def _batch(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def input_moments(model, rows: list[list[int]], batch_size: int = 16) -> dict[str, torch.Tensor]:
     """``sum x x^T`` (float32) of each LoRA layer's input over every token of ``rows``, the adapter off. Rows go
-    ``batch_size`` at a time, right-padded; padding never enters the sums (a causal model's real positions do not see
-    the padding after them)."""
-    modules, moments, hooks, current = lora_modules(model), {}, [], {}
+    ``batch_size`` at a time, by length, right-padded; padding never enters the sums (a causal model's real positions do
+    not see the padding after them). Layers fed the same tensor (q/k/v, gate/up) share one sum: the same object."""
+    modules, moments, hooks, owner, batch = lora_modules(model), {}, [], {}, {}
 
     def hook(name):
         def add(_module, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1])[current["keep"]].float()
+            x = args[0]
+            first = batch["seen"].setdefault(x.data_ptr(), (x, name))  # held for the batch: no address is reused
+            if first[0] is x and first[1] != name:
+                owner[name] = first[1]
+                return
+            x = x.detach().reshape(-1, x.shape[-1])[batch["keep"]].float()
             moments[name] = moments.get(name, 0) + x.T @ x
         return add
 
@@ -55,16 +62,18 @@ def input_moments(model, rows: list[list[int]], batch_size: int = 16) -> dict[st
         hooks.append(module.base_layer.register_forward_pre_hook(hook(name)))
     decoder = model.get_base_model().base_model
     device = next(model.parameters()).device
+    rows = sorted(rows, key=len)
     try:
         with model.disable_adapter():
             for start in range(0, len(rows), batch_size):
                 ids, mask = _batch(rows[start:start + batch_size])
-                current["keep"] = mask.flatten().to(device)
+                batch.update(keep=mask.flatten().to(device), seen={})
                 decoder(input_ids=ids.to(device), attention_mask=mask.long().to(device), use_cache=False)
     finally:
+        batch.clear()
         for h in hooks:
             h.remove()
-    return moments
+    return {name: moments[owner.get(name, name)] for name in modules}
 
 
 def identity_projector(identity: torch.Tensor, n_identity: int, general: torch.Tensor, n_general: int, m: int,
@@ -75,9 +84,11 @@ def identity_projector(identity: torch.Tensor, n_identity: int, general: torch.T
     s_id, s_gen = identity.double() / max(n_identity, 1), general.double() / max(n_general, 1)
     d = s_gen.shape[0]
     s_gen = s_gen + ridge * s_gen.trace() / d * torch.eye(d, dtype=s_gen.dtype, device=s_gen.device)
-    l_inv = torch.linalg.inv(torch.linalg.cholesky(s_gen))
-    vectors = torch.linalg.eigh(l_inv @ s_id @ l_inv.T)[1]
-    q = torch.linalg.qr(l_inv.T @ vectors[:, -min(m, d):])[0]
+    chol = torch.linalg.cholesky(s_gen)
+    half = torch.linalg.solve_triangular(chol, s_id, upper=False)  # L^-1 S_id
+    whitened = torch.linalg.solve_triangular(chol, half.T, upper=False)  # L^-1 S_id L^-T (S_id symmetric)
+    vectors = torch.linalg.eigh((whitened + whitened.T) / 2)[1][:, -min(m, d):]
+    q = torch.linalg.qr(torch.linalg.solve_triangular(chol.T, vectors, upper=True))[0]  # back: L^-T v
     return (q @ q.T).float()
 
 
@@ -107,13 +118,18 @@ def use_identity_subspace(trainer, identity_rows: list[list[int]], general_rows:
         raise ValueError("identity.subspace needs a LoRA/QLoRA model")
     if not identity_rows or not general_rows:
         raise ValueError("identity.subspace needs identity rows and general rows (replay or your general data)")
+    started = time.perf_counter()
     ident, general = input_moments(model, identity_rows), input_moments(model, general_rows)
     n_id, n_gen = sum(map(len, identity_rows)), sum(map(len, general_rows))
-    modules = lora_modules(model)
-    callback = SubspaceCallback(modules, {name: identity_projector(ident[name], n_id, general[name], n_gen, m)
-                                          for name in modules})
+    modules, by_moment = lora_modules(model), {}
+    for name in modules:  # layers that share their inputs share the projector
+        key = (id(ident[name]), id(general[name]))
+        if key not in by_moment:
+            by_moment[key] = identity_projector(ident[name], n_id, general[name], n_gen, m)
+    callback = SubspaceCallback(modules, {name: by_moment[(id(ident[name]), id(general[name]))] for name in modules})
     callback.project()
     trainer.add_callback(callback)
     log(f"identity subspace: {len(modules)} layers' adapters read only the {m} input directions most specific to the "
-        f"identity rows ({n_id} tokens) against the general rows ({n_gen} tokens)")
+        f"identity rows ({n_id} tokens) against the general rows ({n_gen} tokens); {len(by_moment)} distinct inputs, "
+        f"{time.perf_counter() - started:.0f} s")
     return callback
