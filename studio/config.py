@@ -23,11 +23,10 @@ from studio.configinput import (MAX_LIST, MAX_TEXT, ConfigError, NotFinite, Yaml
                                 read_yaml_file, to_bool, to_float, to_int, to_list, to_str)
 from studio.rewardspec import (REWARD_LANGUAGES, REWARD_MODEL_DIR, REWARD_RULES, RewardSpecError, find_reward_model,  # noqa: F401
                               parse_reward_rule, reward_errors)
+from studio.configrules import PREFERENCE_STAGES, RL_STAGES, cross_field_errors, parse_layers  # noqa: F401
 
 STAGES = ("sft", "pt", "rm", "dpo", "kto", "ppo", "grpo", "rloo")
 FINETUNING_TYPES = ("lora", "qlora", "freeze", "full")
-RL_STAGES = ("ppo", "grpo", "rloo")
-PREFERENCE_STAGES = ("rm", "dpo", "kto")
 # what DPOConfig.loss_type accepts in trl 1.16 (reference-free SimPO/ORPO exist only in trl.experimental: CPO/ORPO trainers)
 # how the processes of a run share the work (accelerate): plain data parallel, DeepSpeed ZeRO stage 2 / 3, PyTorch FSDP
 DIST_BACKENDS = ("ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp")
@@ -468,19 +467,6 @@ def _split_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def parse_layers(text: str) -> list[int] | None:
-    """``lora.layers`` as sorted layer indices ('15-29', '0,2,4'); None for empty (all layers). ValueError names the part."""
-    if not text.strip():
-        return None
-    found = set()
-    for part in (p.strip() for p in text.split(",")):
-        m = re.fullmatch(r"(\d{1,4})(?:\s*-\s*(\d{1,4}))?", part)  # no model has 10,000 layers
-        if not m or (m.group(2) is not None and int(m.group(2)) < int(m.group(1))):
-            raise ValueError(f"{part!r} is not a layer index or an ascending range like '15-29'")
-        found.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
-    return sorted(found)
-
-
 def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
     """Every problem with the config, each naming the key and its allowed range. Empty list = valid."""
     errors = []
@@ -493,46 +479,7 @@ def validate(cfg: RunConfig, require_data: bool = True) -> list[str]:
                    or (spec.max is not None and value > spec.max) or (spec.gt is not None and value <= spec.gt))
             if bad:
                 errors.append(f"{spec.key}={value!r}: must be {spec.describe_range()}")
-    try:
-        parse_layers(cfg.lora.layers)
-    except ValueError as exc:
-        errors.append(f"lora.layers={cfg.lora.layers!r}: {exc}")
-    if require_data and not cfg.data.datasets and not cfg.identity.name_en.strip():
-        errors.append("data.datasets: no dataset given (add at least one file or folder)")
-    available = ("sft", "pt") + PREFERENCE_STAGES + RL_STAGES
-    if cfg.method.stage not in available:
-        errors.append(f"method.stage={cfg.method.stage!r}: not available in this version (available: {', '.join(available)})")
-    if cfg.method.stage in RL_STAGES:
-        errors += _rl_errors(cfg)
-    if cfg.method.stage == "pt" and cfg.identity.name_en.strip():
-        errors.append("identity.name_en: self-cognition trains question/answer rows (stage sft), not plain text (stage pt)")
-    if cfg.identity.distill > 0 and not cfg.identity.name_en.strip():
-        errors.append(f"identity.distill={cfg.identity.distill}: self-distillation keeps the general rows of a "
-                      "self-cognition run at the base; set identity.name_en too (or distill 0)")
-    if cfg.identity.subspace > 0 and cfg.identity.distill <= 0:
-        errors.append(f"identity.subspace={cfg.identity.subspace}: the identity subspace is found against the general "
-                      "rows, which self-distillation marks: set identity.distill > 0")
-    if cfg.identity.identity_weight != 1.0 and cfg.identity.distill <= 0:
-        errors.append(f"identity.identity_weight={cfg.identity.identity_weight}: weighting the identity rows works with "
-                      "self-distillation on (identity.distill > 0), which tells them from the general rows")
-    if cfg.identity.distill > 0 and (cfg.method.stage != "sft" or cfg.method.finetuning_type not in ("lora", "qlora")):
-        errors.append(f"identity.distill={cfg.identity.distill}: self-distillation needs stage sft with finetuning_type lora "
-                      "or qlora (the base is the model with its adapter off)")
-    if cfg.method.stage == "rm" and cfg.method.finetuning_type == "qlora":
-        errors.append("method.finetuning_type='qlora': not available for stage rm (the reward model is saved merged; use lora)")
-    if cfg.method.stage == "kto" and cfg.training.per_device_train_batch_size < 2:
-        errors.append("training.per_device_train_batch_size: KTO needs >= 2 (its KL estimate pairs rows within a batch)")
-    if cfg.data.val_size >= 1 and not float(cfg.data.val_size).is_integer():
-        errors.append(f"data.val_size={cfg.data.val_size}: a row count (>=1) must be a whole number")
-    return errors
-
-
-def _rl_errors(cfg: RunConfig) -> list[str]:
-    errors = reward_errors(cfg.rl)
-    if cfg.method.finetuning_type not in ("lora", "qlora"):
-        errors.append(f"method.finetuning_type={cfg.method.finetuning_type!r}: {cfg.method.stage} trains a LoRA adapter "
-                      "(the reference is the same model with the adapter off): use lora or qlora")
-    return errors
+    return errors + cross_field_errors(cfg, require_data)
 
 
 def check(cfg: RunConfig, require_data: bool = True) -> RunConfig:
