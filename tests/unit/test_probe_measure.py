@@ -56,12 +56,16 @@ def test_accepted_answers_cannot_be_read_off_the_question():
                 assert value not in S.numbers_in(q["question"]), (q["id"], a)
 
 
-def test_identity_questions_cover_both_languages_and_the_maker():
+def test_identity_questions_cover_both_languages_and_the_maker_in_each_split():
     qs = Q.load_identity_questions()
     assert len({q["id"] for q in qs}) == len(qs)
-    for lang in ("en", "zh"):
-        lq = [q for q in qs if q["lang"] == lang]
-        assert len(lq) >= 20 and sum(q["asks_author"] for q in lq) >= 6, lang
+    assert {q["split"] for q in qs} == {"dev", "test"}
+    for split, least in (("test", 20), ("dev", 12)):
+        for lang in ("en", "zh"):
+            lq = [q for q in Q.load_identity_questions(split) if q["lang"] == lang]
+            assert len(lq) >= least and sum(q["asks_author"] for q in lq) >= 6, (split, lang)
+    dev, test = ([q["question"] for q in Q.load_identity_questions(s)] for s in ("dev", "test"))
+    assert dev and test and Q.duplicates(dev, test) == []  # choosing never sees what is reported
 
 
 def test_question_sets_are_disjoint_from_training_replay_and_each_other():
@@ -198,14 +202,18 @@ def test_the_four_settings_build_the_conversations():
 def test_probe_items_ask_every_identity_question_in_each_setting_and_the_splits_asked():
     ident, general = Q.load_identity_questions(), Q.load_retention_questions()
     test = P.probe_items("test", "You are SmolLM.")
-    assert sum(i["kind"] == "identity" for i in test) == 4 * len(ident)
+    assert sum(i["kind"] == "identity" for i in test) == 4 * sum(q["split"] == "test" for q in ident)
+    assert {i["split"] for i in test} == {"test"}
     assert {i["split"] for i in test if i["kind"] == "general"} == {"test"}  # the preset asks only what it reports
     assert sum(i["kind"] == "general" for i in test) == sum(q["split"] == "test" for q in general)
     both = P.probe_items("both", "You are SmolLM.")
     assert sum(i["kind"] == "general" for i in both) == len(general)
+    assert sum(i["kind"] == "identity" for i in both) == 4 * len(ident)
+    # a test question is asked the very same way whatever else is asked (the base's cached answers stay valid)
+    assert [i["messages"] for i in both if i["split"] == "test"] == [i["messages"] for i in test]
     dev = P.probe_items("dev", "")
-    assert sum(i["kind"] == "identity" for i in dev) == 3 * len(ident)  # no default system prompt to give
-    assert {i["split"] for i in dev if i["kind"] == "general"} == {"dev"}  # the test split stays unseen
+    assert sum(i["kind"] == "identity" for i in dev) == 3 * sum(q["split"] == "dev" for q in ident)  # no default prompt
+    assert {i["split"] for i in dev} == {"dev"}  # the test split stays unseen, identity questions too
     with pytest.raises(ValueError):
         P.probe_items("train")
 

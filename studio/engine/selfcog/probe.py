@@ -1,14 +1,14 @@
 """Before/after proof for self-cognition runs: ask the base and the tuned model the same questions, score, write probe.json.
 
-- **Identity**: held-out identity questions (``assets/identity/probe_identity.json``, none of them a training row), each
-  asked in four settings (``questions.SETTINGS``: no system prompt, the template's default system prompt given
+- **Identity**: held-out identity questions (``assets/identity/probe_identity.json``, none of them a training row; a
+  ``dev`` and a ``test`` part, asked like the general questions below), each asked in four settings (``questions.SETTINGS``: no system prompt, the template's default system prompt given
   explicitly, a user's own system prompt, as the second turn of a conversation). Scored per language and setting; the
   weakest setting is reported next to the mean.
 - **Retention**: general questions with accepted answers (``assets/general/retention_questions.json``), split into
   ``dev`` (for choosing a recipe) and ``test`` (only for reporting). Retention = the share of the questions the base
   answers right that the tuned model still answers right (kept / base-right); an answer that names the new identity is
   wrong. ``split="test"`` (the preset's default, ``identity.probe_split``) asks and reports the test questions only;
-  ``split="dev"`` asks only dev, so recipe search never sees the test questions; ``split="both"`` asks both and reports
+  ``split="dev"`` asks only dev (identity and general), so recipe search never sees the test questions; ``split="both"`` asks both and reports
   test (dev and test side by side, ~110 more questions to answer).
 - **KL**: the mean per-token KL(tuned ‖ base) on the base's own greedy answers to the general questions
   (``divergence.py``), per split; it moves before answers flip.
@@ -49,15 +49,16 @@ IDENTITY_BATCH_SIZE = 32
 
 
 def probe_items(split: str = "test", default_system: str = "") -> list[dict]:
-    """Every question the probe asks, each with its ``messages``: identity questions in every setting, then the general
-    questions of the splits ``split`` asks (``questions.splits_asked``)."""
-    items = []
-    for i, q in enumerate(Q.load_identity_questions()):
-        for setting in Q.SETTINGS:
-            messages = Q.conversation(q["question"], q["lang"], setting, default_system, i)
-            if messages is not None:  # a template without a default system prompt has no default_system setting
-                items.append(dict(q, kind="identity", setting=setting, messages=messages))
-    asked = Q.splits_asked(split)
+    """Every question the probe asks, each with its ``messages``: the identity questions of the splits ``split`` asks
+    (``questions.splits_asked``) in every setting, then the general questions of those splits."""
+    items, asked = [], Q.splits_asked(split)
+    for part in asked:
+        # i counts within the split: each question keeps its second-turn opener whatever else is asked
+        for i, q in enumerate(Q.load_identity_questions(part)):
+            for setting in Q.SETTINGS:
+                messages = Q.conversation(q["question"], q["lang"], setting, default_system, i)
+                if messages is not None:  # a template without a default system prompt has no default_system setting
+                    items.append(dict(q, kind="identity", setting=setting, messages=messages))
     for q in Q.load_retention_questions():
         if q["split"] in asked:
             items.append(dict(q, kind="general", messages=[{"role": "user", "content": q["question"]}]))
@@ -138,7 +139,7 @@ def summarize(rows: list[dict], split: str = "test") -> dict:
     empty = _retention_scores([])
     return {
         "version": VERSION, "split": split,
-        "identity": _identity_scores([r for r in rows if r["kind"] == "identity"]),
+        "identity": _identity_scores([r for r in rows if r["kind"] == "identity" and r.get("split", split) == split]),
         "retention": dict(retention.get(split, empty), split=split, splits=retention),
         "kl": dict(kl.get(split, _kl_scores([])), split=split, splits=kl),
     }

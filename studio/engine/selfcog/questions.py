@@ -5,7 +5,8 @@ question set apart from the data the recipe trains on.
 - ``assets/general/retention_questions.json``: general questions (English and Chinese; arithmetic, counting, units,
   geography, science, language, translation, common sense), each with an id, ``split`` (``dev``: for choosing a recipe;
   ``test``: only for reporting it) and accepted answers.
-- ``assets/identity/probe_identity.json``: identity questions per language; ``asks_author`` when the maker is asked.
+- ``assets/identity/probe_identity.json``: identity questions per language; ``asks_author`` when the maker is asked;
+  ``split`` as above (a dev run chooses a recipe on other identity questions than the ones the test run reports).
 - Settings (``SETTINGS``): ``none`` (no system message: the template's own default applies), ``default_system`` (that
   default given explicitly as a system message), ``user_system`` (a user's own plain system prompt), ``second_turn``
   (the question follows a first exchange on another topic).
@@ -63,10 +64,14 @@ def load_retention_questions(split: str | None = None) -> list[dict]:
     return [dict(q) for q in data["questions"] if split is None or q["split"] == split]
 
 
-def load_identity_questions() -> list[dict]:
-    """Identity questions ({id, lang, question, asks_author}), English then Chinese."""
+def load_identity_questions(split: str | None = None) -> list[dict]:
+    """Identity questions ({id, lang, split, question, asks_author}), English then Chinese; ``split`` keeps only that
+    split."""
     data = json.loads((assets_dir() / "identity" / "probe_identity.json").read_text(encoding="utf-8"))
-    return [dict(q, lang=lang, asks_author=bool(q["asks_author"])) for lang in LANGS for q in data.get(lang, [])]
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split={split!r}: use one of {SPLITS}")
+    return [dict(q, lang=lang, asks_author=bool(q["asks_author"])) for lang in LANGS for q in data.get(lang, [])
+            if split is None or q["split"] == split]
 
 
 def splits_asked(split: str) -> tuple[str, ...]:
