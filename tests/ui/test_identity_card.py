@@ -73,7 +73,7 @@ def test_start_submits_the_preset_with_the_four_fields(ctx):
     cfg = C.load(f"{run}/{rundir.CONFIG}")
     assert (cfg.identity.name_zh, cfg.identity.name_en, cfg.identity.author_zh, cfg.identity.author_en) == \
         ("小智", "Zhi", "智研所", "Zhi Institute")
-    assert cfg.lora.target_modules == "all-linear" and cfg.identity.probe
+    assert cfg.lora.target_modules == "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj" and cfg.identity.probe
     assert "studio.train" in (Path(run) / rundir.COMMAND).read_text(encoding="utf-8")
 
 
