@@ -160,16 +160,17 @@ def adapter_run(args, run: Path, std: float = 0.0):
     """A run folder holding the preset's config (the first pair, ``--split``) and an untrained LoRA adapter of its model:
     B = 0 (PEFT's init: no change) or B ~ N(0, std), seed 0. Returns the config."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     from studio import config as C
     from studio.engine.models import load_causal_lm
+    from studio.engine.train.common import lora_config
 
     pair = (args.pair or list(PAIRS))[0]
     values = {"identity.name_en": pair[0], "identity.name_zh": pair[1], "identity.author_en": pair[2],
               "identity.author_zh": pair[3], "identity.probe_split": args.split}
     cfg = C.check(C.load(args.preset, list(args.overrides) + [f"{k}={v}" for k, v in values.items()]), require_data=False)
-    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules)
+    lora = lora_config(cfg)  # the engine's reading of lora.* (a comma-separated target list, lora.layers)
     torch.manual_seed(0)  # before PEFT draws A: the same adapter at every level and on every run
     model = get_peft_model(load_causal_lm(cfg.model.name_or_path), lora)
     if std:
