@@ -197,7 +197,7 @@ def test_self_cognition_preset_loads_validates_and_takes_the_documented_override
                         "identity.author_en=Nova Labs"])
     assert C.validate(cfg) == []
     assert cfg.identity.name_zh == "小新" and cfg.identity.author_en == "Nova Labs"
-    assert cfg.lora.target_modules == "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj" and cfg.method.finetuning_type == "lora"
+    assert "down_proj" not in cfg.lora.target_modules and cfg.method.finetuning_type == "lora"
     assert cfg.identity.probe and cfg.identity.replay_samples > 0
     assert C.validate(C.load(path)) == []  # runs as shipped, with its example identity
 
@@ -261,7 +261,9 @@ def test_replay_prompts_file_is_valid():
 
 def test_self_cognition_config_for_the_one_click_card():
     cfg = I.self_cognition_config("小新", "Nova", "", "Nova Labs", {"training.max_steps": 3})
-    assert cfg.identity.author_zh == "Nova Labs" and cfg.training.max_steps == 3 and cfg.lora.target_modules == "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj"
+    shipped = C.load(presets_dir() / "self_cognition.yaml")
+    assert cfg.identity.author_zh == "Nova Labs" and cfg.training.max_steps == 3
+    assert cfg.lora.target_modules == shipped.lora.target_modules
     with pytest.raises(ValueError, match="name"):
         I.self_cognition_config("", "", "", "Nova Labs")
 

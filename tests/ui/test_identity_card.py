@@ -16,6 +16,7 @@ from studio.engine.selfcog import probe
 from studio.engine import rundir
 from studio.engine.jobs.training import JobManager
 from studio.ui import app
+from studio.paths import presets_dir
 from studio.ui.panels import identity_card as card
 from studio.ui.context import AppContext
 
@@ -73,7 +74,8 @@ def test_start_submits_the_preset_with_the_four_fields(ctx):
     cfg = C.load(f"{run}/{rundir.CONFIG}")
     assert (cfg.identity.name_zh, cfg.identity.name_en, cfg.identity.author_zh, cfg.identity.author_en) == \
         ("小智", "Zhi", "智研所", "Zhi Institute")
-    assert cfg.lora.target_modules == "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj" and cfg.identity.probe
+    shipped = C.load(presets_dir() / "self_cognition.yaml")
+    assert cfg.lora.target_modules == shipped.lora.target_modules and cfg.identity.probe
     assert "studio.train" in (Path(run) / rundir.COMMAND).read_text(encoding="utf-8")
 
 

@@ -1,15 +1,16 @@
 """Before/after proof for self-cognition runs: ask the base and the tuned model the same questions, score, write probe.json.
 
 - **Identity**: held-out identity questions (``assets/identity/probe_identity.json``, none of them a training row; a
-  ``dev`` and a ``test`` part, asked like the general questions below), each asked in four settings (``questions.SETTINGS``: no system prompt, the template's default system prompt given
-  explicitly, a user's own system prompt, as the second turn of a conversation). Scored per language and setting; the
+  ``dev`` and a ``test`` part, asked like the general questions below), each asked in four settings
+  (``questions.SETTINGS``: no system prompt, the template's default system prompt given explicitly, a user's own
+  system prompt, as the second turn of a conversation). Scored per language and setting; the
   weakest setting is reported next to the mean.
 - **Retention**: general questions with accepted answers (``assets/general/retention_questions.json``), split into
   ``dev`` (for choosing a recipe) and ``test`` (only for reporting). Retention = the share of the questions the base
   answers right that the tuned model still answers right (kept / base-right); an answer that names the new identity is
   wrong. ``split="test"`` (the preset's default, ``identity.probe_split``) asks and reports the test questions only;
-  ``split="dev"`` asks only dev (identity and general), so recipe search never sees the test questions; ``split="both"`` asks both and reports
-  test (dev and test side by side, ~110 more questions to answer).
+  ``split="dev"`` asks only dev (identity and general), so recipe search never sees the test questions;
+  ``split="both"`` asks both and reports test (dev and test side by side, ~110 more questions to answer).
 - **KL**: the mean per-token KL(tuned ‖ base) on the base's own greedy answers to the general questions
   (``divergence.py``), per split; it moves before answers flip.
 

@@ -56,11 +56,15 @@ _CN_NUMERALS = set("零〇一二两三四五六七八九十百千万亿")
 # Loading
 
 
+def _check_split(split: str | None) -> None:
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split={split!r}: use one of {SPLITS}")
+
+
 def load_retention_questions(split: str | None = None) -> list[dict]:
     """General questions ({id, lang, topic, split, question, answers}); ``split`` keeps only that split."""
     data = json.loads((assets_dir() / "general" / "retention_questions.json").read_text(encoding="utf-8"))
-    if split is not None and split not in SPLITS:
-        raise ValueError(f"split={split!r}: use one of {SPLITS}")
+    _check_split(split)
     return [dict(q) for q in data["questions"] if split is None or q["split"] == split]
 
 
@@ -68,8 +72,7 @@ def load_identity_questions(split: str | None = None) -> list[dict]:
     """Identity questions ({id, lang, split, question, asks_author}), English then Chinese; ``split`` keeps only that
     split."""
     data = json.loads((assets_dir() / "identity" / "probe_identity.json").read_text(encoding="utf-8"))
-    if split is not None and split not in SPLITS:
-        raise ValueError(f"split={split!r}: use one of {SPLITS}")
+    _check_split(split)
     return [dict(q, lang=lang, asks_author=bool(q["asks_author"])) for lang in LANGS for q in data.get(lang, [])
             if split is None or q["split"] == split]
 
