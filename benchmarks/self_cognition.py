@@ -189,7 +189,7 @@ def null_probe(args, root: Path) -> int:
 
     run = root / "null-adapter"
     cfg = adapter_run(args, run)
-    results = [probe.run_probes(cfg, run) for _ in range(2)]
+    results = [probe.run_probes(cfg, run, ask_all=True) for _ in range(2)]
     for r in results:
         print(f"probe {r['seconds']:.0f} s ({r['timings']})")
     ret = results[-1]["retention"]
@@ -215,7 +215,7 @@ def noise_probe(args, root: Path) -> int:
     for std in (float(v) for v in args.noise_adapter.split(",")):
         run = root / f"noise-{std:g}"
         cfg = adapter_run(args, run, std)
-        result = probe.run_probes(cfg, run, log=lambda *_: None, items=general_items)
+        result = probe.run_probes(cfg, run, log=lambda *_: None, items=general_items, ask_all=True)
         ret = result["retention"]
         rows = json.loads((run / probe.PROBE_FILE).read_text(encoding="utf-8"))["rows"]
         changed = sum(not probe.same_answer(r["base_answer"], r["tuned_answer"]) for r in rows)

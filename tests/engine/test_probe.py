@@ -87,15 +87,21 @@ def test_an_adapter_that_changes_nothing_keeps_every_answer_with_zero_kl(talking
     said = ChatModel(str(talking_model_dir)).generate([i["messages"] for i in general], max_new_tokens=P.MAX_NEW_TOKENS,
                                                    batch_size=P.BATCH_SIZE)
     items = [dict(i, answers=[a]) for i, a in zip(general, said) if a.strip()]
-    items += [i for i in P.probe_items("test", "You are SmolLM.") if i["kind"] == "identity"][:8]
+    wrong = [dict(i, id=f"wrong-{k}", answers=["qqzzxx"]) for k, i in enumerate(general[:3])]  # the base gets these wrong
+    items += wrong + [i for i in P.probe_items("test", "You are SmolLM.") if i["kind"] == "identity"][:8]
     result = P.run_probes(cfg, run, log=lambda *_: None, split="test", items=items)
 
     saved = json.loads((run / P.PROBE_FILE).read_text(encoding="utf-8"))
     assert len(saved["rows"]) == len(items)
-    assert all(P.same_answer(r["base_answer"], r["tuned_answer"]) for r in saved["rows"])
-    assert all(r["tuned_answer"] == r["base_answer"] for r in saved["rows"] if r["kind"] == "general")
+    asked = [r for r in saved["rows"] if r["tuned_answer"] is not None]
+    assert {r["id"] for r in saved["rows"] if r["tuned_answer"] is None} == {w["id"] for w in wrong}  # base-wrong: not asked
+    assert all(r["tuned_ok"] is None and r["change"] == "" for r in saved["rows"] if r["id"].startswith("wrong-"))
+    assert all(P.same_answer(r["base_answer"], r["tuned_answer"]) for r in asked)
+    assert all(r["tuned_answer"] == r["base_answer"] for r in asked if r["kind"] == "general")
     ret = result["retention"]
     assert ret["base_right"] >= 1 and ret["kept"] == ret["base_right"] and ret["score"] == 1.0
+    assert ret["not_asked"] == len(wrong) and ret["n"] == ret["base_right"] + len(wrong)
+    assert any(r["tuned"].endswith(P.NOT_ASKED) for r in P.probe_table(saved, "general"))
     assert result["kl"]["tokens"] > 0 and abs(result["kl"]["kl"]) < 1e-6 and abs(result["kl"]["kl_reverse"]) < 1e-6
     assert set(result["identity"]["per_lang"]["en"]["settings"]) == set(Q.SETTINGS)
     assert result["timings"]["base_cached"] is False

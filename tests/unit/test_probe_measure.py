@@ -256,6 +256,24 @@ def test_summarize_scores_identity_per_language_and_setting_and_retention_and_kl
     assert "retention (test) 50% (1/2" in text and "weakest: second_turn 0%" in text and "KL 0.2000" in text
 
 
+def test_general_questions_the_base_got_wrong_are_not_asked_and_count_only_as_not_asked():
+    items = [{"kind": "identity", "question": "Who are you?", "asks_author": False},
+             {"kind": "general", "question": "Add 3 and 4.", "answers": ["7"]},
+             {"kind": "general", "question": "Add 3 and 5.", "answers": ["8"]}]
+    names = {"name_en": "Nova", "name_zh": "", "author_en": "", "author_zh": ""}
+    assert P.base_knows(items, ["I am SmolLM.", "It is 7.", "It is 9."], names) == [True, True, False]
+    assert P.base_knows(items[1:], ["I am Nova: 7.", "8"], names) == [False, True]  # the identity in an answer is wrong
+    skipped = {"kind": "general", "lang": "en", "split": "test", "question": "skipped?", "base_ok": False, "tuned_ok": None,
+               "base_answer": "b", "tuned_answer": None, "identity_leak": False, "kl": None, "kl_reverse": None,
+               "kl_tokens": 0}
+    before, after = P.summarize(_rows(), "test")["retention"], P.summarize(_rows() + [skipped], "test")["retention"]
+    same = ("score", "kept", "base_right", "tuned_right", "gained", "identity_leaks")
+    assert [after[k] for k in same] == [before[k] for k in same] and before["not_asked"] == 0
+    assert (after["not_asked"], after["n"], after["per_lang"]["en"]["not_asked"]) == (1, before["n"] + 1, 1)
+    row = P.probe_table({"rows": [skipped]})[0]
+    assert row["change"] == "" and row["tuned"] == f"– {P.NOT_ASKED}"
+
+
 def test_probe_table_puts_lost_answers_then_identity_misses_first_and_filters():
     result = {"rows": _rows()}
     table = P.probe_table(result)

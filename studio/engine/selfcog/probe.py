@@ -10,7 +10,9 @@
   answers right that the tuned model still answers right (kept / base-right); an answer that names the new identity is
   wrong. ``split="test"`` (the preset's default, ``identity.probe_split``) asks and reports the test questions only;
   ``split="dev"`` asks only dev (identity and general), so recipe search never sees the test questions;
-  ``split="both"`` asks both and reports test (dev and test side by side, ~110 more questions to answer).
+  ``split="both"`` asks both and reports test (dev and test side by side). The tuned model is asked only the general
+  questions the base answered right: retention counts nothing else, and most questions of a 135M model's set are ones
+  it gets wrong, so the set can grow without the probe growing with it (the other rows say "not asked").
 - **KL**: the mean per-token KL(tuned ‖ base) on the base's own greedy answers to the general questions
   (``divergence.py``), per split; it moves before answers flip.
 
@@ -43,6 +45,7 @@ BATCH_SIZE = 96
 # 112 general questions, the very same answers at every size): identity 99.0 s at 96, 86.5 s at 48, 80.2 s at 32;
 # general 31-32 s at all three
 IDENTITY_BATCH_SIZE = 32
+NOT_ASKED = "(not asked: the base got it wrong)"
 
 
 # ----------------------------------------------------------------------------------------------------------------------------
@@ -66,9 +69,20 @@ def probe_items(split: str = "test", default_system: str = "") -> list[dict]:
     return items
 
 
-def score_rows(items: list[dict], base: list[str], tuned: list[str], names: dict) -> list[dict]:
-    """One row per item: the answers side by side and whether each is right."""
-    forbidden = tuple(dict.fromkeys(v for v in names.values() if v))
+def _forbidden(names: dict) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in names.values() if v))
+
+
+def base_knows(items: list[dict], base: list[str], names: dict) -> list[bool]:
+    """Per item, whether the tuned side is asked it: every identity question, the general ones the base got right."""
+    forbidden = _forbidden(names)
+    return [it["kind"] == "identity" or score_general(b, it["answers"], it["question"], forbidden)
+            for it, b in zip(items, base)]
+
+
+def score_rows(items: list[dict], base: list[str], tuned: list[str | None], names: dict) -> list[dict]:
+    """One row per item: the answers side by side and whether each is right (``tuned_ok`` None: not asked)."""
+    forbidden = _forbidden(names)
     rows = []
     for item, b, t in zip(items, base, tuned):
         row = {k: v for k, v in item.items() if k != "messages"}
@@ -76,9 +90,9 @@ def score_rows(items: list[dict], base: list[str], tuned: list[str], names: dict
         if item["kind"] == "identity":
             ok = [score_identity(a, names, item["asks_author"], item["question"]) for a in (b, t)]
         else:
-            ok = [score_general(a, item["answers"], item["question"], forbidden) for a in (b, t)]
+            ok = [score_general(a, item["answers"], item["question"], forbidden) if a is not None else None for a in (b, t)]
             # the identity sentence given to a general question: the failure to watch for
-            row["identity_leak"] = leaked(t, forbidden, item["question"], item["answers"])
+            row["identity_leak"] = t is not None and leaked(t, forbidden, item["question"], item["answers"])
         row.update(base_ok=ok[0], tuned_ok=ok[1])
         row["change"] = change(row)  # "lost" / "gained" / "": the flipped rows, findable in probe.json
         rows.append(row)
@@ -112,9 +126,10 @@ def _retention_scores(rows: list[dict]) -> dict:
     """Kept / base-right over ``rows`` (general rows of one split), overall and per language."""
     def block(rs):
         known = [r for r in rs if r["base_ok"]]
-        return {"score": share([r["tuned_ok"] for r in known]), "kept": sum(r["tuned_ok"] for r in known),
-                "base_right": len(known), "tuned_right": sum(r["tuned_ok"] for r in rs),
-                "gained": sum(r["tuned_ok"] and not r["base_ok"] for r in rs),
+        return {"score": share([bool(r["tuned_ok"]) for r in known]), "kept": sum(bool(r["tuned_ok"]) for r in known),
+                "base_right": len(known), "tuned_right": sum(r["tuned_ok"] is True for r in rs),
+                "gained": sum(r["tuned_ok"] is True and not r["base_ok"] for r in rs),  # of the questions asked
+                "not_asked": sum(r["tuned_ok"] is None for r in rs),
                 "identity_leaks": sum(bool(r.get("identity_leak")) for r in rs), "n": len(rs)}
     out = block(rows)
     out["per_lang"] = {lang: block([r for r in rows if r["lang"] == lang]) for lang in sorted({r["lang"] for r in rows})}
@@ -150,10 +165,12 @@ def summarize(rows: list[dict], split: str = "test") -> dict:
 # The runner's hook (generation goes through the chat engine, studio.engine.generate, so the probe sees what a user sees)
 
 
-def run_probes(cfg, run_dir: Path, log=print, split: str | None = None, items: list[dict] | None = None) -> dict:
+def run_probes(cfg, run_dir: Path, log=print, split: str | None = None, items: list[dict] | None = None,
+               ask_all: bool = False) -> dict:
     """Ask base and tuned, score, measure KL, write ``run_dir/probe.json``; returns the scores (no rows).
 
-    ``split`` defaults to ``cfg.identity.probe_split``; ``items`` replaces the shipped questions (tests).
+    ``split`` defaults to ``cfg.identity.probe_split``; ``items`` replaces the shipped questions (tests); ``ask_all``
+    asks the tuned side the general questions the base got wrong too (how many answers changed at all).
     """
     from studio.engine.generate import ChatModel
     from studio.engine.selfcog.divergence import answer_kl
@@ -175,8 +192,9 @@ def run_probes(cfg, run_dir: Path, log=print, split: str | None = None, items: l
     timings["kl_s"] = round(time.time() - t, 1)
     t = time.time()
     budget = identity_budget(chat.tokenizer, names)
+    asked = [True] * len(items) if ask_all else base_knows(items, base, names)
     with _merged(chat):  # last: the base side never runs on weights that were merged and unmerged
-        tuned = _tuned_answers(chat, convs, [it["kind"] == "identity" for it in items], budget)
+        tuned = _tuned_answers(chat, convs, [it["kind"] == "identity" for it in items], budget, asked)
     timings.update(tuned_s=round(time.time() - t, 1), cpu_s=round(time.process_time() - cpu_start, 1))
     rows = score_rows(items, base, tuned, names)
     for i, m in zip(general, kl):
@@ -206,11 +224,13 @@ def same_answer(base: str, tuned: str) -> bool:
     return tuned == base or tuned.startswith(base.rstrip("\ufffd").rstrip())
 
 
-def _tuned_answers(chat, convs: list[list[dict]], is_identity: list[bool], budget: int) -> list[str]:
-    """The tuned side's answers in input order: identity questions with ``budget`` new tokens, the rest MAX_NEW_TOKENS."""
+def _tuned_answers(chat, convs: list[list[dict]], is_identity: list[bool], budget: int,
+                   asked: list[bool]) -> list[str | None]:
+    """The tuned side's answers in input order (None where not ``asked``): identity questions with ``budget`` new
+    tokens, the rest MAX_NEW_TOKENS."""
     out: list = [None] * len(convs)
     for flag, limit, size in ((False, MAX_NEW_TOKENS, BATCH_SIZE), (True, budget, IDENTITY_BATCH_SIZE)):
-        idx = [i for i, f in enumerate(is_identity) if f == flag]
+        idx = [i for i, f in enumerate(is_identity) if f == flag and asked[i]]
         if idx:
             answers = chat.generate([convs[i] for i in idx], use_adapter=True, max_new_tokens=limit, batch_size=size)
             for i, a in zip(idx, answers):
@@ -270,7 +290,7 @@ def load_probe(run_dir: str | Path) -> dict | None:
 
 def change(row: dict) -> str:
     """'lost' (right before, wrong after), 'gained' (the reverse) or ''."""
-    if row["base_ok"] == row["tuned_ok"]:
+    if row["tuned_ok"] is None or row["base_ok"] == row["tuned_ok"]:
         return ""
     return "lost" if row["base_ok"] else "gained"
 
@@ -287,13 +307,14 @@ def _order(row: dict) -> int:
 def probe_table(result: dict, view: str = "all") -> list[dict]:
     """Rows for display, marks as ✓/✗, problems first. ``view``: ``all``, ``flipped`` (answers whose mark changed),
     ``lost`` (general answers right before and wrong after), ``identity`` or ``general``."""
-    mark = lambda ok: "✓" if ok else "✗"  # noqa: E731
+    mark = lambda ok: "–" if ok is None else "✓" if ok else "✗"  # noqa: E731
     keep = {"all": lambda r: True, "flipped": lambda r: change(r) != "", "lost": lambda r: change(r) == "lost",
             "identity": lambda r: r["kind"] == "identity", "general": lambda r: r["kind"] == "general"}[view]
     rows = sorted((r for r in result.get("rows", []) if keep(r)), key=_order)
     return [{"kind": r["kind"], "lang": r["lang"], "where": r.get("setting") or r.get("split") or "",
              "change": {"lost": "✓→✗", "gained": "✗→✓", "": ""}[change(r)], "question": r["question"],
-             "base": f"{mark(r['base_ok'])} {r['base_answer']}", "tuned": f"{mark(r['tuned_ok'])} {r['tuned_answer']}"}
+             "base": f"{mark(r['base_ok'])} {r['base_answer']}",
+             "tuned": f"{mark(r['tuned_ok'])} {NOT_ASKED if r['tuned_answer'] is None else r['tuned_answer']}"}
             for r in rows]
 
 
