@@ -28,7 +28,7 @@ def test_general_questions_are_many_bilingual_and_split_in_balanced_halves():
     qs = Q.load_retention_questions()
     assert len(qs) >= 150 and len({q["id"] for q in qs}) == len(qs)
     by_lang = Counter(q["lang"] for q in qs)
-    assert by_lang["en"] >= 90 and by_lang["zh"] >= 70
+    assert by_lang["en"] >= 390 and by_lang["zh"] >= 250  # ~180 the default model gets right: enough to rank recipes
     assert {q["topic"] for q in qs} == {"arithmetic", "counting", "units", "geography", "science", "language",
                                          "translation", "commonsense"}
     for lang in ("en", "zh"):

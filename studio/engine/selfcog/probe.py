@@ -13,8 +13,9 @@
   ``split="both"`` asks both and reports test (dev and test side by side). The tuned model is asked only the general
   questions the base answered right: retention counts nothing else, and most questions of a 135M model's set are ones
   it gets wrong, so the set can grow without the probe growing with it (the other rows say "not asked").
-- **KL**: the mean per-token KL(tuned ‖ base) on the base's own greedy answers to the general questions
-  (``divergence.py``), per split; it moves before answers flip.
+- **KL**: the mean per-token KL(tuned ‖ base) on the base's own greedy answers (``divergence.py``) to the general
+  questions it got right, per split; it moves before answers flip. Only those: each answer costs a forward pass on each
+  side (113 answers took 56 s on 2 cores), and they are the ones the tuned side is asked anyway.
 
 Scoring rules: ``scoring.py``. Each side answers the way a user sees it: the base with its own chat template, the tuned
 model with the template saved in its adapter folder. Greedy decoding, one model in memory (a LoRA is switched off for the
@@ -187,12 +188,12 @@ def run_probes(cfg, run_dir: Path, log=print, split: str | None = None, items: l
     convs = [it["messages"] for it in items]
     base, timings = _base_answers(chat, convs, log)
     t = time.time()
-    general = [i for i, it in enumerate(items) if it["kind"] == "general"]
+    asked = [True] * len(items) if ask_all else base_knows(items, base, names)
+    general = [i for i, it in enumerate(items) if it["kind"] == "general" and asked[i]]
     kl = answer_kl(chat, [convs[i] for i in general], [base[i] for i in general])
     timings["kl_s"] = round(time.time() - t, 1)
     t = time.time()
     budget = identity_budget(chat.tokenizer, names)
-    asked = [True] * len(items) if ask_all else base_knows(items, base, names)
     with _merged(chat):  # last: the base side never runs on weights that were merged and unmerged
         tuned = _tuned_answers(chat, convs, [it["kind"] == "identity" for it in items], budget, asked)
     timings.update(tuned_s=round(time.time() - t, 1), cpu_s=round(time.process_time() - cpu_start, 1))
