@@ -8,6 +8,7 @@
     python benchmarks/self_cognition.py --null-adapter --cold        # no training: the probe alone, base vs base
     python benchmarks/self_cognition.py --split dev --noise-adapter 0.001,0.002,0.004   # random changes: KL vs retention
     python benchmarks/self_cognition.py --split dev --checkpoints 10   # also probe the adapter every 10 steps of the run
+    python benchmarks/self_cognition.py --rescore OUTPUT [OUTPUT...]  # earlier runs' answers, scored by today's rules
 
 Each pair starts the command a user runs (``python -m studio.train presets/self_cognition.yaml --set ...``) in a fresh run
 folder under ``--output-dir`` (default: a new temporary folder), so its seconds run from start-up to the end of the probe.
@@ -225,6 +226,22 @@ def noise_probe(args, root: Path) -> int:
     return 0
 
 
+def rescore_rows(folders: list[str]) -> int:
+    """--rescore: the table of earlier benchmark folders, every probe.json scored again by today's rules and questions."""
+    from studio.engine.selfcog import probe
+
+    rows = []
+    for folder in map(Path, folders):
+        saved = json.loads((folder / "benchmark.json").read_text(encoding="utf-8"))
+        for old in saved["rows"]:
+            result = probe.load_probe(old["run_dir"])
+            pair = (old["name_en"], old["name_zh"], old["author_en"], old["author_zh"])
+            rows.append(row_from_probe(pair, result and probe.rescore(result), old["seconds"], old["exit_code"],
+                                       Path(old["run_dir"])))
+    print(format_table(rows))
+    return 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pair", action="append", type=parse_pair, default=[],
@@ -239,6 +256,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--null-adapter", action="store_true", help="no training: probe the model against itself, twice")
     p.add_argument("--checkpoints", type=int, default=0, metavar="N",
                    help="also save the adapter every N steps and probe each checkpoint (where the run stands along the way)")
+    p.add_argument("--rescore", nargs="+", metavar="OUTPUT", help="no runs: print the table of earlier --output-dir "
+                   "folders, scored again by the current rules and questions")
     p.add_argument("--noise-adapter", metavar="STD[,STD...]",
                    help="no training: probe random adapters (B ~ N(0, STD)): the retention a change of that KL costs")
     return p.parse_args(argv)
@@ -252,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     pairs = pairs or list(PAIRS)
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+    if args.rescore:
+        return rescore_rows(args.rescore)
     if args.cold:
         print(f"--cold: removed {clear_caches()} cached answer files", flush=True)
     root = Path(args.output_dir or tempfile.mkdtemp(prefix="self-cognition-"))

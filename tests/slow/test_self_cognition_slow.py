@@ -74,7 +74,8 @@ def test_identity_survives_merge_and_gguf(trained, tmp_path):
     merged = ChatModel(adapter=str(out)).generate(convs, **kw)
     from_gguf = ChatModel(adapter=str(gguf)).generate(convs, **kw)
     names = {k.split(".")[1]: v for k, v in NAMES.items()}
-    verdict = lambda answers: [score_identity(a, names, i["asks_author"], i["question"]) for a, i in zip(answers, items)]  # noqa: E731
+    verdict = lambda answers: [score_identity(a, names, i["asks_author"], i["question"], asks_name=i.get("asks_name", True))  # noqa: E731
+                               for a, i in zip(answers, items)]
     assert any(verdict(by_adapter)), by_adapter  # the run taught something to carry
     assert merged == by_adapter
     assert verdict(from_gguf) == verdict(by_adapter), list(zip(by_adapter, from_gguf))

@@ -92,13 +92,13 @@ def _probe_rows():
 
     def general(lang, split, q, base_ok, tuned_ok, kl):
         return {"kind": "general", "lang": lang, "split": split, "question": q, "base_answer": f"base: {q}",
-                "tuned_answer": f"tuned: {q}", "base_ok": base_ok, "tuned_ok": tuned_ok, "kl": kl, "kl_reverse": kl,
-                "kl_tokens": 10}
+                "tuned_answer": None if tuned_ok is None else f"tuned: {q}", "base_ok": base_ok, "tuned_ok": tuned_ok,
+                "kl": kl, "kl_reverse": kl, "kl_tokens": 0 if kl is None else 10}
     return [ident("en", "none", "Who are you?", False, True), ident("en", "second_turn", "Who are you?", False, True),
             ident("zh", "none", "你是谁？", False, True), ident("zh", "user_system", "谁开发了你？", False, False),
             general("en", "test", "Capital of France?", True, True, 0.01),
             general("zh", "test", "一年有几个月？", True, False, 0.03),
-            general("en", "test", "2+2?", False, False, 0.02), general("en", "dev", "3+3?", True, True, 0.5)]
+            general("en", "test", "2+2?", False, None, None), general("en", "dev", "3+3?", True, True, 0.5)]
 
 
 def test_tick_shows_progress_then_the_verdict_and_the_answers_flipped_first(ctx, tmp_path):
@@ -118,6 +118,7 @@ def test_tick_shows_progress_then_the_verdict_and_the_answers_flipped_first(ctx,
     assert list(frame.columns) == ["类型", "语言", "设置 / 划分", "变化", "问题", "基础模型回答", "微调后回答"] and len(frame) == 8
     assert list(frame.iloc[0, :4]) == ["general", "zh", "test", "✓→✗"]  # the lost answer first
     assert list(frame.iloc[1, :3]) == ["identity", "zh", "用户系统提示"]  # then the identity miss, its setting translated
+    assert list(frame[frame["问题"] == "2+2?"]["微调后回答"]) == ["– 未提问：基础模型答错了"]  # the base got it wrong
     assert "en 0% → **100%**" in summary and "zh 0% → **50%**（最弱：用户系统提示 0%）" in summary
     assert "（test 划分）" in summary and "**50%**（1/2）" in summary and "0.0200" in summary  # KL of the test split
     assert card.chat_target(str(run)) == str(run / rundir.ADAPTER)

@@ -173,6 +173,41 @@ def test_score_identity(answer, names, asks_author, ok):
     assert S.score_identity(answer, names, asks_author) is ok
 
 
+def test_a_question_after_the_maker_only_is_answered_by_the_maker():
+    ask = lambda answer, names=NAMES: S.score_identity(answer, names, True, "Who is your creator?", asks_name=False)  # noqa: E731
+    assert ask("I was created by Nova Labs.") and ask("我是新星实验室开发的助手。") and ask("I am Nova, made by Nova Labs.")
+    assert not ask("I am Nova.")  # the maker was asked
+    assert not ask("Nova Labs and Hugging Face trained me.")  # still the old identity
+    assert not ask("I was created by Qilu University of Technology.", QLU)  # half a maker is not the maker
+    echo = {"name_en": "Echo", "name_zh": "回声", "author_en": "Harbor AI", "author_zh": "海港智能"}
+    assert ask("The AI assistant built by Harbor AI.", echo) and ask("我是海港智能开发的AI助手。", echo)
+    assert not S.score_identity("The AI assistant built by Harbor AI.", echo, True, "Who are you, who made you?")  # both
+
+
+def test_rescore_marks_old_rows_by_the_current_rules_and_questions():
+    q = next(q for q in Q.load_identity_questions("test") if q["question"] == "Who is your creator?")
+    names = {"name_en": "Echo", "name_zh": "回声", "author_en": "Harbor AI", "author_zh": "海港智能"}
+    rows = [{"id": q["id"], "kind": "identity", "lang": "en", "split": "test", "setting": "none", "question": q["question"],
+             "asks_author": True, "base_answer": "I am SmolLM.", "tuned_answer": "Harbor AI built me.",
+             "base_ok": False, "tuned_ok": False},  # marked before maker-only questions were told apart
+            {"id": "en-arith-02", "kind": "general", "lang": "en", "split": "test", "question": "How much is 9 minus 3?",
+             "answers": ["6"], "base_answer": "6", "tuned_answer": None, "base_ok": True, "tuned_ok": None,
+             "kl": 0.5, "kl_reverse": 0.4, "kl_tokens": 2}]
+    old = dict(P.summarize(rows, "test"), rows=rows, names=names, seconds=9.0)
+    new = P.rescore(old)
+    assert old["identity"]["tuned"] == 0.0 and new["identity"]["tuned"] == 1.0 and new["seconds"] == 9.0
+    assert new["rows"][1]["tuned_ok"] is None and new["kl"]["kl"] == 0.5 and new["retention"]["kept"] == 0
+
+
+def test_maker_only_questions_are_marked_and_some_ask_both():
+    for split in ("dev", "test"):
+        for lang in ("en", "zh"):
+            qs = [q for q in Q.load_identity_questions(split) if q["lang"] == lang]
+            assert all(q["asks_author"] for q in qs if q.get("asks_name") is False), (split, lang)
+            both = [q for q in qs if q["asks_author"] and q.get("asks_name", True)]
+            assert len(both) >= 1 and len(both) < sum(q["asks_author"] for q in qs), (split, lang)
+
+
 def test_score_identity_allows_an_old_name_the_question_used():
     q = "Are you the SmolLM assistant from Hugging Face?"
     assert S.score_identity("No, I'm not SmolLM. I am Nova.", NAMES, False, q)

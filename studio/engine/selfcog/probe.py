@@ -89,7 +89,8 @@ def score_rows(items: list[dict], base: list[str], tuned: list[str | None], name
         row = {k: v for k, v in item.items() if k != "messages"}
         row.update(base_answer=b, tuned_answer=t)
         if item["kind"] == "identity":
-            ok = [score_identity(a, names, item["asks_author"], item["question"]) for a in (b, t)]
+            ok = [score_identity(a, names, item["asks_author"], item["question"], asks_name=item.get("asks_name", True))
+                  for a in (b, t)]
         else:
             ok = [score_general(a, item["answers"], item["question"], forbidden) if a is not None else None for a in (b, t)]
             # the identity sentence given to a general question: the failure to watch for
@@ -206,6 +207,20 @@ def run_probes(cfg, run_dir: Path, log=print, split: str | None = None, items: l
     (run_dir / PROBE_FILE).write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     log(format_summary(result) + f" ({result['seconds']} s) -> {run_dir / PROBE_FILE}")
     return {k: v for k, v in result.items() if k != "rows"}
+
+
+def rescore(result: dict) -> dict:
+    """``result`` (a probe.json with its rows) scored again by the current rules and the current questions' fields
+    (accepted answers, what each identity question asks; matched by id): the figures of runs made before a scoring
+    change, without asking anything again. Rows whose tuned side was not asked stay not asked."""
+    current = {q["id"]: q for q in Q.load_identity_questions() + Q.load_retention_questions()}
+    keys = ("answers", "asks_author", "asks_name")
+    items = [dict(r, **{k: current[r["id"]][k] for k in keys if r.get("id") in current and k in current[r["id"]]})
+             for r in result["rows"]]
+    rows = score_rows(items, [r["base_answer"] for r in items], [r["tuned_answer"] for r in items], result["names"])
+    for row, old in zip(rows, result["rows"]):
+        row.update({k: old[k] for k in ("kl_tokens", "kl", "kl_reverse") if k in old})
+    return dict(result, **summarize(rows, result.get("split", "test")), rows=rows)
 
 
 def identity_budget(tokenizer, names: dict) -> int:

@@ -17,7 +17,8 @@ Rules, chosen so that an answer is marked by what it says rather than by how it 
   the new identity is wrong (the identity leaking into a general answer), unless the question or an accepted answer holds
   that name too.
 - **Identity answers** (``score_identity``): the new name (either language's), the maker too when the question asks for
-  it, and no old identity (SmolLM, Hugging Face) unless the question named it.
+  it, and no old identity (SmolLM, Hugging Face) unless the question named it. A question that asks only who made the
+  model (``asks_name=False``: "Who is your creator?") is answered by the maker alone ("I was created by Harbor AI.").
 
 Try it: ``python -c "from studio.engine.selfcog.scoring import numbers_in; print(numbers_in('一年有三百六十五天, 17 or seven'))"``
 """
@@ -193,8 +194,9 @@ def score_general(answer: str, accepted: list[str], question: str = "", forbidde
 
 
 def score_identity(answer: str, names: dict, asks_author: bool, question: str = "",
-                   old_identity: tuple[str, ...] = OLD_IDENTITY) -> bool:
-    """Right when the answer names the new model (either language's name), the maker too when asked, and no old identity.
+                   old_identity: tuple[str, ...] = OLD_IDENTITY, asks_name: bool = True) -> bool:
+    """Right when the answer names the new model (either language's name; not needed when ``asks_name`` is False, a
+    question after the maker only), the maker too when asked, and no old identity.
 
     ``names``: name_zh, name_en, author_zh, author_en. Both languages' names count: a Chinese answer naming the English
     name still knows who it is.
@@ -202,4 +204,4 @@ def score_identity(answer: str, names: dict, asks_author: bool, question: str = 
     has_name = any(mentions(answer, names.get(k, "")) for k in ("name_zh", "name_en"))
     has_author = any(mentions(answer, names.get(k, "")) for k in ("author_zh", "author_en"))
     old = any(mentions(answer, w) and not mentions(question, w) for w in old_identity)
-    return has_name and (has_author or not asks_author) and not old
+    return (has_name or not asks_name) and (has_author or not asks_author) and not old
