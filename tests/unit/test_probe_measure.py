@@ -5,6 +5,7 @@ leaks), the four identity settings, the scores, the side-by-side table and the b
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -341,3 +342,20 @@ def test_benchmark_pairs_and_table():
     cmd = bench.train_command(bench.PAIRS[1], bench.ROOT / "r", "preset.yaml", "dev", ["lora.r=8"])
     assert "identity.author_zh=" + bench.PAIRS[1][3] in cmd and "--output-dir" in cmd
     assert cmd[-4:] == ["--set", "identity.probe_split=dev", "--set", "lora.r=8"]  # the user's overrides come last
+
+
+def test_rescore_prints_earlier_runs_by_todays_rules(tmp_path, capsys):
+    q = next(q for q in Q.load_identity_questions("test") if q["question"] == "Who is your creator?")
+    names = {"name_en": "Echo", "name_zh": "回声", "author_en": "Harbor AI", "author_zh": "海港智能"}
+    rows = [{"id": q["id"], "kind": "identity", "lang": "en", "split": "test", "setting": "none", "question": q["question"],
+             "asks_author": True, "base_answer": "I am SmolLM.", "tuned_answer": "Harbor AI built me.",
+             "base_ok": False, "tuned_ok": False}]
+    run = tmp_path / "echo"
+    run.mkdir()
+    (run / P.PROBE_FILE).write_text(json.dumps(dict(P.summarize(rows, "test"), rows=rows, names=names, seconds=5.0)))
+    saved = {"rows": [{"name_en": "Echo", "name_zh": "回声", "author_en": "Harbor AI", "author_zh": "海港智能",
+                       "exit_code": 0, "seconds": 300.0, "run_dir": str(run)}]}
+    (tmp_path / "benchmark.json").write_text(json.dumps(saved))
+    assert bench.main(["--rescore", str(tmp_path)]) == 0
+    line = capsys.readouterr().out.splitlines()[-1]
+    assert line.startswith("Echo / Harbor AI") and " 100 " in line and line.rstrip().endswith("300")  # was 0% as saved
