@@ -270,7 +270,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "ident.view.lost": ("general ✓→✗", "通用题 ✓→✗"),
     "ident.view.identity": ("identity", "自我认知"),
     "ident.view.general": ("general", "通用题"),
-    "ident.not_asked": ("– not asked: the base got it wrong", "– 未提问：基础模型答错了"),
+    "ident.not_asked": ("(not asked: the base got it wrong)", "（未提问：基础模型答错了）"),
     "ident.and_author": (" and maker when asked; the maker alone when only the maker is asked",
                          "，问到开发者时答出开发者；只问开发者时答出开发者即可"),
     "ident.no_probe": ("This run has no probe.json (identity.probe was off, or the run did not finish).",

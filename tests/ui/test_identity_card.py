@@ -118,7 +118,7 @@ def test_tick_shows_progress_then_the_verdict_and_the_answers_flipped_first(ctx,
     assert list(frame.columns) == ["类型", "语言", "设置 / 划分", "变化", "问题", "基础模型回答", "微调后回答"] and len(frame) == 8
     assert list(frame.iloc[0, :4]) == ["general", "zh", "test", "✓→✗"]  # the lost answer first
     assert list(frame.iloc[1, :3]) == ["identity", "zh", "用户系统提示"]  # then the identity miss, its setting translated
-    assert list(frame[frame["问题"] == "2+2?"]["微调后回答"]) == ["– 未提问：基础模型答错了"]  # the base got it wrong
+    assert list(frame[frame["问题"] == "2+2?"]["微调后回答"]) == ["– （未提问：基础模型答错了）"]  # the base got it wrong
     assert "en 0% → **100%**" in summary and "zh 0% → **50%**（最弱：用户系统提示 0%）" in summary
     assert "（test 划分）" in summary and "**50%**（1/2）" in summary and "0.0200" in summary  # KL of the test split
     assert card.chat_target(str(run)) == str(run / rundir.ADAPTER)

@@ -17,6 +17,7 @@ from studio.engine.selfcog import scoring as S
 from studio.engine.selfcog.identity import load_identity_templates, load_replay_prompts
 
 NAMES = {"name_zh": "小新", "name_en": "Nova", "author_zh": "新星实验室", "author_en": "Nova Labs"}
+ECHO = {"name_en": "Echo", "name_zh": "回声", "author_en": "Harbor AI", "author_zh": "海港智能"}
 QLU = {"name_zh": "齐鲁智言", "name_en": "QLU-Chat", "author_zh": "齐鲁工业大学(山东省科学院)计算机科学与技术学部自然语言处理与认知计算研究组",
        "author_en": "QLU-NLP Research Group"}
 
@@ -180,17 +181,21 @@ def test_a_question_after_the_maker_only_is_answered_by_the_maker():
     assert not ask("I am Nova.")  # the maker was asked
     assert not ask("Nova Labs and Hugging Face trained me.")  # still the old identity
     assert not ask("I was created by Qilu University of Technology.", QLU)  # half a maker is not the maker
-    echo = {"name_en": "Echo", "name_zh": "回声", "author_en": "Harbor AI", "author_zh": "海港智能"}
-    assert ask("The AI assistant built by Harbor AI.", echo) and ask("我是海港智能开发的AI助手。", echo)
-    assert not S.score_identity("The AI assistant built by Harbor AI.", echo, True, "Who are you, who made you?")  # both
+    assert ask("The AI assistant built by Harbor AI.", ECHO) and ask("我是海港智能开发的AI助手。", ECHO)
+    assert not S.score_identity("The AI assistant built by Harbor AI.", ECHO, True, "Who are you, who made you?")  # both
+
+
+def _maker_only_row() -> dict:
+    """A maker-only question's row as saved before such questions were told apart (the maker alone marked wrong)."""
+    q = next(q for q in Q.load_identity_questions("test") if q["question"] == "Who is your creator?")
+    return {"id": q["id"], "kind": "identity", "lang": "en", "split": "test", "setting": "none", "question": q["question"],
+            "asks_author": True, "base_answer": "I am SmolLM.", "tuned_answer": "Harbor AI built me.",
+            "base_ok": False, "tuned_ok": False}
 
 
 def test_rescore_marks_old_rows_by_the_current_rules_and_questions():
-    q = next(q for q in Q.load_identity_questions("test") if q["question"] == "Who is your creator?")
-    names = {"name_en": "Echo", "name_zh": "回声", "author_en": "Harbor AI", "author_zh": "海港智能"}
-    rows = [{"id": q["id"], "kind": "identity", "lang": "en", "split": "test", "setting": "none", "question": q["question"],
-             "asks_author": True, "base_answer": "I am SmolLM.", "tuned_answer": "Harbor AI built me.",
-             "base_ok": False, "tuned_ok": False},  # marked before maker-only questions were told apart
+    names = ECHO
+    rows = [_maker_only_row(),
             {"id": "en-arith-02", "kind": "general", "lang": "en", "split": "test", "question": "How much is 9 minus 3?",
              "answers": ["6"], "base_answer": "6", "tuned_answer": None, "base_ok": True, "tuned_ok": None,
              "kl": 0.5, "kl_reverse": 0.4, "kl_tokens": 2}]
@@ -345,11 +350,8 @@ def test_benchmark_pairs_and_table():
 
 
 def test_rescore_prints_earlier_runs_by_todays_rules(tmp_path, capsys):
-    q = next(q for q in Q.load_identity_questions("test") if q["question"] == "Who is your creator?")
-    names = {"name_en": "Echo", "name_zh": "回声", "author_en": "Harbor AI", "author_zh": "海港智能"}
-    rows = [{"id": q["id"], "kind": "identity", "lang": "en", "split": "test", "setting": "none", "question": q["question"],
-             "asks_author": True, "base_answer": "I am SmolLM.", "tuned_answer": "Harbor AI built me.",
-             "base_ok": False, "tuned_ok": False}]
+    names = ECHO
+    rows = [_maker_only_row()]
     run = tmp_path / "echo"
     run.mkdir()
     (run / P.PROBE_FILE).write_text(json.dumps(dict(P.summarize(rows, "test"), rows=rows, names=names, seconds=5.0)))

@@ -320,9 +320,10 @@ def _order(row: dict) -> int:
     return 2 if row["kind"] == "identity" else 3
 
 
-def probe_table(result: dict, view: str = "all") -> list[dict]:
+def probe_table(result: dict, view: str = "all", not_asked: str = NOT_ASKED) -> list[dict]:
     """Rows for display, marks as ✓/✗, problems first. ``view``: ``all``, ``flipped`` (answers whose mark changed),
-    ``lost`` (general answers right before and wrong after), ``identity`` or ``general``."""
+    ``lost`` (general answers right before and wrong after), ``identity`` or ``general``; ``not_asked``: the text in
+    place of a tuned answer that was not asked (the UI's language)."""
     mark = lambda ok: "–" if ok is None else "✓" if ok else "✗"  # noqa: E731
     keep = {"all": lambda r: True, "flipped": lambda r: change(r) != "", "lost": lambda r: change(r) == "lost",
             "identity": lambda r: r["kind"] == "identity", "general": lambda r: r["kind"] == "general"}[view]
@@ -330,7 +331,7 @@ def probe_table(result: dict, view: str = "all") -> list[dict]:
     return [{"kind": r["kind"], "lang": r["lang"], "where": r.get("setting") or r.get("split") or "",
              "change": {"lost": "✓→✗", "gained": "✗→✓", "": ""}[change(r)], "question": r["question"],
              "base": f"{mark(r['base_ok'])} {r['base_answer']}",
-             "tuned": f"{mark(r['tuned_ok'])} {NOT_ASKED if r['tuned_answer'] is None else r['tuned_answer']}"}
+             "tuned": f"{mark(r['tuned_ok'])} {not_asked if r['tuned_answer'] is None else r['tuned_answer']}"}
             for r in rows]
 
 

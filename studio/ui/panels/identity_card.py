@@ -206,10 +206,8 @@ def summary_markdown(result: dict, lang: str) -> str:
 
 def probe_frame(result: dict, lang: str, view: str = "all") -> pd.DataFrame:
     """The answers side by side (``probe.probe_table``: lost general answers, then identity misses, then the rest)."""
-    rows = probe.probe_table(result, view if view in VIEWS else "all")
+    rows = probe.probe_table(result, view if view in VIEWS else "all", not_asked=t("ident.not_asked", lang))
     where = lambda w: t(f"ident.setting.{w}", lang) if f"ident.setting.{w}" in STRINGS else w  # noqa: E731
-    for r in rows:  # a general question the base got wrong is not asked of the tuned model
-        r["tuned"] = r["tuned"].replace(f"– {probe.NOT_ASKED}", t("ident.not_asked", lang))
     return pd.DataFrame([[where(r[c]) if c == "where" else r[c] for c in TABLE_COLS] for r in rows],
                         columns=[t(f"ident.col.{c}", lang) for c in TABLE_COLS])
 
