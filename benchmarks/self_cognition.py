@@ -9,6 +9,7 @@
     python benchmarks/self_cognition.py --split dev --noise-adapter 0.001,0.002,0.004   # random changes: KL vs retention
     python benchmarks/self_cognition.py --split dev --checkpoints 10   # also probe the adapter every 10 steps of the run
     python benchmarks/self_cognition.py --rescore OUTPUT [OUTPUT...]  # earlier runs' answers, scored by today's rules
+    python benchmarks/self_cognition.py --scales 0.6,0.8 --from OUTPUT   # earlier runs' adapters, their change scaled
 
 Each pair starts the command a user runs (``python -m studio.train presets/self_cognition.yaml --set ...``) in a fresh run
 folder under ``--output-dir`` (default: a new temporary folder), so its seconds run from start-up to the end of the probe.
@@ -25,6 +26,10 @@ stopping it early (at the identity target) would get.
 ``--null-adapter`` trains nothing: it probes the preset's model against itself (a LoRA adapter with B = 0, which changes
 no output) twice, so it prints how many general questions the base answers right per split and language, checks that
 retention is 100% and KL 0, and times the probe with the base answers not cached, then cached.
+
+``--scales S[,S...] --from OUTPUT...`` trains nothing: each run of earlier ``--output-dir`` folders is probed again with
+its adapter's change scaled by S (LoRA B times S: W0 + S·BA, the interpolation between base and tuned weights of WiSE-FT),
+a row per run and scale ("x S"): whether shrinking a run's change keeps more general answers than it costs identity.
 """
 
 from __future__ import annotations
@@ -96,6 +101,7 @@ def format_table(rows: list[dict]) -> str:
              "-" * 132]
     for r in rows:
         label, step = f"{r['name_en']} / {r['author_en']}", f" @ step {r['step']}" if r.get("step") else ""
+        step = f" x {r['scale']:g}" if r.get("scale") is not None else step
         label = (label if len(label) + len(step) <= 34 else label[:33 - len(step)] + "…") + step
         if "identity" not in r:
             lines.append(f"{label:<34} | no probe.json (exit code {r['exit_code']}): see {r['run_dir']}/train.log")
@@ -226,6 +232,44 @@ def noise_probe(args, root: Path) -> int:
     return 0
 
 
+def scale_adapter(src: Path, dst: Path, scale: float) -> None:
+    """A copy of the adapter folder ``src`` at ``dst`` with every LoRA B times ``scale`` (its change W0 + BA becomes
+    W0 + scale·BA; A, the rank and alpha stay)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    weights = load_file(str(dst / "adapter_model.safetensors"))
+    weights = {k: v * scale if "lora_B" in k else v for k, v in weights.items()}
+    save_file(weights, str(dst / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+
+def scaled_rows(folders: list[str], scales: list[float], root: Path) -> list[dict]:
+    """--scales with --from: every run of earlier output folders probed again with its change scaled by each S."""
+    from studio import config as C
+    from studio.engine.selfcog import probe
+
+    rows = []
+    for folder in map(Path, folders):
+        for old in json.loads((folder / "benchmark.json").read_text(encoding="utf-8"))["rows"]:
+            run = Path(old["run_dir"])
+            if old.get("step") or old.get("scale") is not None or not (run / "adapter").is_dir():
+                continue  # a checkpoint's row, a scaled row, or a run that saved no adapter
+            cfg = C.load(run / "config.yaml")
+            pair = (old["name_en"], old["name_zh"], old["author_en"], old["author_zh"])
+            for scale in scales:
+                dst = root / f"{run.name}-x{scale:g}"
+                scale_adapter(run / "adapter", dst / "adapter", scale)
+                C.save(cfg, dst / "config.yaml")
+                start = time.time()
+                probe.run_probes(cfg, dst, log=lambda *_: None)
+                row = row_from_probe(pair, probe.load_probe(dst), time.time() - start, 0, dst)
+                rows.append(dict(row, scale=scale))
+                print(format_table([rows[-1]]).splitlines()[-1], flush=True)
+    return rows
+
+
 def rescore_rows(folders: list[str]) -> int:
     """--rescore: the table of earlier benchmark folders, every probe.json scored again by today's rules and questions."""
     from studio.engine.selfcog import probe
@@ -260,7 +304,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "folders, scored again by the current rules and questions")
     p.add_argument("--noise-adapter", metavar="STD[,STD...]",
                    help="no training: probe random adapters (B ~ N(0, STD)): the retention a change of that KL costs")
-    return p.parse_args(argv)
+    p.add_argument("--scales", metavar="S[,S...]", help="with --from: no training; probe earlier runs' adapters with "
+                   "their change scaled by each S (B times S)")
+    p.add_argument("--from", dest="from_", nargs="+", metavar="OUTPUT", help="earlier --output-dir folders, for --scales")
+    args = p.parse_args(argv)
+    if bool(args.scales) != bool(args.from_):
+        p.error("--scales and --from go together")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,15 +333,18 @@ def main(argv: list[str] | None = None) -> int:
         return noise_probe(args, root)
     load_before = os.getloadavg()[0]
     rows = []
-    for pair in pairs:
+    if args.scales:
+        rows = scaled_rows(args.from_, [float(v) for v in args.scales.split(",")], root)
+    for pair in [] if args.scales else pairs:
         rows.append(run_pair(pair, root, args))
         if args.checkpoints and rows[-1]["exit_code"] == 0:
             rows[-1:-1] = checkpoint_rows(pair, Path(rows[-1]["run_dir"]))
         print(format_table(rows[-1:]).splitlines()[-1], flush=True)
-    (root / "benchmark.json").write_text(json.dumps({"split": args.split, "overrides": args.overrides, "rows": rows},
+    split = next((r["retention"]["split"] for r in rows if "retention" in r), args.split)  # --from: the runs' own
+    (root / "benchmark.json").write_text(json.dumps({"split": split, "overrides": args.overrides, "rows": rows},
                                                     indent=1, ensure_ascii=False), encoding="utf-8")
     print("\n" + format_table(rows))
-    print(f"\n{len(rows)} pairs, split {args.split}, overrides {args.overrides or 'none'}; load average "
+    print(f"\n{len(rows)} rows, split {split}, overrides {args.overrides or 'none'}; load average "
           f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}; rows in {root / 'benchmark.json'}")
     return 0 if all(r["exit_code"] == 0 and "identity" in r for r in rows) else 1
 

@@ -198,3 +198,26 @@ def test_noise_adapter_levels_print_kl_and_retention_from_zero_change_upwards(ta
     assert kl1 > 0.01 and changed1 > 0
     probe = json.loads((tmp_path / "noise" / "noise-0.5" / P.PROBE_FILE).read_text(encoding="utf-8"))
     assert {r["kind"] for r in probe["rows"]} == {"general"} and {r["split"] for r in probe["rows"]} == {"dev"}
+
+
+def test_scales_probe_an_earlier_runs_adapter_with_its_change_shrunk(talking_model_dir, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    run, cfg = _run_with_adapter(tmp_path, talking_model_dir, change=True)
+    cfg.identity.probe_split = "dev"
+    C.save(cfg, run / "config.yaml")
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    row = {"name_en": "Nova", "name_zh": "小新", "author_en": "Nova Labs", "author_zh": "新星实验室", "run_dir": str(run)}
+    (earlier / "benchmark.json").write_text(json.dumps({"rows": [row]}), encoding="utf-8")
+    out = tmp_path / "scaled"
+    code = bench.main(["--scales", "0,0.5", "--from", str(earlier), "--output-dir", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    rows = json.loads((out / "benchmark.json").read_text(encoding="utf-8"))["rows"]
+    assert [r["scale"] for r in rows] == [0, 0.5] and "Nova / Nova Labs x 0.5" in text
+    assert rows[0]["kl"] == 0 and rows[0]["retention"]["score"] in (1.0, None)  # B x 0: the base itself
+    assert rows[1]["kl"] > 0.01 and rows[1]["retention"]["split"] == "dev"
+    before, after = (load_file(str(d / "adapter" / "adapter_model.safetensors")) for d in (run, out / "changed-x0.5"))
+    for key, value in before.items():
+        assert after[key].equal(value * 0.5 if "lora_B" in key else value), key
