@@ -128,23 +128,25 @@ def clear_caches() -> int:
     return len(files)
 
 
+def probed_row(pair, cfg, folder: Path, **extra) -> dict:
+    """The adapter in ``folder`` probed as a run's own probe does (probe.json there); its row, printed (``extra``: what
+    tells it apart, ``step`` or ``scale``)."""
+    from studio.engine.selfcog import probe
+
+    start = time.time()
+    probe.run_probes(cfg, folder, log=lambda *_: None)
+    row = dict(row_from_probe(pair, probe.load_probe(folder), time.time() - start, 0, folder), **extra)
+    print(format_table([row]).splitlines()[-1], flush=True)
+    return row
+
+
 def checkpoint_rows(pair, run_dir: Path) -> list[dict]:
     """--checkpoints: probe each saved checkpoint but the last (the run's own probe is that one); a row each."""
     from studio import config as C
-    from studio.engine.selfcog import probe
 
     cfg = C.load(run_dir / "config.yaml")
     saved = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    rows = []
-    for ck in saved[:-1]:
-        start = time.time()
-        probe.run_probes(cfg, ck, log=lambda *_: None)
-        result = json.loads((ck / probe.PROBE_FILE).read_text(encoding="utf-8"))
-        row = row_from_probe(pair, result, time.time() - start, 0, ck)
-        row["step"] = int(ck.name.split("-")[1])
-        rows.append(row)
-        print(format_table([row]).splitlines()[-1], flush=True)
-    return rows
+    return [probed_row(pair, cfg, ck, step=int(ck.name.split("-")[1])) for ck in saved[:-1]]
 
 
 def run_pair(pair, root: Path, args) -> dict:
@@ -161,6 +163,17 @@ def run_pair(pair, root: Path, args) -> dict:
     probe_path = run_dir / "probe.json"
     probe = json.loads(probe_path.read_text(encoding="utf-8")) if probe_path.is_file() else None
     return row_from_probe(pair, probe, seconds, code, run_dir)
+
+
+def run_pairs(pairs, root: Path, args) -> list[dict]:
+    """A run per pair (with --checkpoints, each checkpoint's row before its run's); each row printed as it ends."""
+    rows = []
+    for pair in pairs:
+        rows.append(run_pair(pair, root, args))
+        if args.checkpoints and rows[-1]["exit_code"] == 0:
+            rows[-1:-1] = checkpoint_rows(pair, Path(rows[-1]["run_dir"]))
+        print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+    return rows
 
 
 def adapter_run(args, run: Path, std: float = 0.0):
@@ -245,28 +258,28 @@ def scale_adapter(src: Path, dst: Path, scale: float) -> None:
     save_file(weights, str(dst / "adapter_model.safetensors"), metadata={"format": "pt"})
 
 
+def saved_rows(folders: list[str]):
+    """(row, pair) for every row of earlier output folders' benchmark.json."""
+    for folder in map(Path, folders):
+        for old in json.loads((folder / "benchmark.json").read_text(encoding="utf-8"))["rows"]:
+            yield old, (old["name_en"], old["name_zh"], old["author_en"], old["author_zh"])
+
+
 def scaled_rows(folders: list[str], scales: list[float], root: Path) -> list[dict]:
     """--scales with --from: every run of earlier output folders probed again with its change scaled by each S."""
     from studio import config as C
-    from studio.engine.selfcog import probe
 
     rows = []
-    for folder in map(Path, folders):
-        for old in json.loads((folder / "benchmark.json").read_text(encoding="utf-8"))["rows"]:
-            run = Path(old["run_dir"])
-            if old.get("step") or old.get("scale") is not None or not (run / "adapter").is_dir():
-                continue  # a checkpoint's row, a scaled row, or a run that saved no adapter
-            cfg = C.load(run / "config.yaml")
-            pair = (old["name_en"], old["name_zh"], old["author_en"], old["author_zh"])
-            for scale in scales:
-                dst = root / f"{run.name}-x{scale:g}"
-                scale_adapter(run / "adapter", dst / "adapter", scale)
-                C.save(cfg, dst / "config.yaml")
-                start = time.time()
-                probe.run_probes(cfg, dst, log=lambda *_: None)
-                row = row_from_probe(pair, probe.load_probe(dst), time.time() - start, 0, dst)
-                rows.append(dict(row, scale=scale))
-                print(format_table([rows[-1]]).splitlines()[-1], flush=True)
+    for old, pair in saved_rows(folders):
+        run = Path(old["run_dir"])
+        if old.get("step") or old.get("scale") is not None or not (run / "adapter").is_dir():
+            continue  # a checkpoint's row, a scaled row, or a run that saved no adapter
+        cfg = C.load(run / "config.yaml")
+        for scale in scales:
+            dst = root / f"{run.name}-x{scale:g}"
+            scale_adapter(run / "adapter", dst / "adapter", scale)
+            C.save(cfg, dst / "config.yaml")
+            rows.append(probed_row(pair, cfg, dst, scale=scale))
     return rows
 
 
@@ -275,13 +288,10 @@ def rescore_rows(folders: list[str]) -> int:
     from studio.engine.selfcog import probe
 
     rows = []
-    for folder in map(Path, folders):
-        saved = json.loads((folder / "benchmark.json").read_text(encoding="utf-8"))
-        for old in saved["rows"]:
-            result = probe.load_probe(old["run_dir"])
-            pair = (old["name_en"], old["name_zh"], old["author_en"], old["author_zh"])
-            rows.append(row_from_probe(pair, result and probe.rescore(result), old["seconds"], old["exit_code"],
-                                       Path(old["run_dir"])))
+    for old, pair in saved_rows(folders):
+        result = probe.load_probe(old["run_dir"])
+        rows.append(row_from_probe(pair, result and probe.rescore(result), old["seconds"], old["exit_code"],
+                                   Path(old["run_dir"])))
     print(format_table(rows))
     return 0
 
@@ -332,14 +342,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.noise_adapter:
         return noise_probe(args, root)
     load_before = os.getloadavg()[0]
-    rows = []
     if args.scales:
         rows = scaled_rows(args.from_, [float(v) for v in args.scales.split(",")], root)
-    for pair in [] if args.scales else pairs:
-        rows.append(run_pair(pair, root, args))
-        if args.checkpoints and rows[-1]["exit_code"] == 0:
-            rows[-1:-1] = checkpoint_rows(pair, Path(rows[-1]["run_dir"]))
-        print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+    else:
+        rows = run_pairs(pairs, root, args)
     split = next((r["retention"]["split"] for r in rows if "retention" in r), args.split)  # --from: the runs' own
     (root / "benchmark.json").write_text(json.dumps({"split": split, "overrides": args.overrides, "rows": rows},
                                                     indent=1, ensure_ascii=False), encoding="utf-8")
